@@ -1,0 +1,54 @@
+# Two commands for a newcomer: `make run` and `make test`. Everything else
+# (Debian packages, the virtualenv, the local PostgreSQL cluster) is installed
+# on demand, idempotently; a second run only checks.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PKGS := postgresql-15 postgresql-15-cron postgresql-plpython3-15 python3-scipy python3-cryptography wrk
+PYTEST_ARGS ?=
+
+.PHONY: help deps venv db run stop test bench clean
+
+help:
+	@echo "make run    start PostgreSQL, migrate, serve the API on http://127.0.0.1:8000"
+	@echo "make test   run the whole test suite on a real PostgreSQL 15"
+	@echo "make stop   stop the API and the local cluster"
+	@echo "make bench  measure and write bench/results.json"
+
+deps:
+	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || python3 -m venv $(VENV) || { \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && python3 -m venv $(VENV); }
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+venv: $(BIN)/.installed
+
+db: deps venv
+	@./deploy/local/cluster.sh start
+	@$(BIN)/shieldx db migrate
+
+run: db
+	@echo "API on http://127.0.0.1:8000  (docs: /docs)  - stop with Ctrl-C or 'make stop'"
+	@$(BIN)/shieldx serve --host 127.0.0.1 --port 8000 --pidfile .local/run/api.pid
+
+stop:
+	@if [ -s .local/run/api.pid ]; then kill $$(cat .local/run/api.pid) 2>/dev/null || true; rm -f .local/run/api.pid; fi
+	@if [ -x deploy/local/cluster.sh ]; then ./deploy/local/cluster.sh stop; fi
+	@echo stopped
+
+test: db
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: db
+	$(BIN)/shieldx bench
+
+clean: stop
+	rm -rf .local $(VENV)

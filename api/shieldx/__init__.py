@@ -1,0 +1,1 @@
+"""ShieldX Credits & Shadow: a thin API and operator CLI over PostgreSQL functions."""

@@ -1,0 +1,53 @@
+"""The Litestar application: routes, the database pool, error mapping."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+
+from .config import Settings
+from .db import Database, make_pool
+from .errors import HANDLERS, catalog
+from .routes.credits import CreditsController
+from .routes.health import live, ready
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    pool = make_pool(settings)
+    database = Database(pool)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await pool.open(wait=False)
+        try:
+            catalog.load(await database.all("SELECT * FROM ops.error_codes()"))
+        except Exception:  # database not up yet: readiness says so; errors map on first success
+            pass
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    async def provide_db() -> Database:
+        if not catalog.by_sqlstate:
+            catalog.load(await database.all("SELECT * FROM ops.error_codes()"))
+        return database
+
+    return Litestar(
+        route_handlers=[CreditsController, live, ready],
+        dependencies={"db": Provide(provide_db, use_cache=False)},
+        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="ShieldX Credits & Shadow",
+            version="1.0.0",
+            path="/docs",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+    )

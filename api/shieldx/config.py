@@ -1,0 +1,36 @@
+"""Settings, read once from environment variables."""
+from __future__ import annotations
+
+import os
+
+import msgspec
+
+DEFAULT_DATABASE_URL = "postgresql://shieldx_app@127.0.0.1:55432/shieldx"
+
+
+class Settings(msgspec.Struct, frozen=True):
+    # libpq conninfo or URL; a multi-host URL (host1:5432,host2:5432) with
+    # target_session_attrs=read-write follows the primary across failover.
+    database_url: str = DEFAULT_DATABASE_URL
+    pool_min: int = 4
+    pool_max: int = 16
+    # Seconds a request waits for a pooled connection before 503.
+    pool_timeout: float = 5.0
+    # Per-statement timeout (ms) set on every pooled connection.
+    statement_timeout_ms: int = 5000
+    max_body_bytes: int = 1_048_576
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        names = {
+            "database_url": "DATABASE_URL",
+            "pool_min": "SHIELDX_POOL_MIN",
+            "pool_max": "SHIELDX_POOL_MAX",
+            "pool_timeout": "SHIELDX_POOL_TIMEOUT",
+            "statement_timeout_ms": "SHIELDX_STATEMENT_TIMEOUT_MS",
+            "max_body_bytes": "SHIELDX_MAX_BODY_BYTES",
+        }
+        raw = {field: env[var] for field, var in names.items() if var in env}
+        # msgspec converts and type-checks the strings ("16" -> 16).
+        return msgspec.convert(raw, cls, strict=False)

@@ -1,0 +1,98 @@
+"""SQLSTATE -> HTTP, as RFC 9457 problem+json.
+
+The mapping for the product's own errors (SXnnn) is read from the database's
+ops.error_catalog at start-up: the rule lives once, in SQL. Only PostgreSQL's
+own classes (connection loss, timeouts, bad input types) are mapped here.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import psycopg
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from psycopg_pool import PoolTimeout
+
+log = logging.getLogger("shieldx.api")
+
+PROBLEM = "application/problem+json"
+RETRY_AFTER_S = 1
+
+
+class ErrorCatalog:
+    def __init__(self) -> None:
+        self.by_sqlstate: dict[str, tuple[str, int, str]] = {}
+
+    def load(self, rows: list[dict[str, Any]]) -> None:
+        self.by_sqlstate = {r["sqlstate"]: (r["name"], r["http_status"], r["title"]) for r in rows}
+
+
+catalog = ErrorCatalog()
+
+
+def problem(status: int, name: str, title: str, detail: str, headers: dict[str, str] | None = None,
+            **extra: Any) -> Response:
+    body = {"type": f"urn:shieldx:error:{name}", "title": title, "status": status, "detail": detail, **extra}
+    return Response(content=body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def unavailable(detail: str) -> Response:
+    return problem(503, "database_unavailable", "Database unavailable", detail,
+                   headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def database_error(request: Request, exc: psycopg.Error) -> Response:
+    diag = exc.diag
+    state = diag.sqlstate or ""
+    known = catalog.by_sqlstate.get(state)
+    if known:
+        name, status, title = known
+        try:
+            facts = json.loads(diag.message_detail or "{}")
+        except ValueError:
+            facts = {}
+        return problem(status, name, title, diag.message_primary or title, sqlstate=state, facts=facts)
+    if state.startswith("08") or state in ("57P01", "57P02", "57P03", "25006") or isinstance(
+        exc, psycopg.OperationalError
+    ):
+        # Connection lost, server shutting down, or a read-only (standby) server.
+        return unavailable("the database is unreachable or not the primary; retry with the same Idempotency-Key")
+    if state in ("40001", "40P01", "57014", "55P03"):
+        return unavailable("the operation did not complete in time; retry with the same Idempotency-Key")
+    if state.startswith("22"):
+        return problem(422, "invalid_argument", "Invalid argument", diag.message_primary or "invalid input",
+                       sqlstate=state)
+    log.error("unmapped database error %s: %s", state, diag.message_primary)
+    return problem(500, "internal_error", "Internal error", "unexpected database error", sqlstate=state)
+
+
+def pool_timeout(request: Request, exc: PoolTimeout) -> Response:
+    return unavailable("no database connection became free in time")
+
+
+def validation_error(request: Request, exc: ValidationException) -> Response:
+    return problem(422, "invalid_request", "Invalid request", str(exc.detail),
+                   errors=exc.extra if isinstance(exc.extra, list) else [])
+
+
+def http_error(request: Request, exc: HTTPException) -> Response:
+    name = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
+    return problem(exc.status_code, name, str(exc.detail), str(exc.detail), headers=exc.headers)
+
+
+def data_error(request: Request, exc: psycopg.DataError) -> Response:
+    # Raised by psycopg itself before sending, e.g. an integer beyond int64.
+    if exc.diag.sqlstate:
+        return database_error(request, exc)
+    return problem(422, "invalid_argument", "Invalid argument", str(exc))
+
+
+HANDLERS = {
+    ValidationException: validation_error,
+    HTTPException: http_error,
+    PoolTimeout: pool_timeout,
+    psycopg.DataError: data_error,
+    psycopg.Error: database_error,
+}

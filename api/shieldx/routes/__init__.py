@@ -1,0 +1,1 @@
+"""HTTP routes. Each handler parses, calls one SQL function, and maps the row."""

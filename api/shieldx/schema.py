@@ -1,0 +1,73 @@
+"""Migrations (yoyo) and the function files re-applied after every migrate."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .paths import FUNCTIONS_DIR, MIGRATIONS_DIR
+
+LAST_FILE = "privileges.sql"  # ownership and grants, once every function exists
+
+
+def function_files(root: Path = FUNCTIONS_DIR) -> list[Path]:
+    """Every function file in a stable order, privileges.sql last."""
+    files = sorted(p for p in root.rglob("*.sql") if p.name != LAST_FILE)
+    last = root / LAST_FILE
+    return files + ([last] if last.exists() else [])
+
+
+def apply_functions(conn: Any) -> None:
+    """Run every CREATE OR REPLACE file on a DB-API connection (inside its transaction)."""
+    cur = conn.cursor()
+    # Bodies refer to each other; let each file be created before its callees.
+    cur.execute("SET LOCAL check_function_bodies = off")
+    for path in function_files():
+        try:
+            cur.execute(path.read_text())
+        except Exception as exc:  # name the file: the driver's message does not
+            raise RuntimeError(f"{path.relative_to(FUNCTIONS_DIR)}: {exc}") from exc
+
+
+def migration_ids() -> list[str]:
+    """Migration ids on disk (what a current database must have applied)."""
+    return sorted(
+        p.stem for p in MIGRATIONS_DIR.glob("*.*")
+        if p.suffix in (".sql", ".py") and not p.name.startswith("post-apply")
+        and not p.stem.endswith(".rollback")
+    )
+
+
+def yoyo_url(conninfo: str) -> str:
+    """yoyo wants a URL with an explicit driver."""
+    if conninfo.startswith("postgresql://") or conninfo.startswith("postgres://"):
+        return "postgresql+psycopg://" + conninfo.split("://", 1)[1]
+    return conninfo
+
+
+def migrate(conninfo: str) -> list[str]:
+    """Apply pending migrations, then always re-apply the function files.
+
+    Returns the ids of the migrations applied now.
+    """
+    from yoyo import get_backend, read_migrations
+
+    backend = get_backend(yoyo_url(conninfo))
+    migrations = read_migrations(str(MIGRATIONS_DIR))
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations_only(pending)
+        backend.run_post_apply(migrations)  # yoyo skips it when nothing is pending
+    return [m.id for m in pending]
+
+
+def rollback(conninfo: str, count: int = 1) -> list[str]:
+    """Roll back the newest `count` applied migrations."""
+    from yoyo import get_backend, read_migrations
+
+    backend = get_backend(yoyo_url(conninfo))
+    migrations = read_migrations(str(MIGRATIONS_DIR))
+    with backend.lock():
+        applied = backend.to_rollback(migrations)
+        chosen = applied[:count]
+        backend.rollback_migrations(chosen)
+    return [m.id for m in chosen]

@@ -1,0 +1,42 @@
+-- Consume: debit an account. One guarded UPDATE decides (never read-then-write):
+-- it matches only an open account of this tenant with enough available credits.
+CREATE OR REPLACE FUNCTION credits.consume(
+  p_tenant text, p_account bigint, p_amount bigint, p_idem_key text, p_reason text DEFAULT NULL,
+  OUT entry_id bigint, OUT account_id bigint, OUT amount bigint, OUT balance_after bigint,
+  OUT seq bigint, OUT created_at timestamptz, OUT replayed boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  e credits.entries;
+BEGIN
+  PERFORM credits._check_movement(p_amount, p_idem_key, p_reason);
+  account_id := p_account; amount := -p_amount; replayed := false;
+  UPDATE credits.accounts a
+     SET balance = a.balance - p_amount, entry_seq = a.entry_seq + 1
+   WHERE a.account_id = p_account AND a.tenant_id = p_tenant AND a.status = 'open'
+     AND a.balance - a.held >= p_amount
+  RETURNING a.balance, a.entry_seq INTO balance_after, seq;
+  IF NOT FOUND THEN
+    -- A replay must answer as before even if the funds are gone by now.
+    e := credits._replayed_entry(p_tenant, p_idem_key, 'consume', p_account, -p_amount, p_reason, NULL);
+    IF e.entry_id IS NULL THEN
+      PERFORM credits._debit_refused(p_tenant, p_account, p_amount);
+    END IF;
+  ELSE
+    INSERT INTO credits.entries AS x (account_id, tenant_id, seq, kind, amount, balance_after, reason, idem_key)
+    VALUES (p_account, p_tenant, seq, 'consume', -p_amount, balance_after, p_reason, p_idem_key)
+    ON CONFLICT ON CONSTRAINT entries_idem_unique DO NOTHING
+    RETURNING x.entry_id, x.created_at INTO entry_id, created_at;
+    IF FOUND THEN
+      RETURN;
+    END IF;
+    -- Key already used: undo our debit under the lock we hold, answer as a replay.
+    UPDATE credits.accounts a SET balance = a.balance + p_amount, entry_seq = a.entry_seq - 1
+     WHERE a.account_id = p_account;
+    e := credits._replayed_entry(p_tenant, p_idem_key, 'consume', p_account, -p_amount, p_reason, NULL);
+  END IF;
+  entry_id := e.entry_id; balance_after := e.balance_after; seq := e.seq;
+  created_at := e.created_at; replayed := true;
+END
+$$;

@@ -1,0 +1,68 @@
+-- Reads. Each checks the tenant, so an id from another tenant is "unknown".
+
+CREATE OR REPLACE FUNCTION credits.get_account(
+  p_tenant text, p_account bigint,
+  OUT account_id bigint, OUT tenant_id text, OUT name text, OUT status text,
+  OUT balance bigint, OUT held bigint, OUT available bigint, OUT entry_seq bigint,
+  OUT created_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  SELECT a.account_id, a.tenant_id, a.name, a.status, a.balance, a.held, a.balance - a.held,
+         a.entry_seq, a.created_at
+    INTO account_id, tenant_id, name, status, balance, held, available, entry_seq, created_at
+    FROM credits.accounts a WHERE a.account_id = p_account AND a.tenant_id = p_tenant;
+  IF NOT FOUND THEN
+    PERFORM ops._fail('SX002', format('account %s not found', p_account), jsonb_build_object('account_id', p_account));
+  END IF;
+END
+$$;
+
+-- Accounts of a tenant, keyset-paginated by account_id.
+CREATE OR REPLACE FUNCTION credits.list_accounts(p_tenant text, p_after bigint DEFAULT NULL, p_limit int DEFAULT 100)
+RETURNS TABLE (account_id bigint, name text, status text, balance bigint, held bigint, available bigint,
+               created_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+    PERFORM ops._fail('SX007', 'limit must be between 1 and 1000', jsonb_build_object('argument', 'limit'));
+  END IF;
+  PERFORM 1 FROM credits.tenants t WHERE t.tenant_id = p_tenant;
+  IF NOT FOUND THEN
+    PERFORM ops._fail('SX001', format('tenant %s not found', p_tenant), jsonb_build_object('tenant_id', p_tenant));
+  END IF;
+  RETURN QUERY
+    SELECT a.account_id, a.name, a.status, a.balance, a.held, a.balance - a.held, a.created_at
+      FROM credits.accounts a
+     WHERE a.tenant_id = p_tenant AND (p_after IS NULL OR a.account_id > p_after)
+     ORDER BY a.account_id LIMIT p_limit;
+END
+$$;
+
+-- An account's journal, newest first, keyset-paginated by seq: pass the last
+-- seq you saw as p_before to get the next page. Stable under concurrent writes.
+CREATE OR REPLACE FUNCTION credits.list_entries(
+  p_tenant text, p_account bigint, p_before bigint DEFAULT NULL, p_limit int DEFAULT 100)
+RETURNS TABLE (entry_id bigint, seq bigint, kind text, amount bigint, balance_after bigint, reason text,
+               idem_key text, counterparty bigint, created_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+    PERFORM ops._fail('SX007', 'limit must be between 1 and 1000', jsonb_build_object('argument', 'limit'));
+  END IF;
+  PERFORM 1 FROM credits.accounts a WHERE a.account_id = p_account AND a.tenant_id = p_tenant;
+  IF NOT FOUND THEN
+    PERFORM ops._fail('SX002', format('account %s not found', p_account), jsonb_build_object('account_id', p_account));
+  END IF;
+  RETURN QUERY
+    SELECT e.entry_id, e.seq, e.kind, e.amount, e.balance_after, e.reason, e.idem_key, e.counterparty, e.created_at
+      FROM credits.entries e
+     WHERE e.account_id = p_account AND (p_before IS NULL OR e.seq < p_before)
+     ORDER BY e.seq DESC LIMIT p_limit;
+END
+$$;

@@ -1,0 +1,83 @@
+-- Argument checks shared by every movement. Bad input raises a named error
+-- before anything is written.
+CREATE OR REPLACE FUNCTION credits._check_movement(p_amount bigint, p_idem_key text, p_reason text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_amount IS NULL OR p_amount < 1 OR p_amount > 1000000000000000 THEN
+    PERFORM ops._fail('SX003', format('amount must be between 1 and 10^15, got %s', coalesce(p_amount::text, 'NULL')),
+                      jsonb_build_object('amount', p_amount));
+  END IF;
+  IF p_idem_key IS NULL OR length(p_idem_key) NOT BETWEEN 1 AND 255 THEN
+    PERFORM ops._fail('SX006', 'idempotency key must be 1 to 255 characters',
+                      jsonb_build_object('length', length(p_idem_key)));
+  END IF;
+  IF length(p_reason) > 500 THEN
+    PERFORM ops._fail('SX007', 'reason must be at most 500 characters',
+                      jsonb_build_object('argument', 'reason', 'length', length(p_reason)));
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION credits._check_text(p_argument text, p_value text, p_max int)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_value IS NULL OR length(p_value) NOT BETWEEN 1 AND p_max THEN
+    PERFORM ops._fail('SX007', format('%s must be 1 to %s characters', p_argument, p_max),
+                      jsonb_build_object('argument', p_argument));
+  END IF;
+END
+$$;
+
+-- Why a guarded debit matched no row: unknown account (also when it belongs to
+-- another tenant, so ids leak nothing), not open, or not enough available.
+CREATE OR REPLACE FUNCTION credits._debit_refused(p_tenant text, p_account bigint, p_amount bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  a credits.accounts;
+BEGIN
+  SELECT * INTO a FROM credits.accounts WHERE account_id = p_account AND tenant_id = p_tenant;
+  IF NOT FOUND THEN
+    PERFORM ops._fail('SX002', format('account %s not found', p_account),
+                      jsonb_build_object('account_id', p_account));
+  ELSIF a.status <> 'open' THEN
+    PERFORM ops._fail('SX008', format('account %s is %s', p_account, a.status),
+                      jsonb_build_object('account_id', p_account, 'status', a.status));
+  ELSE
+    PERFORM ops._fail('SX004',
+      format('account %s has %s credits available, %s requested', p_account, a.balance - a.held, p_amount),
+      jsonb_build_object('account_id', p_account, 'available', a.balance - a.held, 'requested', p_amount));
+  END IF;
+END
+$$;
+
+-- Why a guarded credit matched no row.
+CREATE OR REPLACE FUNCTION credits._credit_refused(p_tenant text, p_account bigint, p_amount bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  a credits.accounts;
+BEGIN
+  SELECT * INTO a FROM credits.accounts WHERE account_id = p_account AND tenant_id = p_tenant;
+  IF NOT FOUND THEN
+    PERFORM ops._fail('SX002', format('account %s not found', p_account),
+                      jsonb_build_object('account_id', p_account));
+  ELSIF a.status = 'closed' THEN
+    PERFORM ops._fail('SX008', format('account %s is closed', p_account),
+                      jsonb_build_object('account_id', p_account, 'status', a.status));
+  ELSE
+    PERFORM ops._fail('SX010', format('account %s balance %s cannot grow by %s', p_account, a.balance, p_amount),
+                      jsonb_build_object('account_id', p_account, 'balance', a.balance, 'requested', p_amount));
+  END IF;
+END
+$$;

@@ -1,0 +1,47 @@
+"""Calling the SQL API the way a DBA does, and checking named errors."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+
+
+def call(conn: psycopg.Connection, fn: str, *args: Any) -> dict[str, Any]:
+    """SELECT * FROM fn(args...) -> the single row."""
+    placeholders = ", ".join(["%s"] * len(args))
+    row = conn.execute(f"SELECT * FROM {fn}({placeholders})", args).fetchone()
+    assert row is not None
+    return row
+
+
+def rows(conn: psycopg.Connection, fn: str, *args: Any) -> list[dict[str, Any]]:
+    placeholders = ", ".join(["%s"] * len(args))
+    return conn.execute(f"SELECT * FROM {fn}({placeholders})", args).fetchall()
+
+
+@contextmanager
+def raises(sqlstate: str):
+    """Expect a named error; yields the exception info."""
+    with pytest.raises(psycopg.Error) as info:
+        yield info
+    assert info.value.sqlstate == sqlstate, f"expected {sqlstate}, got {info.value.sqlstate}: {info.value}"
+
+
+def snapshot(conn: psycopg.Connection) -> tuple:
+    """Everything the ledger holds, to prove a refused call changed nothing."""
+    accounts = conn.execute("SELECT * FROM credits.accounts ORDER BY account_id").fetchall()
+    entries = conn.execute("SELECT * FROM credits.entries ORDER BY entry_id").fetchall()
+    return (tuple(map(lambda r: tuple(r.values()), accounts)), tuple(map(lambda r: tuple(r.values()), entries)))
+
+
+def setup_accounts(conn: psycopg.Connection, tenant: str = "acme", n: int = 2, grant: int = 100) -> list[int]:
+    call(conn, "credits.create_tenant", tenant, tenant.title())
+    ids = []
+    for i in range(n):
+        acc = call(conn, "credits.create_account", tenant, f"acc{i}", f"open-{tenant}-{i}")["account_id"]
+        if grant:
+            call(conn, "credits.grant_credits", tenant, acc, grant, f"seed-{tenant}-{i}")
+        ids.append(acc)
+    return ids
