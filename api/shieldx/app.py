@@ -12,8 +12,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from .config import Settings
 from .db import Database, make_pool
 from .errors import HANDLERS, catalog
-from .routes.credits import CreditsController
-from .routes.health import live, ready
+from .routes import all_routes
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -39,7 +38,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return database
 
     return Litestar(
-        route_handlers=[CreditsController, live, ready],
+        route_handlers=all_routes(),
         dependencies={"db": Provide(provide_db, use_cache=False)},
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],

@@ -6,14 +6,15 @@ from typing import Any
 
 from .paths import FUNCTIONS_DIR, MIGRATIONS_DIR
 
-LAST_FILE = "privileges.sql"  # ownership and grants, once every function exists
+PRIVILEGES = "privileges.sql"  # default ownership and grants, once every function exists
+GRANTS = "grants.sql"  # a schema's own exceptions to the defaults, applied after them
 
 
 def function_files(root: Path = FUNCTIONS_DIR) -> list[Path]:
-    """Every function file in a stable order, privileges.sql last."""
-    files = sorted(p for p in root.rglob("*.sql") if p.name != LAST_FILE)
-    last = root / LAST_FILE
-    return files + ([last] if last.exists() else [])
+    """Every function file in a stable order; privileges.sql, then each grants.sql, last."""
+    files = sorted(p for p in root.rglob("*.sql") if p.name not in (PRIVILEGES, GRANTS))
+    defaults = [root / PRIVILEGES] if (root / PRIVILEGES).exists() else []
+    return files + defaults + sorted(root.rglob(GRANTS))
 
 
 def apply_functions(conn: Any) -> None:

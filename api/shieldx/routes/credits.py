@@ -76,3 +76,4 @@ class CreditsController(Controller):
                            (tenant_id, data.from_account, data.to_account, data.amount, idempotency_key,
                             data.reason))
         return Transfer(**row)
+ROUTES = [CreditsController]

@@ -32,3 +32,4 @@ async def ready(db: DB) -> Response[Readiness]:
     reason = None if ok else ("not the primary" if not row["is_primary"] else "migrations pending")
     return Response(Readiness(ready=ok, is_primary=row["is_primary"], migrations_pending=pending, reason=reason),
                     status_code=200 if ok else 503)
+ROUTES = [live, ready]

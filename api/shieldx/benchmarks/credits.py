@@ -1,0 +1,75 @@
+"""Credits ledger: consume and transfer against a bare UPDATE, and the API's cost.
+
+sql.consume_vs_bare_update   pgbench TPS of credits.consume / a bare single-row UPDATE
+sql.transfer_vs_bare_update  the same for credits.transfer between two random accounts
+api.consume_vs_sql_consume   wrk (16 connections) on POST .../consume / pgbench consume TPS
+api.balance_p50_ms           GET an account at low load (1 connection)
+api.consume_p99_ms           POST consume at 16 connections
+Each ratio's two sides run back to back, twice, alternating, within one run.
+"""
+from __future__ import annotations
+
+import psycopg
+
+from .harness import Harness
+
+ACCOUNTS = 10_000
+
+
+def _seed(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT credits.create_tenant('bench', 'Bench')")
+        conn.execute("""SELECT count(*) FROM generate_series(1, %s) g,
+                        LATERAL credits.create_account('bench', 'a' || g, 'open-' || g) a,
+                        LATERAL credits.grant_credits('bench', a.account_id, 1000000000000, 'seed-' || g) s""",
+                     (ACCOUNTS,))
+        # The baseline: a table of the same size, updated the same way.
+        conn.execute("CREATE TABLE public.bench_bare (id int PRIMARY KEY, balance bigint NOT NULL) "
+                     "WITH (fillfactor = 80)")
+        conn.execute("INSERT INTO public.bench_bare SELECT g, 1000000000000 FROM generate_series(1, %s) g",
+                     (ACCOUNTS,))
+        conn.execute("VACUUM ANALYZE")
+        conn.execute("CHECKPOINT")
+
+
+def run(h: Harness) -> dict[str, float]:
+    h.progress("seeding")
+    url = h.fresh_database("credits")
+    try:
+        _seed(url)
+        d = {"naccounts": ACCOUNTS}
+        tps: dict[str, list[float]] = {"bare": [], "consume": [], "transfer": []}
+        for round_no in range(2):
+            for name, script in [("bare", "bare_update.sql"), ("consume", "consume.sql"),
+                                 ("bare", "bare_update.sql"), ("transfer", "transfer.sql")]:
+                h.progress(f"pgbench {name} (round {round_no + 1})")
+                tps[name].append(h.pgbench(url, script, defines=d))
+        bare = sum(tps["bare"]) / len(tps["bare"])
+        consume = sum(tps["consume"]) / len(tps["consume"])
+        transfer = sum(tps["transfer"]) / len(tps["transfer"])
+        out = {
+            "sql.bare_update_tps": bare,
+            "sql.consume_tps": consume,
+            "sql.transfer_tps": transfer,
+            "sql.consume_vs_bare_update": consume / bare,
+            "sql.transfer_vs_bare_update": transfer / bare,
+        }
+        h.progress("API consume under wrk")
+        with h.api_server(url.replace("postgres@", "shieldx_app@", 1)) as base:
+            h.wrk(base + "/health/live", seconds=2)  # warm the workers
+            h.wrk(base, "consume.lua", seconds=3, env={"NACCOUNTS": str(ACCOUNTS)})
+            api = h.wrk(base, "consume.lua", connections=16, env={"NACCOUNTS": str(ACCOUNTS)})
+            h.progress("pgbench consume (pair for the API ratio)")
+            sql_now = h.pgbench(url, "consume.sql", defines=d)
+            h.progress("API balance at low load")
+            low = h.wrk(base + "/v1/tenants/bench/accounts/1", connections=1, threads=1)
+        out.update({
+            "api.consume_rps": api["rps"],
+            "api.consume_vs_sql_consume": api["rps"] / sql_now,
+            "api.consume_p99_ms": api["p99_ms"],
+            "api.consume_p50_ms": api["p50_ms"],
+            "api.balance_p50_ms": low["p50_ms"],
+        })
+        return out
+    finally:
+        h.drop_database(url)

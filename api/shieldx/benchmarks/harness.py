@@ -1,0 +1,134 @@
+"""Shared machinery for benchmarks: fresh databases, pgbench, an API server, wrk."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+from .. import schema
+from ..paths import ROOT
+
+PGBIN = Path("/usr/lib/postgresql/15/bin")
+RESULTS = ROOT / "bench" / "results.json"
+PGBENCH_DIR = ROOT / "bench" / "pgbench"
+WRK_DIR = ROOT / "bench" / "wrk"
+
+
+class Harness:
+    def __init__(self, host: str = "127.0.0.1", port: int = 55432, seconds: float = 10.0,
+                 progress=None) -> None:
+        self.host, self.port, self.seconds = host, port, seconds
+        self.progress = progress or (lambda message: None)
+
+    # --- databases -------------------------------------------------------
+    def admin_url(self, dbname: str) -> str:
+        return f"postgresql://postgres@{self.host}:{self.port}/{dbname}"
+
+    def app_url(self, dbname: str) -> str:
+        return f"postgresql://shieldx_app@{self.host}:{self.port}/{dbname}"
+
+    def fresh_database(self, suite: str) -> str:
+        """A new, migrated database for one suite; returns its superuser URL."""
+        name = f"shieldx_bench_{suite}_{os.getpid()}"
+        with psycopg.connect(self.admin_url("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = self.admin_url(name)
+        schema.migrate(url)
+        return url
+
+    def drop_database(self, url: str) -> None:
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(self.admin_url("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    # --- load generators -------------------------------------------------
+    def pgbench(self, url: str, script: str | Path, clients: int = 8, seconds: float | None = None,
+                defines: dict[str, object] | None = None) -> float:
+        """TPS of a pgbench script (prepared statements, 2 threads)."""
+        path = Path(script)
+        if not path.is_absolute():
+            path = PGBENCH_DIR / path
+        cmd = [str(PGBIN / "pgbench"), "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
+               "-T", str(int(seconds or self.seconds)), "-f", str(path)]
+        for k, v in (defines or {}).items():
+            cmd += ["-D", f"{k}={v}"]
+        out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+        failed = re.search(r"number of failed transactions: (\d+)", out)
+        if failed and int(failed.group(1)):
+            raise RuntimeError(f"pgbench {path.name}: {failed.group(1)} failed transactions\n{out}")
+        return float(re.search(r"tps = ([\d.]+)", out).group(1))
+
+    @contextmanager
+    def api_server(self, database_url: str, port: int = 8765, workers: int = 2,
+                   env: dict[str, str] | None = None) -> Iterator[str]:
+        """Run `shieldx serve` against a database; yields its base URL."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shieldx.cli.serve_main", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(workers)],
+            env={**os.environ, "DATABASE_URL": database_url, **(env or {})},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    urllib.request.urlopen(base + "/health/live", timeout=1).read()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"API did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+                    time.sleep(0.2)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def wrk(self, url: str, script: str | None = None, connections: int = 16, threads: int = 2,
+            seconds: float | None = None, env: dict[str, str] | None = None) -> dict[str, float]:
+        """Requests/s and latency percentiles (ms) from wrk --latency."""
+        cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(seconds or self.seconds)}s",
+               "--latency"]
+        if script:
+            cmd += ["-s", str(WRK_DIR / script)]
+        out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True,
+                             env={**os.environ, **(env or {})}).stdout
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        if non2xx:
+            raise RuntimeError(f"wrk saw {non2xx.group(1)} error responses\n{out}")
+        result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+        for pct in ("50", "90", "99"):
+            m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+            if m:
+                scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+                result[f"p{pct}_ms"] = float(m.group(1)) * scale
+        return result
+
+
+def load_results() -> dict[str, float]:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def save_results(new: dict[str, float]) -> dict[str, float]:
+    """Merge new metrics into bench/results.json (atomic replace)."""
+    merged = {**load_results(), **{k: round(v, 4) for k, v in new.items()}}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=RESULTS.parent, delete=False) as tmp:
+        json.dump(dict(sorted(merged.items())), tmp, indent=2)
+        tmp.write("\n")
+    os.replace(tmp.name, RESULTS)
+    return merged
