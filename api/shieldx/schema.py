@@ -27,6 +27,8 @@ def apply_functions(conn: Any) -> None:
             cur.execute(path.read_text())
         except Exception as exc:  # name the file: the driver's message does not
             raise RuntimeError(f"{path.relative_to(FUNCTIONS_DIR)}: {exc}") from exc
+    # pg_cron follows the job registry (a no-op where pg_cron is absent).
+    cur.execute("SELECT * FROM ops.sync_cron()")
 
 
 def migration_ids() -> list[str]:
