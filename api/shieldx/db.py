@@ -5,6 +5,7 @@ prepare every statement on first use, so a route costs one round trip.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,8 +16,26 @@ from psycopg_pool import AsyncConnectionPool
 from .config import Settings
 
 
+# A connection returned to the pool less than this long ago is handed out
+# without a round trip to check it: a failure on it is reported as 503
+# (indeterminate; the client retries with the same Idempotency-Key). Older
+# idle connections are checked first, so a failover or restart that happened
+# while they sat idle is caught before a request uses them.
+CHECK_IDLE_AFTER_S = 1.0
+
+
 async def _configure(conn: AsyncConnection) -> None:
     conn.prepare_threshold = 0
+
+
+async def _stamp_return(conn: AsyncConnection) -> None:
+    conn._shieldx_returned_at = time.monotonic()  # type: ignore[attr-defined]
+
+
+async def _check_if_idle(conn: AsyncConnection) -> None:
+    returned = getattr(conn, "_shieldx_returned_at", 0.0)
+    if conn.broken or time.monotonic() - returned > CHECK_IDLE_AFTER_S:
+        await AsyncConnectionPool.check_connection(conn)
 
 
 def make_pool(settings: Settings) -> AsyncConnectionPool:
@@ -34,7 +53,8 @@ def make_pool(settings: Settings) -> AsyncConnectionPool:
             "application_name": "shieldx-api",
         },
         # Drop a connection that broke (failover, restart) before reuse.
-        check=AsyncConnectionPool.check_connection,
+        check=_check_if_idle,
+        reset=_stamp_return,
         name="shieldx",
     )
 
