@@ -6,7 +6,6 @@ CREATE OR REPLACE FUNCTION credits._replayed_entry(
   p_reason text, p_counterparty bigint)
 RETURNS credits.entries
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   e credits.entries;
