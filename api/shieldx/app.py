@@ -8,6 +8,10 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.datastructures import State
+
+from .auth import ApiProblem, KeyAuth, document, problem_handler, provide_principal
+from .breaker import Breaker, CircuitOpen, circuit_open_handler
 
 from .config import Settings
 from .db import Database, make_pool
@@ -18,7 +22,8 @@ from .routes import all_routes
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     pool = make_pool(settings)
-    database = Database(pool)
+    database = Database(pool, Breaker(settings.breaker_threshold, settings.breaker_open_s))
+    key_auth = KeyAuth(database, enabled=settings.auth, cache_s=settings.auth_cache_s)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -37,10 +42,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             catalog.load(await database.all("SELECT * FROM ops.error_codes()"))
         return database
 
-    return Litestar(
+    app = Litestar(
         route_handlers=all_routes(),
-        dependencies={"db": Provide(provide_db, use_cache=False)},
-        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        dependencies={"db": Provide(provide_db, use_cache=False), "principal": Provide(provide_principal)},
+        guards=[key_auth.guard],  # default deny: every route, see shieldx/auth.py
+        state=State({"auth": key_auth, "database": database}),
+        exception_handlers={**HANDLERS, ApiProblem: problem_handler, CircuitOpen: circuit_open_handler},  # type: ignore[dict-item]
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -50,3 +57,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
     )
+    document(app)  # the guard's and error handlers' answers, in OpenAPI
+    return app

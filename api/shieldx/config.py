@@ -19,6 +19,14 @@ class Settings(msgspec.Struct, frozen=True):
     # Per-statement timeout (ms) set on every pooled connection.
     statement_timeout_ms: int = 5000
     max_body_bytes: int = 1_048_576
+    # API keys and rate limits (see shieldx/auth.py). Off only for benchmarks'
+    # baseline: every request is then served as the platform operator.
+    auth: bool = True
+    # Seconds a verified key is trusted from the in-process cache.
+    auth_cache_s: float = 5.0
+    # Circuit breaker: consecutive outage failures that open it, and seconds it stays open.
+    breaker_threshold: int = 3
+    breaker_open_s: float = 2.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -30,6 +38,10 @@ class Settings(msgspec.Struct, frozen=True):
             "pool_timeout": "SHIELDX_POOL_TIMEOUT",
             "statement_timeout_ms": "SHIELDX_STATEMENT_TIMEOUT_MS",
             "max_body_bytes": "SHIELDX_MAX_BODY_BYTES",
+            "auth": "SHIELDX_AUTH",
+            "auth_cache_s": "SHIELDX_AUTH_CACHE_S",
+            "breaker_threshold": "SHIELDX_BREAKER_THRESHOLD",
+            "breaker_open_s": "SHIELDX_BREAKER_OPEN_S",
         }
         raw = {field: env[var] for field, var in names.items() if var in env}
         # msgspec converts and type-checks the strings ("16" -> 16).

@@ -13,6 +13,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from .breaker import Breaker
 from .config import Settings
 
 
@@ -62,17 +63,18 @@ def make_pool(settings: Settings) -> AsyncConnectionPool:
 class Database:
     """What route handlers receive: call one SQL function, get rows back."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, breaker: Breaker | None = None) -> None:
         self.pool = pool
+        self.breaker = breaker or Breaker()  # fail fast while the database is unreachable
 
     async def one(self, query: str, params: Sequence[Any] = ()) -> dict[str, Any]:
-        async with self.pool.connection() as conn:
+        async with self.breaker.connection(self.pool) as conn:
             cur = await conn.execute(query, params)
             row = await cur.fetchone()
         assert row is not None, query
         return row
 
     async def all(self, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        async with self.pool.connection() as conn:
+        async with self.breaker.connection(self.pool) as conn:
             cur = await conn.execute(query, params)
             return await cur.fetchall()

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import psycopg
 from litestar.testing import TestClient
 
 from shieldx.app import create_app
@@ -11,9 +12,18 @@ from shieldx.config import Settings
 
 
 @pytest.fixture
-def client(app_dsn: str) -> Iterator[TestClient]:
+def operator_key(dsn: str) -> str:
+    """A platform operator API key, minted by a DBA in this test's database."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute("SELECT api_key FROM auth.create_operator_key('tests', 'tests')").fetchone()[0]
+
+
+@pytest.fixture
+def client(app_dsn: str, operator_key: str) -> Iterator[TestClient]:
+    """The app, authenticated as the platform operator (may act on every tenant)."""
     app = create_app(Settings(database_url=app_dsn, pool_min=1, pool_max=4))
     with TestClient(app) as c:
+        c.headers["Authorization"] = f"Bearer {operator_key}"
         yield c
 
 

@@ -1,0 +1,73 @@
+"""API key administration (role `admin` of the tenant, or the platform operator),
+and /metrics (the circuit breaker, authentication and rate-limit counters)."""
+from __future__ import annotations
+
+from litestar import Controller, Request, Response, get, post
+
+from ..models_auth import KeyCreated, KeyIn, KeyPage, KeyRevoked, KeyRotated, KeySummary, RotateIn
+from .params import DB, IdempotencyKey, Limit
+
+ADMIN = {"roles": ["admin"]}
+
+
+def _created(model: type, row: dict) -> Response:
+    return Response(model(**row), status_code=200 if row["replayed"] else 201)
+
+
+class KeysController(Controller):
+    path = "/v1/tenants/{tenant_id:str}/keys"
+    tags = ["keys"]
+
+    @post("", summary="Create an API key (the whole key is shown once)", opt=ADMIN)
+    async def create_key(self, tenant_id: str, data: KeyIn, db: DB,
+                         idempotency_key: IdempotencyKey = None) -> Response[KeyCreated]:
+        row = await db.one(
+            "SELECT * FROM auth.create_key(%s, %s, %s::text[], %s, %s::float8, %s::float8, %s::timestamptz)",
+            (tenant_id, data.name, data.roles, idempotency_key, data.rate_per_s, data.burst, data.expires_at))
+        return _created(KeyCreated, row)
+
+    @get("", summary="List the tenant's keys, masked", opt=ADMIN)
+    async def list_keys(self, tenant_id: str, db: DB, after: str | None = None, limit: Limit = 100) -> KeyPage:
+        rows = await db.all("SELECT * FROM auth.list_keys(%s, %s, %s::int)", (tenant_id, after, limit))
+        items = [KeySummary(**r) for r in rows]
+        return KeyPage(items=items, next_after=items[-1].key_id if len(items) == limit else None)
+
+    @post("/{key_id:str}/rotate", summary="Replace a key by a new one; the old one works grace_s more seconds",
+          opt=ADMIN)
+    async def rotate_key(self, request: Request, tenant_id: str, key_id: str, data: RotateIn, db: DB,
+                         idempotency_key: IdempotencyKey = None) -> Response[KeyRotated]:
+        row = await db.one("SELECT * FROM auth.rotate_key(%s, %s, %s, %s::int)",
+                           (tenant_id, key_id, idempotency_key, data.grace_s))
+        request.app.state.auth.forget(key_id)
+        return _created(KeyRotated, row)
+
+    @post("/{key_id:str}/revoke", summary="Revoke a key at once", status_code=200, opt=ADMIN)
+    async def revoke_key(self, request: Request, tenant_id: str, key_id: str, db: DB) -> KeyRevoked:
+        row = await db.one("SELECT * FROM auth.revoke_key(%s, %s)", (tenant_id, key_id))
+        request.app.state.auth.forget(key_id)
+        return KeyRevoked(**row)
+
+
+def _prometheus(prefix: str, values: dict, labels: str = "") -> list[str]:
+    lines = []
+    for name, value in values.items():
+        if isinstance(value, dict):
+            for label, v in value.items():
+                lines.append(f'{prefix}_{name}{{reason="{label}"}} {v}')
+        elif isinstance(value, (int, float)):
+            lines.append(f"{prefix}_{name}{labels} {float(value)}")
+    return lines
+
+
+@get("/metrics", tags=["health"], summary="Circuit breaker, authentication and rate-limit counters (Prometheus)",
+     media_type="text/plain; version=0.0.4", opt={"public": True})
+async def metrics(request: Request) -> str:
+    breaker = request.app.state.database.breaker.snapshot()
+    lines = [f'shieldx_breaker_state{{state="{s}"}} {1.0 if breaker["state"] == s else 0.0}'
+             for s in ("closed", "open", "half_open")]
+    lines += _prometheus("shieldx_breaker", {k: v for k, v in breaker.items() if k != "state"})
+    lines += _prometheus("shieldx_auth", request.app.state.auth.snapshot())
+    return "\n".join(lines) + "\n"
+
+
+ROUTES = [KeysController, metrics]

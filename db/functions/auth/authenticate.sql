@@ -1,0 +1,99 @@
+-- Authentication. The API hashes the presented secret itself and sends only
+-- sha256(secret), so the secret never reaches the database, its logs or
+-- pg_stat_statements. A failure is counted (per minute, reason, real key id)
+-- and answered with ok = false rather than an error, so the count commits.
+CREATE OR REPLACE FUNCTION auth.authenticate(
+  p_key_id text, p_secret_sha256 bytea,
+  OUT ok boolean, OUT reason text, OUT tenant_id text, OUT roles text[], OUT rate_per_s double precision,
+  OUT burst double precision, OUT expires_at timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  k auth.keys;
+BEGIN
+  ok := false;
+  IF p_key_id IS NULL OR p_key_id !~ '^[0-9a-f]{12}$' OR p_secret_sha256 IS NULL OR length(p_secret_sha256) <> 32 THEN
+    reason := 'malformed';
+  ELSE
+    SELECT * INTO k FROM auth.keys x WHERE x.key_id = p_key_id;
+    IF NOT FOUND THEN
+      reason := 'unknown_key';
+    ELSIF k.secret_hash <> p_secret_sha256 THEN
+      reason := 'bad_secret';  -- checked first: without the secret, a key's state is not told
+    ELSIF k.revoked_at IS NOT NULL THEN
+      reason := 'revoked';
+    ELSIF k.expires_at <= now() THEN
+      reason := 'expired';
+    ELSE
+      ok := true; tenant_id := k.tenant_id; roles := k.roles; rate_per_s := k.rate_per_s;
+      burst := k.burst; expires_at := k.expires_at;
+      RETURN;
+    END IF;
+  END IF;
+  PERFORM auth._record_failure(reason, CASE WHEN k.key_id IS NOT NULL THEN k.key_id ELSE '' END);
+END
+$$;
+
+-- A DBA's check of a whole key string, hashed here.
+CREATE OR REPLACE FUNCTION auth.verify(
+  p_api_key text,
+  OUT ok boolean, OUT reason text, OUT tenant_id text, OUT roles text[], OUT rate_per_s double precision,
+  OUT burst double precision, OUT expires_at timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  m text[] := regexp_match(p_api_key, '^sx_([0-9a-f]{12})_([0-9a-f]{64})$');
+BEGIN
+  SELECT * INTO ok, reason, tenant_id, roles, rate_per_s, burst, expires_at
+    FROM auth.authenticate(m[1], sha256(convert_to(coalesce(m[2], ''), 'UTF8')));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION auth._record_failure(p_reason text, p_key_id text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+  INSERT INTO auth.failures AS f (minute, reason, key_id, count, last_at)
+  VALUES (date_trunc('minute', now()), p_reason, p_key_id, 1, now())
+  ON CONFLICT (minute, reason, key_id) DO UPDATE SET count = f.count + 1, last_at = excluded.last_at;
+$$;
+
+-- Failed authentications per reason over the last p_minutes (for DBAs and metrics).
+CREATE OR REPLACE FUNCTION auth.failure_counts(p_minutes int DEFAULT 60)
+RETURNS TABLE (reason text, key_id text, failures bigint, last_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT f.reason, nullif(f.key_id, ''), sum(f.count)::bigint, max(f.last_at)
+    FROM auth.failures f
+   WHERE f.minute >= date_trunc('minute', now()) - make_interval(mins => greatest(coalesce(p_minutes, 60), 1) - 1)
+   GROUP BY f.reason, f.key_id ORDER BY 3 DESC, 1, 2;
+$$;
+
+-- Job: keep 30 days of failure counts; drop bucket rows of keys that can no
+-- longer be used. Safe to run twice or to die midway (plain deletes).
+CREATE OR REPLACE FUNCTION auth.prune()
+RETURNS TABLE (failures_deleted bigint, buckets_deleted bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  DELETE FROM auth.failures f WHERE f.minute < now() - interval '30 days';
+  GET DIAGNOSTICS failures_deleted = ROW_COUNT;
+  DELETE FROM auth.buckets b USING auth.keys k
+   WHERE k.key_id = b.key_id AND (k.revoked_at IS NOT NULL OR k.expires_at <= now());
+  GET DIAGNOSTICS buckets_deleted = ROW_COUNT;
+  RETURN NEXT;
+END
+$$;
+
+-- Registered by a direct upsert, the same as ops._register_job does: files
+-- apply in path order, and auth/ comes before ops/ defines that function.
+INSERT INTO ops.jobs (job_name, schedule, command, description)
+VALUES ('shieldx-auth-prune', '17 3 * * *', 'SELECT * FROM auth.prune()',
+        'Drop failed-auth counts older than 30 days and buckets of dead keys')
+ON CONFLICT (job_name) DO UPDATE
+  SET schedule = excluded.schedule, command = excluded.command, description = excluded.description;
