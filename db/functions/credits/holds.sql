@@ -1,0 +1,442 @@
+-- Reservations (holds): reserve (prepare) -> commit (capture) | abort (void),
+-- or expiry. An active hold counts in accounts.held, so the guard every debit
+-- uses (balance - held >= amount) sees it at once. A hold resolves at most
+-- once: every resolution is an UPDATE guarded by status = 'active', and the
+-- trigger below refuses any other transition whoever attempts it.
+-- Lock order everywhere: the hold row, then its account row. Whoever locks an
+-- account first (reserve, consume, the expiry job) never waits for a hold row
+-- (SKIP LOCKED), so the two orders cannot deadlock.
+
+-- The state machine, enforced on the table itself: a final hold never
+-- changes again, identity columns never change, a capture needs an unexpired
+-- hold, and the deadline may only be pinned later by a distributed commit.
+CREATE OR REPLACE FUNCTION credits._hold_transition_guard()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    RAISE EXCEPTION 'credits.holds rows are never deleted' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF OLD.status <> 'active' THEN
+    RAISE EXCEPTION 'hold % is % and can change no more', OLD.hold_id, OLD.status USING ERRCODE = 'check_violation';
+  END IF;
+  IF (NEW.hold_id, NEW.tenant_id, NEW.account_id, NEW.amount, NEW.idem_key, NEW.created_at, NEW.dist_tx_id)
+     IS DISTINCT FROM (OLD.hold_id, OLD.tenant_id, OLD.account_id, OLD.amount, OLD.idem_key, OLD.created_at, OLD.dist_tx_id) THEN
+    RAISE EXCEPTION 'hold % identity columns are immutable', OLD.hold_id USING ERRCODE = 'check_violation';
+  END IF;
+  IF NEW.status = 'captured' AND OLD.expires_at <= now() THEN
+    RAISE EXCEPTION 'hold % expired at %, cannot be captured', OLD.hold_id, OLD.expires_at USING ERRCODE = 'check_violation';
+  END IF;
+  IF NEW.expires_at <> OLD.expires_at AND (NEW.expires_at < OLD.expires_at OR OLD.expires_at <= now()
+                                           OR OLD.dist_tx_id IS NULL) THEN
+    RAISE EXCEPTION 'hold % deadline may only be extended, before it passes, by its distributed transaction',
+      OLD.hold_id USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER holds_transition_guard
+  BEFORE UPDATE OR DELETE ON credits.holds
+  FOR EACH ROW EXECUTE FUNCTION credits._hold_transition_guard();
+ALTER TABLE credits.holds ENABLE ALWAYS TRIGGER holds_transition_guard;
+CREATE OR REPLACE TRIGGER holds_no_truncate
+  BEFORE TRUNCATE ON credits.holds
+  FOR EACH STATEMENT EXECUTE FUNCTION credits._refuse_change();
+ALTER TABLE credits.holds ENABLE ALWAYS TRIGGER holds_no_truncate;
+
+-- Arguments of a reservation beyond those of any movement.
+CREATE OR REPLACE FUNCTION credits._check_ttl(p_argument text, p_ttl interval)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_ttl IS NULL OR p_ttl <= interval '0' OR p_ttl > interval '30 days' THEN
+    PERFORM ops._fail('SX106', format('%s must be more than 0 and at most 30 days, got %s', p_argument,
+                                      coalesce(p_ttl::text, 'NULL')),
+                      jsonb_build_object('argument', p_argument, 'value', p_ttl::text));
+  END IF;
+END
+$$;
+
+-- A replayed reservation: the hold this tenant's key made, if the arguments
+-- match (SX005 if not). The TTL is not compared: a retry comes later anyway.
+CREATE OR REPLACE FUNCTION credits._replayed_hold(
+  p_tenant text, p_idem_key text, p_account bigint, p_amount bigint, p_reason text)
+RETURNS credits.holds
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  h credits.holds;
+BEGIN
+  SELECT * INTO h FROM credits.holds x WHERE x.tenant_id = p_tenant AND x.idem_key = p_idem_key;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  IF h.account_id <> p_account OR h.amount <> p_amount OR h.reason IS DISTINCT FROM p_reason THEN
+    PERFORM ops._fail('SX005',
+      format('idempotency key %L was used for a hold of %s on account %s', p_idem_key, h.amount, h.account_id),
+      jsonb_build_object('hold_id', h.hold_id));
+  END IF;
+  RETURN h;
+END
+$$;
+
+-- Reserve (prepare): hold p_amount of an open account for p_ttl.
+CREATE OR REPLACE FUNCTION credits.reserve(
+  p_tenant text, p_account bigint, p_amount bigint, p_idem_key text,
+  p_ttl interval DEFAULT interval '5 minutes', p_reason text DEFAULT NULL,
+  OUT hold_id bigint, OUT account_id bigint, OUT amount bigint, OUT status text,
+  OUT expires_at timestamptz, OUT created_at timestamptz, OUT replayed boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  h  credits.holds;
+  ok boolean;
+BEGIN
+  PERFORM credits._check_movement(p_amount, p_idem_key, p_reason);
+  PERFORM credits._check_ttl('ttl', p_ttl);
+  IF left(p_idem_key, 5) = 'dist:' THEN  -- the keys of distributed legs' holds
+    PERFORM ops._fail('SX007', 'idempotency keys starting with "dist:" are reserved',
+                      jsonb_build_object('argument', 'idempotency_key'));
+  END IF;
+  UPDATE credits.accounts a SET held = a.held + p_amount
+   WHERE a.account_id = p_account AND a.tenant_id = p_tenant AND a.status = 'open'
+     AND a.balance - a.held >= p_amount;
+  ok := FOUND;
+  IF NOT ok THEN
+    -- A replay must answer as before even if the funds are gone by now.
+    h := credits._replayed_hold(p_tenant, p_idem_key, p_account, p_amount, p_reason);
+    IF h.hold_id IS NULL THEN
+      -- Expired holds may still count in held: return their funds, try once more.
+      IF credits._release_expired_holds(p_account) > 0 THEN
+        UPDATE credits.accounts a SET held = a.held + p_amount
+         WHERE a.account_id = p_account AND a.tenant_id = p_tenant AND a.status = 'open'
+           AND a.balance - a.held >= p_amount;
+        ok := FOUND;
+      END IF;
+      IF NOT ok THEN
+        PERFORM credits._debit_refused(p_tenant, p_account, p_amount);
+      END IF;
+    END IF;
+  END IF;
+  IF ok THEN
+    INSERT INTO credits.holds AS x (tenant_id, account_id, amount, reason, idem_key, expires_at)
+    VALUES (p_tenant, p_account, p_amount, p_reason, p_idem_key, now() + p_ttl)
+    ON CONFLICT ON CONSTRAINT holds_idem_unique DO NOTHING
+    RETURNING x.* INTO h;
+    IF FOUND THEN
+      hold_id := h.hold_id; account_id := h.account_id; amount := h.amount; status := h.status;
+      expires_at := h.expires_at; created_at := h.created_at; replayed := false;
+      RETURN;
+    END IF;
+    -- Key already used (perhaps by a call that committed while we waited):
+    -- undo our hold under the lock we hold and answer as a replay.
+    UPDATE credits.accounts a SET held = a.held - p_amount WHERE a.account_id = p_account;
+    h := credits._replayed_hold(p_tenant, p_idem_key, p_account, p_amount, p_reason);
+  END IF;
+  hold_id := h.hold_id; account_id := h.account_id; amount := h.amount; status := h.status;
+  expires_at := h.expires_at; created_at := h.created_at; replayed := true;
+END
+$$;
+
+-- Why a commit or abort matched no active hold: unknown, owned by a
+-- distributed transaction, already resolved, expired, or too large a capture.
+-- Returns the hold when the call is a replay of the resolution it already had.
+CREATE OR REPLACE FUNCTION credits._hold_refused(p_tenant text, p_hold bigint, p_op text, p_amount bigint)
+RETURNS credits.holds
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  h credits.holds;
+  facts jsonb;
+BEGIN
+  SELECT * INTO h FROM credits.holds x WHERE x.hold_id = p_hold AND x.tenant_id = p_tenant;
+  IF NOT FOUND THEN
+    PERFORM ops._fail('SX101', format('hold %s not found', p_hold), jsonb_build_object('hold_id', p_hold));
+  END IF;
+  facts := jsonb_build_object('hold_id', h.hold_id, 'status', h.status, 'expires_at', h.expires_at);
+  IF h.dist_tx_id IS NOT NULL THEN
+    PERFORM ops._fail('SX113', format('hold %s is a leg of a distributed transaction; resolve the transaction', p_hold),
+                      facts || jsonb_build_object('dist_tx_id', h.dist_tx_id));
+  ELSIF h.status = 'captured' THEN
+    IF p_op = 'commit' THEN
+      IF p_amount IS NULL OR p_amount = h.captured THEN
+        RETURN h;
+      END IF;
+      PERFORM ops._fail('SX005', format('hold %s was already committed for %s', p_hold, h.captured),
+                        facts || jsonb_build_object('captured', h.captured));
+    END IF;
+    PERFORM ops._fail('SX103', format('hold %s was committed; it cannot be aborted', p_hold),
+                      facts || jsonb_build_object('captured', h.captured));
+  ELSIF h.status = 'voided' THEN
+    IF p_op = 'abort' THEN
+      RETURN h;
+    END IF;
+    PERFORM ops._fail('SX102', format('hold %s was aborted; it cannot be committed', p_hold), facts);
+  ELSIF h.status = 'expired' OR h.expires_at <= now() THEN
+    PERFORM ops._fail('SX104', format('hold %s expired at %s', p_hold, h.expires_at), facts);
+  ELSIF p_op = 'commit' AND p_amount > h.amount THEN
+    PERFORM ops._fail('SX105', format('cannot capture %s from hold %s of %s', p_amount, p_hold, h.amount),
+                      facts || jsonb_build_object('amount', h.amount, 'requested', p_amount));
+  END IF;
+  RAISE EXCEPTION 'hold % refused for no known reason', p_hold USING ERRCODE = 'XX000';
+END
+$$;
+
+-- Commit (capture) all of a hold or part of it (the rest is released), and
+-- journal the debit as a 'capture' entry (leg 2, keyed by the hold's key).
+-- The hold is the idempotency key: committing it again answers as before.
+CREATE OR REPLACE FUNCTION credits.commit_hold(
+  p_tenant text, p_hold bigint, p_amount bigint DEFAULT NULL, p_reason text DEFAULT NULL,
+  OUT hold_id bigint, OUT account_id bigint, OUT amount bigint, OUT captured bigint, OUT released bigint,
+  OUT entry_id bigint, OUT balance_after bigint, OUT seq bigint, OUT resolved_at timestamptz,
+  OUT replayed boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  h credits.holds;
+  e credits.entries;
+BEGIN
+  IF p_amount IS NOT NULL AND (p_amount < 1 OR p_amount > 1000000000000000) THEN
+    PERFORM ops._fail('SX003', format('amount must be between 1 and 10^15, got %s', p_amount),
+                      jsonb_build_object('amount', p_amount));
+  END IF;
+  IF length(p_reason) > 500 THEN
+    PERFORM ops._fail('SX007', 'reason must be at most 500 characters', jsonb_build_object('argument', 'reason'));
+  END IF;
+  -- The guard decides: active, unexpired, not a distributed leg, within the hold.
+  UPDATE credits.holds x SET status = 'captured', captured = coalesce(p_amount, x.amount), resolved_at = now()
+   WHERE x.hold_id = p_hold AND x.tenant_id = p_tenant AND x.status = 'active' AND x.expires_at > now()
+     AND x.dist_tx_id IS NULL AND coalesce(p_amount, x.amount) <= x.amount
+  RETURNING x.* INTO h;
+  IF FOUND THEN
+    e := credits._capture_entry(h, coalesce(p_reason, h.reason));
+    replayed := false;
+  ELSE
+    h := credits._hold_refused(p_tenant, p_hold, 'commit', p_amount);
+    SELECT * INTO e FROM credits.entries x WHERE x.tenant_id = h.tenant_id AND x.idem_key = h.idem_key AND x.leg = 2;
+    replayed := true;
+  END IF;
+  hold_id := h.hold_id; account_id := h.account_id; amount := h.amount; captured := h.captured;
+  released := h.amount - h.captured; resolved_at := h.resolved_at;
+  entry_id := e.entry_id; balance_after := e.balance_after; seq := e.seq;
+END
+$$;
+
+-- The money side of a capture whose hold row was just marked captured (and
+-- is locked by us): debit the balance, drop the whole hold from held, bump
+-- entry_seq in the same UPDATE, and journal it. No guard is needed on the
+-- account: held included this hold, so balance >= held >= amount >= captured.
+CREATE OR REPLACE FUNCTION credits._capture_entry(h credits.holds, p_reason text)
+RETURNS credits.entries
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_balance bigint;
+  v_seq     bigint;
+  e         credits.entries;
+BEGIN
+  UPDATE credits.accounts a
+     SET balance = a.balance - h.captured, held = a.held - h.amount, entry_seq = a.entry_seq + 1
+   WHERE a.account_id = h.account_id
+  RETURNING a.balance, a.entry_seq INTO v_balance, v_seq;
+  INSERT INTO credits.entries AS x (account_id, tenant_id, seq, kind, amount, balance_after, reason, idem_key, leg)
+  VALUES (h.account_id, h.tenant_id, v_seq, 'capture', -h.captured, v_balance, p_reason, h.idem_key, 2)
+  ON CONFLICT ON CONSTRAINT entries_idem_unique DO NOTHING
+  RETURNING x.* INTO e;
+  IF NOT FOUND THEN
+    -- The hold row's guard lets a hold be captured once, so its entry cannot
+    -- exist yet; if it does, fail the whole call (undoing the debit and the
+    -- hold's transition) rather than journal twice.
+    RAISE EXCEPTION 'capture entry of hold % already exists', h.hold_id USING ERRCODE = 'XX000';
+  END IF;
+  RETURN e;
+END
+$$;
+
+-- Abort (void): release the whole hold. Aborting it again answers as before.
+CREATE OR REPLACE FUNCTION credits.abort_hold(
+  p_tenant text, p_hold bigint,
+  OUT hold_id bigint, OUT account_id bigint, OUT amount bigint, OUT status text,
+  OUT resolved_at timestamptz, OUT replayed boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  h credits.holds;
+BEGIN
+  UPDATE credits.holds x SET status = 'voided', resolved_at = now()
+   WHERE x.hold_id = p_hold AND x.tenant_id = p_tenant AND x.status = 'active' AND x.expires_at > now()
+     AND x.dist_tx_id IS NULL
+  RETURNING x.* INTO h;
+  IF FOUND THEN
+    UPDATE credits.accounts a SET held = a.held - h.amount WHERE a.account_id = h.account_id;
+    replayed := false;
+  ELSE
+    h := credits._hold_refused(p_tenant, p_hold, 'abort', NULL);
+    replayed := true;
+  END IF;
+  hold_id := h.hold_id; account_id := h.account_id; amount := h.amount; status := h.status;
+  resolved_at := h.resolved_at;
+END
+$$;
+
+-- Lazy release, under the account row lock: mark this account's active holds
+-- past their deadline 'expired' and take them out of held. Holds locked by a
+-- concurrent commit/abort are skipped (that call decides them). Returns the
+-- amount released. The lead's consume/transfer call it when refusing.
+CREATE OR REPLACE FUNCTION credits._release_expired_holds(p_account bigint)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT credits._release_expired_holds_at(p_account, now());
+$$;
+
+-- The same with an explicit clock. Only ever earlier than the deadline is
+-- unsafe, and that direction only returns funds; tests move time with it.
+CREATE OR REPLACE FUNCTION credits._release_expired_holds_at(p_account bigint, p_now timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_amount bigint;
+BEGIN
+  PERFORM 1 FROM credits.accounts a WHERE a.account_id = p_account FOR UPDATE;
+  IF NOT FOUND THEN
+    RETURN 0;
+  END IF;
+  WITH released AS (
+    UPDATE credits.holds h SET status = 'expired', resolved_at = now()
+     WHERE h.hold_id IN (SELECT y.hold_id FROM credits.holds y
+                          WHERE y.account_id = p_account AND y.status = 'active' AND y.expires_at <= p_now
+                          FOR UPDATE SKIP LOCKED)
+       AND h.status = 'active'
+    RETURNING h.amount)
+  SELECT coalesce(sum(r.amount), 0) INTO v_amount FROM released r;
+  IF v_amount > 0 THEN
+    UPDATE credits.accounts a SET held = a.held - v_amount WHERE a.account_id = p_account;
+  END IF;
+  RETURN v_amount;
+END
+$$;
+
+-- The expiry job: release expired holds, account by account (in account_id
+-- order, skipping accounts busy right now: the next run or the account's
+-- next debit gets them). Safe to run twice or to die midway: each release is
+-- guarded by status = 'active' and a crash rolls back its own work.
+CREATE OR REPLACE FUNCTION credits._expire_holds_at(p_now timestamptz, p_batch int DEFAULT 500,
+  OUT accounts int, OUT holds bigint, OUT amount bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_account bigint;
+  v_before  bigint;
+BEGIN
+  accounts := 0; amount := 0;
+  SELECT count(*) INTO v_before FROM credits.holds h WHERE h.status = 'expired';
+  FOR v_account IN
+    SELECT a.account_id FROM credits.accounts a
+     WHERE a.account_id IN (SELECT DISTINCT h.account_id FROM credits.holds h
+                             WHERE h.status = 'active' AND h.expires_at <= p_now LIMIT p_batch)
+     ORDER BY a.account_id FOR UPDATE SKIP LOCKED
+  LOOP
+    amount := amount + credits._release_expired_holds_at(v_account, p_now);
+    accounts := accounts + 1;
+  END LOOP;
+  SELECT count(*) - v_before INTO holds FROM credits.holds h WHERE h.status = 'expired';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION credits.expire_holds(p_batch int DEFAULT 500,
+  OUT accounts int, OUT holds bigint, OUT amount bigint)
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT * FROM credits._expire_holds_at(now(), p_batch);
+$$;
+
+-- A hold as it stands; an active hold past its deadline reads as 'expired'
+-- (it can no longer be used, whether or not the job has run).
+CREATE OR REPLACE FUNCTION credits.get_hold(
+  p_tenant text, p_hold bigint,
+  OUT hold_id bigint, OUT account_id bigint, OUT amount bigint, OUT status text, OUT captured bigint,
+  OUT reason text, OUT idem_key text, OUT expires_at timestamptz, OUT created_at timestamptz,
+  OUT resolved_at timestamptz, OUT dist_tx_id bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  SELECT h.hold_id, h.account_id, h.amount,
+         CASE WHEN h.status = 'active' AND h.expires_at <= now() THEN 'expired' ELSE h.status END,
+         h.captured, h.reason, h.idem_key, h.expires_at, h.created_at, h.resolved_at, h.dist_tx_id
+    INTO hold_id, account_id, amount, status, captured, reason, idem_key, expires_at, created_at,
+         resolved_at, dist_tx_id
+    FROM credits.holds h WHERE h.hold_id = p_hold AND h.tenant_id = p_tenant;
+  IF NOT FOUND THEN
+    PERFORM ops._fail('SX101', format('hold %s not found', p_hold), jsonb_build_object('hold_id', p_hold));
+  END IF;
+END
+$$;
+
+-- An account's holds, newest first, keyset-paginated by hold_id; optionally
+-- only those in one (effective) status.
+CREATE OR REPLACE FUNCTION credits.list_holds(
+  p_tenant text, p_account bigint, p_status text DEFAULT NULL, p_before bigint DEFAULT NULL,
+  p_limit int DEFAULT 100)
+RETURNS TABLE (hold_id bigint, amount bigint, status text, captured bigint, reason text, idem_key text,
+               expires_at timestamptz, created_at timestamptz, resolved_at timestamptz, dist_tx_id bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+    PERFORM ops._fail('SX007', 'limit must be between 1 and 1000', jsonb_build_object('argument', 'limit'));
+  END IF;
+  IF p_status IS NOT NULL AND p_status NOT IN ('active', 'captured', 'voided', 'expired') THEN
+    PERFORM ops._fail('SX007', 'status must be active, captured, voided or expired',
+                      jsonb_build_object('argument', 'status'));
+  END IF;
+  PERFORM 1 FROM credits.accounts a WHERE a.account_id = p_account AND a.tenant_id = p_tenant;
+  IF NOT FOUND THEN
+    PERFORM ops._fail('SX002', format('account %s not found', p_account), jsonb_build_object('account_id', p_account));
+  END IF;
+  RETURN QUERY
+    SELECT s.hold_id, s.amount, s.eff, s.captured, s.reason, s.idem_key, s.expires_at, s.created_at,
+           s.resolved_at, s.dist_tx_id
+      FROM (SELECT h.*, CASE WHEN h.status = 'active' AND h.expires_at <= now() THEN 'expired' ELSE h.status END AS eff
+              FROM credits.holds h
+             WHERE h.account_id = p_account AND (p_before IS NULL OR h.hold_id < p_before)) s
+     WHERE p_status IS NULL OR s.eff = p_status
+     ORDER BY s.hold_id DESC LIMIT p_limit;
+END
+$$;
+
+-- Proof that held is the sum of the active holds: returns only the accounts
+-- where it is not, so an empty result is the proof.
+CREATE OR REPLACE FUNCTION credits.reconcile_holds()
+RETURNS TABLE (account_id bigint, tenant_id text, held bigint, active_holds numeric, active_count bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT a.account_id, a.tenant_id, a.held, coalesce(s.total, 0), coalesce(s.n, 0)
+    FROM credits.accounts a
+    LEFT JOIN (SELECT h.account_id, sum(h.amount) AS total, count(*) AS n
+                 FROM credits.holds h WHERE h.status = 'active' GROUP BY h.account_id) s
+      ON s.account_id = a.account_id
+   WHERE a.held <> coalesce(s.total, 0);
+$$;
+
+SELECT ops._register_job('shieldx-expire-holds', '* * * * *', 'SELECT * FROM credits.expire_holds()',
+  'Release holds past their deadline (capture already refuses them); returns their funds to available.');
