@@ -18,17 +18,33 @@ def function_files(root: Path = FUNCTIONS_DIR) -> list[Path]:
 
 
 def apply_functions(conn: Any) -> None:
-    """Run every CREATE OR REPLACE file on a DB-API connection (inside its transaction)."""
+    """Run every CREATE OR REPLACE file on a DB-API connection (inside its transaction).
+
+    Files are tried in order; one that refers to an object a later file makes
+    (a trigger on another domain's function, say) is rolled back to its
+    savepoint and retried after the others, until no file makes progress.
+    """
     cur = conn.cursor()
     # Bodies refer to each other; let each file be created before its callees.
     cur.execute("SET LOCAL check_function_bodies = off")
-    for path in function_files():
-        try:
-            cur.execute(path.read_text())
-        except Exception as exc:  # name the file: the driver's message does not
+    pending = function_files()
+    while pending:
+        failed: list[tuple[Path, Exception]] = []
+        for path in pending:
+            cur.execute("SAVEPOINT function_file")
+            try:
+                cur.execute(path.read_text())
+            except Exception as exc:
+                cur.execute("ROLLBACK TO SAVEPOINT function_file")
+                failed.append((path, exc))
+            else:
+                cur.execute("RELEASE SAVEPOINT function_file")
+        if len(failed) == len(pending):  # no progress: report the first real error, naming the file
+            path, exc = failed[0]
             raise RuntimeError(f"{path.relative_to(FUNCTIONS_DIR)}: {exc}") from exc
+        pending = [path for path, _ in failed]
     # pg_cron follows the job registry (a no-op where pg_cron is absent).
-    cur.execute("SELECT * FROM ops.sync_cron()")
+    cur.execute("SELECT * FROM ops._sync_cron()")
 
 
 def migration_ids() -> list[str]:

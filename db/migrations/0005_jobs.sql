@@ -1,6 +1,6 @@
 -- depends: 0004_credits
 -- The registry of maintenance jobs. Each domain registers its jobs from its
--- function files; ops.sync_cron() makes pg_cron match the registry.
+-- function files; ops._sync_cron() makes pg_cron match the registry.
 SET ROLE shieldx_owner;
 CREATE TABLE ops.jobs (
   job_name text PRIMARY KEY CHECK (job_name ~ '^shieldx-[a-z0-9-]+$'),

@@ -18,7 +18,7 @@ def _cron_db(db) -> str:
 def test_sync_cron_is_a_noop_outside_the_cron_database(db):
     assert _cron_db(db) != db.info.dbname  # the template is never the cron database
     db.execute("SELECT ops._register_job('shieldx-test-noop', '* * * * *', 'SELECT 1', 'test')")
-    actions = db.execute("SELECT * FROM ops.sync_cron()").fetchall()
+    actions = db.execute("SELECT * FROM ops._sync_cron()").fetchall()
     assert actions == [{"job_name": None, "action": "pg_cron not installed in this database; nothing scheduled"}]
 
 

@@ -1,6 +1,6 @@
 -- Maintenance jobs: registered by each domain, scheduled by pg_cron.
 -- pg_cron lives only in the database named by cron.database_name; elsewhere
--- (test databases, say) sync_cron() reports that and does nothing, and the
+-- (test databases, say) _sync_cron() reports that and does nothing, and the
 -- job functions are called directly. Every job must be safe to run twice or
 -- to die midway: pg_cron gives no exactly-once guarantee, and after a
 -- failover the new primary's pg_cron runs the same jobs.
@@ -17,7 +17,7 @@ AS $$
 $$;
 
 -- Make pg_cron's job table match ops.jobs for this database. Returns what it did.
-CREATE OR REPLACE FUNCTION ops.sync_cron()
+CREATE OR REPLACE FUNCTION ops._sync_cron()
 RETURNS TABLE (job_name text, action text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
