@@ -1,0 +1,596 @@
+"""`shieldx ha`: a three-node Patroni cluster on loopback, with etcd and HAProxy.
+
+Everything runs from Debian's packages (patroni, etcd-server, haproxy,
+pgbackrest) as the unprivileged `postgres` OS user, with its data under
+.local/ha/. Configuration templates live in deploy/patroni/ and
+deploy/pgbackrest/; this module renders them, starts and stops the processes
+(pid files, bounded waits, SIGKILL as a last resort) and is also the harness
+the failover tests drive (kill a node, restart it, switch over, back up).
+
+Port layout (offset 0 = `shieldx ha up`; tests pick a free offset):
+  HAProxy writes 55500, reads 55510, stats 55520; PostgreSQL 55501-55503;
+  Patroni REST 58001-58003; etcd client 52379, peer 52380.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..paths import ROOT
+
+PATRONI_DIR = ROOT / "deploy" / "patroni"
+PGBACKREST_DIR = ROOT / "deploy" / "pgbackrest"
+PGBIN = Path("/usr/lib/postgresql/15/bin")
+OSUSER = "postgres"
+STANZA = "shieldx"
+DBNAME = "shieldx"
+BINARIES = ("patroni", "etcd", "haproxy", "pgbackrest")
+
+
+def missing_binaries() -> list[str]:
+    return [b for b in BINARIES if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll check() until it returns something truthy; raise after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last failure
+            last_exc = exc
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}"
+                               + (f" (last error: {last_exc!r})" if last_exc else ""))
+        time.sleep(interval)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _render(template: Path, target: Path, values: dict[str, Any], mode: int = 0o600) -> None:
+    text = string.Template(template.read_text()).substitute({k: str(v) for k, v in values.items()})
+    target.write_text(text)
+    target.chmod(mode)
+    _chown(target)
+
+
+def _pg_ids() -> tuple[int, int]:
+    pw = pwd.getpwnam(OSUSER)
+    return pw.pw_uid, pw.pw_gid
+
+
+def _chown(path: Path) -> None:
+    if os.geteuid() == 0:
+        os.chown(path, *_pg_ids())
+
+
+def _as_postgres() -> dict[str, Any]:
+    """Popen arguments that run a child directly as the postgres user (no su in between)."""
+    if os.geteuid() != 0:
+        return {}
+    uid, gid = _pg_ids()
+    return {"user": uid, "group": gid, "extra_groups": []}
+
+
+def _pg_env() -> dict[str, str]:
+    home = pwd.getpwnam(OSUSER).pw_dir
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": home, "USER": OSUSER,
+            "LOGNAME": OSUSER, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of a process (from /proc)."""
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(") ", 1)[1].split()[1]) == pid:
+                    kids.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return kids
+
+
+def _http_json(url: str, method: str = "GET", body: dict | None = None, timeout: float = 2.0) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read(), exc.code
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one HA cluster keeps its files and which ports it uses."""
+
+    base: Path
+    offset: int = 0
+    nodes: int = 3
+    scope: str = "shieldx"
+
+    @property
+    def writes_port(self) -> int:
+        return 55500 + self.offset
+
+    @property
+    def reads_port(self) -> int:
+        return 55510 + self.offset
+
+    @property
+    def stats_port(self) -> int:
+        return 55520 + self.offset
+
+    @property
+    def etcd_port(self) -> int:
+        return 52379 + self.offset
+
+    @property
+    def etcd_peer_port(self) -> int:
+        return 52380 + self.offset
+
+    @property
+    def names(self) -> list[str]:
+        return [f"node{i}" for i in range(1, self.nodes + 1)]
+
+    def index(self, name: str) -> int:
+        return int(name.removeprefix("node"))
+
+    def pg_port(self, name: str) -> int:
+        return 55500 + self.offset + self.index(name)
+
+    def rest_port(self, name: str) -> int:
+        return 58000 + self.offset + self.index(name)
+
+    def node_dir(self, name: str) -> Path:
+        return self.base / name
+
+    def data_dir(self, name: str) -> Path:
+        return self.base / name / "data"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.base / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.base / "log"
+
+    @property
+    def pgbackrest_conf(self) -> Path:
+        return self.base / "pgbackrest" / "pgbackrest.conf"
+
+    def all_ports(self) -> list[int]:
+        return ([self.writes_port, self.reads_port, self.stats_port, self.etcd_port, self.etcd_peer_port]
+                + [self.pg_port(n) for n in self.names] + [self.rest_port(n) for n in self.names])
+
+    def url(self, dbname: str = DBNAME, user: str = "postgres", port: int | None = None) -> str:
+        """Through HAProxy's write port unless a node port is given."""
+        return f"postgresql://{user}@127.0.0.1:{port or self.writes_port}/{dbname}"
+
+    def app_url(self, dbname: str = DBNAME) -> str:
+        """What the API uses: HAProxy, and libpq refuses any server that is not read-write."""
+        return (f"postgresql://shieldx_app@127.0.0.1:{self.writes_port}/{dbname}"
+                "?target_session_attrs=read-write&connect_timeout=3")
+
+    def multihost_url(self, dbname: str = DBNAME, user: str = "shieldx_app") -> str:
+        """The same without HAProxy: libpq tries each node and keeps the primary."""
+        hosts = ",".join(f"127.0.0.1:{self.pg_port(n)}" for n in self.names)
+        return f"postgresql://{user}@{hosts}/{dbname}?target_session_attrs=read-write&connect_timeout=3"
+
+
+def default_layout() -> Layout:
+    return Layout(base=Path(os.environ.get("SHIELDX_HA_DIR", ROOT / ".local" / "ha")),
+                  offset=int(os.environ.get("SHIELDX_HA_PORT_OFFSET", "0")))
+
+
+class Cluster:
+    """Start, stop, inspect and break a local Patroni cluster."""
+
+    def __init__(self, layout: Layout, say: Callable[[str], None] | None = None) -> None:
+        self.layout = layout
+        self.say = say or (lambda message: None)
+
+    # --- files --------------------------------------------------------------
+    def _secrets(self) -> dict[str, str]:
+        path = self.layout.base / "secrets.json"
+        if not path.exists():
+            path.write_text(json.dumps({"SUPERUSER_PASSWORD": secrets.token_hex(16),
+                                        "REPLICATION_PASSWORD": secrets.token_hex(16)}))
+            path.chmod(0o600)
+            _chown(path)
+        return json.loads(path.read_text())
+
+    def render(self) -> None:
+        lay = self.layout
+        for d in [lay.base, lay.run_dir, lay.log_dir, lay.base / "etcd", lay.base / "pgbackrest",
+                  lay.base / "pgbackrest" / "repo", lay.run_dir / "pgbackrest",
+                  lay.run_dir / "pgbackrest-spool"] + [lay.node_dir(n) for n in lay.names]:
+            d.mkdir(parents=True, exist_ok=True)
+            _chown(d)
+        (lay.base / "etcd").chmod(0o700)
+        common = {"SCOPE": lay.scope, "ETCD_PORT": lay.etcd_port, "RUN_DIR": lay.run_dir,
+                  "PGBACKREST_CONF": lay.pgbackrest_conf, **self._secrets()}
+        for name in lay.names:
+            _render(PATRONI_DIR / "patroni.yml.in", lay.node_dir(name) / "patroni.yml",
+                    {**common, "NAME": name, "NODE_DIR": lay.node_dir(name), "DATA_DIR": lay.data_dir(name),
+                     "PG_PORT": lay.pg_port(name), "REST_PORT": lay.rest_port(name)})
+        servers = "\n".join(f"    server {n} 127.0.0.1:{lay.pg_port(n)} maxconn 150 check port {lay.rest_port(n)}"
+                            for n in lay.names)
+        _render(PATRONI_DIR / "haproxy.cfg.in", lay.base / "haproxy.cfg",
+                {"RUN_DIR": lay.run_dir, "WRITES_PORT": lay.writes_port, "READS_PORT": lay.reads_port,
+                 "STATS_PORT": lay.stats_port, "WRITE_SERVERS": servers, "READ_SERVERS": servers}, 0o644)
+        _render(PATRONI_DIR / "etcd.yml.in", lay.base / "etcd.yml",
+                {"ETCD_DIR": lay.base / "etcd" / "data", "ETCD_PORT": lay.etcd_port,
+                 "ETCD_PEER_PORT": lay.etcd_peer_port}, 0o644)
+        first = lay.names[0]
+        _render(PGBACKREST_DIR / "pgbackrest.conf.in", lay.pgbackrest_conf,
+                {"REPO_DIR": lay.base / "pgbackrest" / "repo", "LOG_DIR": lay.log_dir, "RUN_DIR": lay.run_dir,
+                 "NODE1_DATA": lay.data_dir(first), "NODE1_PORT": lay.pg_port(first)}, 0o640)
+
+    # --- processes ----------------------------------------------------------
+    def _pidfile(self, proc: str) -> Path:
+        return self.layout.run_dir / f"{proc}.pid"
+
+    def pid(self, proc: str) -> int | None:
+        """Pid of one of our processes (etcd, haproxy, patroni-nodeN) if it runs."""
+        path = self._pidfile(proc)
+        try:
+            pid = int(path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        marker = {"etcd": "etcd", "haproxy": "haproxy"}.get(proc, "patroni")
+        if _alive(pid) and marker in _cmdline(pid) and str(self.layout.base) in _cmdline(pid):
+            return pid
+        return None
+
+    def postmaster_pid(self, name: str) -> int | None:
+        try:
+            pid = int((self.layout.data_dir(name) / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if _alive(pid) and "postgres" in _cmdline(pid) else None
+
+    def _spawn(self, proc: str, argv: list[str]) -> int:
+        log = open(self.layout.log_dir / f"{proc}.log", "ab")
+        try:
+            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                     cwd=self.layout.base, env=_pg_env(), start_new_session=True,
+                                     **_as_postgres())
+        finally:
+            log.close()
+        self._pidfile(proc).write_text(f"{child.pid}\n")
+        return child.pid
+
+    def start_etcd(self) -> None:
+        if self.pid("etcd") is None:
+            self._spawn("etcd", ["etcd", "--config-file", str(self.layout.base / "etcd.yml")])
+        wait_until(lambda: _http_json(f"http://127.0.0.1:{self.layout.etcd_port}/health")[1].get("health")
+                   == "true", 30, "etcd to become healthy")
+
+    def start_node(self, name: str) -> None:
+        if self.pid(f"patroni-{name}") is None:
+            self._spawn(f"patroni-{name}", ["patroni", str(self.layout.node_dir(name) / "patroni.yml")])
+
+    def start_haproxy(self) -> None:
+        cfg = str(self.layout.base / "haproxy.cfg")
+        subprocess.run(["haproxy", "-c", "-q", "-f", cfg], check=True)
+        if self.pid("haproxy") is None:
+            self._spawn("haproxy", ["haproxy", "-db", "-f", cfg])
+        wait_until(lambda: not port_free(self.layout.writes_port), 10, "HAProxy to listen")
+
+    def _stop(self, proc: str, timeout: float = 30.0) -> None:
+        pid = self.pid(proc)
+        if pid is None:
+            self._pidfile(proc).unlink(missing_ok=True)
+            return
+        os.kill(pid, signal.SIGTERM)
+        try:
+            wait_until(lambda: not _alive(pid), timeout, f"{proc} to stop")
+        except TimeoutError:
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: not _alive(pid), 10, f"{proc} to die")
+        self._pidfile(proc).unlink(missing_ok=True)
+
+    def kill_node(self, name: str) -> None:
+        """kill -9 a node's Patroni, its postmaster and every postgres child: a machine crash."""
+        targets: list[int] = []
+        patroni = self.pid(f"patroni-{name}")
+        if patroni:
+            targets.append(patroni)
+        postmaster = self.postmaster_pid(name)
+        if postmaster:
+            targets += [postmaster] + _children(postmaster)
+        for pid in targets:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in targets:
+            wait_until(lambda pid=pid: not _alive(pid), 10, f"pid {pid} of {name} to die", 0.05)
+
+    def stop_node(self, name: str) -> None:
+        self._stop(f"patroni-{name}", timeout=60)
+        postmaster = self.postmaster_pid(name)
+        if postmaster:  # Patroni died without stopping PostgreSQL: stop it ourselves
+            subprocess.run([str(PGBIN / "pg_ctl"), "-D", str(self.layout.data_dir(name)), "-m", "immediate",
+                            "-w", "-t", "30", "stop"], env=_pg_env(), capture_output=True, **_as_postgres())
+            if self.postmaster_pid(name):
+                os.kill(postmaster, signal.SIGKILL)
+
+    # --- cluster state ------------------------------------------------------
+    def rest(self, name: str, path: str, method: str = "GET", body: dict | None = None,
+             timeout: float = 2.0) -> tuple[int, Any]:
+        return _http_json(f"http://127.0.0.1:{self.layout.rest_port(name)}{path}", method, body, timeout)
+
+    def members(self) -> list[dict[str, Any]]:
+        """Patroni's view of the cluster (from the first node that answers)."""
+        for name in self.layout.names:
+            try:
+                status, body = self.rest(name, "/cluster", timeout=1.0)
+            except OSError:
+                continue
+            if status == 200 and isinstance(body, dict):
+                return body.get("members", [])
+        return []
+
+    def leader(self) -> str | None:
+        for m in self.members():
+            if m.get("role") in ("leader", "master", "primary") and m.get("state") == "running":
+                return m["name"]
+        return None
+
+    def healthy(self, replicas: int | None = None) -> bool:
+        """A running leader, a running synchronous standby and `replicas` running standbys in all."""
+        ms = self.members()
+        want = self.layout.nodes - 1 if replicas is None else replicas
+        leader = [m for m in ms if m.get("role") in ("leader", "master", "primary") and m.get("state") == "running"]
+        standbys = [m for m in ms if m.get("role") in ("replica", "sync_standby")
+                    and m.get("state") in ("running", "streaming") and isinstance(m.get("lag"), int)]
+        sync = [m for m in standbys if m.get("role") == "sync_standby"]
+        return len(leader) == 1 and len(standbys) >= want and (want == 0 or len(sync) >= 1)
+
+    def writable_nodes(self) -> list[str]:
+        """Nodes whose PostgreSQL accepts connections and is not in recovery."""
+        import psycopg
+
+        out = []
+        for name in self.layout.names:
+            try:
+                with psycopg.connect(self.layout.url("postgres", port=self.layout.pg_port(name)),
+                                     connect_timeout=2, autocommit=True) as conn:
+                    if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                        out.append(name)
+            except psycopg.OperationalError:
+                continue
+        return out
+
+    def timelines(self) -> dict[str, int]:
+        return {m["name"]: int(m["timeline"]) for m in self.members() if m.get("timeline") is not None}
+
+    def switchover(self, candidate: str | None = None) -> str:
+        """Planned switchover through Patroni's REST API; returns the new leader."""
+        leader = self.leader()
+        assert leader, "no leader to switch over from"
+        if candidate is None:
+            sync = [m["name"] for m in self.members() if m.get("role") == "sync_standby"]
+            candidate = sync[0] if sync else next(n for n in self.layout.names if n != leader)
+        status, body = self.rest(leader, "/switchover", "POST", {"leader": leader, "candidate": candidate},
+                                 timeout=60)
+        if status != 200:
+            raise RuntimeError(f"switchover refused ({status}): {body}")
+        wait_until(lambda: self.leader() == candidate, 60, f"{candidate} to lead")
+        return candidate
+
+    # --- whole cluster -----------------------------------------------------
+    def up(self, migrate: bool = True, timeout: float = 180.0) -> None:
+        missing = missing_binaries()
+        if missing:
+            raise RuntimeError(f"missing {', '.join(missing)}: run `make deps` (Debian packages)")
+        self.render()
+        self.say("starting etcd")
+        self.start_etcd()
+        self.say("starting Patroni nodes")
+        for name in self.layout.names:
+            self.start_node(name)
+        self.say("starting HAProxy")
+        self.start_haproxy()
+        self.say("waiting for a leader and streaming standbys")
+        def formed() -> bool:
+            dead = [n for n in self.layout.names if self.pid(f"patroni-{n}") is None]
+            if dead:
+                raise RuntimeError(f"Patroni exited on {', '.join(dead)}: see {self.layout.log_dir}")
+            return self.healthy()
+
+        wait_until(formed, timeout, "a leader, a synchronous standby and streaming replicas", 0.5)
+        wait_until(lambda: self._connect_writes(), 30, "HAProxy to route writes to the primary", 0.3)
+        self.say("creating the shieldx database")
+        self._create_database()
+        if migrate:
+            self.say("migrating (on the primary, through HAProxy)")
+            from .. import schema
+
+            schema.migrate(self.layout.url())
+        self.say("creating the pgBackRest stanza")
+        self.pgbackrest("stanza-create")
+
+    def _connect_writes(self) -> bool:
+        import psycopg
+
+        with psycopg.connect(self.layout.url("postgres"), connect_timeout=2, autocommit=True) as conn:
+            return not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+
+    def _create_database(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.layout.url("postgres"), autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DBNAME,)).fetchone():
+                conn.execute(f'CREATE DATABASE "{DBNAME}"')
+
+    def down(self, purge: bool = False) -> None:
+        """Stop HAProxy, the standbys, the leader (so nothing fails over), then etcd."""
+        self._stop("haproxy", 15)
+        leader = None
+        try:
+            leader = self.leader()
+        except Exception:  # noqa: BLE001 - stopping must work on a broken cluster too
+            pass
+        order = [n for n in self.layout.names if n != leader] + ([leader] if leader else [])
+        for name in order:
+            self.stop_node(name)
+        self._stop("etcd", 15)
+        if purge and self.layout.base.exists():
+            shutil.rmtree(self.layout.base)
+
+    def running(self) -> dict[str, int | None]:
+        procs = ["etcd", "haproxy"] + [f"patroni-{n}" for n in self.layout.names]
+        out = {p: self.pid(p) for p in procs}
+        for n in self.layout.names:
+            out[f"postgres-{n}"] = self.postmaster_pid(n)
+        return out
+
+    # --- backups -----------------------------------------------------------
+    def pgbackrest(self, command: str, *args: str, node: str | None = None, timeout: float = 300) -> str:
+        """Run pgbackrest as postgres against the current primary (or `node`)."""
+        argv = ["pgbackrest", f"--config={self.layout.pgbackrest_conf}", f"--stanza={STANZA}"]
+        if command in ("backup", "check", "stanza-create", "stanza-upgrade"):  # these talk to the primary
+            node = node or self.leader()
+            assert node, "no primary"
+            argv += [f"--pg1-path={self.layout.data_dir(node)}", f"--pg1-port={self.layout.pg_port(node)}"]
+        argv += [*args, command]
+        done = subprocess.run(argv, capture_output=True, text=True, env=_pg_env(), timeout=timeout,
+                              **_as_postgres())
+        if done.returncode != 0:
+            raise RuntimeError(f"pgbackrest {command} failed ({done.returncode}): {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def restore(self, target_dir: Path, *args: str) -> None:
+        """Restore the repository into an empty scratch data directory (owned by postgres)."""
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target_dir.chmod(0o700)
+        _chown(target_dir)
+        argv = ["pgbackrest", f"--config={self.layout.pgbackrest_conf}", f"--stanza={STANZA}",
+                f"--pg1-path={target_dir}", "--archive-mode=off", *args, "restore"]
+        done = subprocess.run(argv, capture_output=True, text=True, env=_pg_env(), timeout=300, **_as_postgres())
+        if done.returncode != 0:
+            raise RuntimeError(f"pgbackrest restore failed ({done.returncode}): {done.stdout}{done.stderr}")
+
+
+# --- the `shieldx ha` verb ---------------------------------------------------
+@click.group(help="A local three-node Patroni cluster (etcd, HAProxy, pgBackRest) in .local/ha.")
+def cli() -> None:
+    pass
+
+
+@cli.command(help="Start etcd, three Patroni nodes and HAProxy; create and migrate the shieldx database.")
+@click.option("--no-migrate", is_flag=True, help="Do not run migrations.")
+def up(no_migrate: bool) -> None:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    layout = default_layout()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
+        task = progress.add_task("ha up")
+        Cluster(layout, say=lambda m: progress.update(task, description=f"[ha] {m}")).up(migrate=not no_migrate)
+    click.echo(f"writes: postgresql://postgres@127.0.0.1:{layout.writes_port}/{DBNAME}")
+    click.echo(f"reads:  postgresql://postgres@127.0.0.1:{layout.reads_port}/{DBNAME}")
+    click.echo(f"API:    DATABASE_URL='{layout.app_url()}' shieldx serve")
+    click.echo(f"HAProxy stats: http://127.0.0.1:{layout.stats_port}/")
+
+
+@cli.command(help="Stop HAProxy, Patroni/PostgreSQL (standbys first) and etcd.")
+@click.option("--purge", is_flag=True, help="Also delete the cluster's data (.local/ha).")
+def down(purge: bool) -> None:
+    Cluster(default_layout()).down(purge=purge)
+    click.echo("stopped" + (" and purged" if purge else ""))
+
+
+@cli.command(help="Processes, Patroni members (role, state, timeline, lag) and endpoints.")
+def status() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    cluster = Cluster(default_layout())
+    console = Console()
+    procs = Table(title="processes")
+    procs.add_column("process")
+    procs.add_column("pid", justify="right")
+    for proc, pid in cluster.running().items():
+        procs.add_row(proc, str(pid) if pid else "[red]stopped")
+    console.print(procs)
+    members = Table(title=f"Patroni cluster '{cluster.layout.scope}'")
+    for col in ("member", "host", "role", "state", "timeline", "lag"):
+        members.add_column(col)
+    for m in cluster.members():
+        members.add_row(m.get("name", ""), f"{m.get('host')}:{m.get('port')}", m.get("role", ""),
+                        m.get("state", ""), str(m.get("timeline", "")), str(m.get("lag", "")))
+    console.print(members)
+    console.print(f"writes 127.0.0.1:{cluster.layout.writes_port}  reads 127.0.0.1:{cluster.layout.reads_port}  "
+                  f"stats http://127.0.0.1:{cluster.layout.stats_port}/")
+
+
+@cli.command(help="Planned switchover to CANDIDATE (default: the synchronous standby).")
+@click.argument("candidate", required=False)
+def switchover(candidate: str | None) -> None:
+    click.echo(f"new leader: {Cluster(default_layout()).switchover(candidate)}")
+
+
+@cli.command(help="Take a pgBackRest backup from the current primary.")
+@click.option("--type", "kind", type=click.Choice(["full", "diff", "incr"]), default="full", show_default=True)
+def backup(kind: str) -> None:
+    cluster = Cluster(default_layout())
+    cluster.pgbackrest("backup", f"--type={kind}")
+    click.echo(cluster.pgbackrest("info"))
