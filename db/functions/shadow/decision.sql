@@ -1,0 +1,22 @@
+-- The sequential decision rule at one look (see stats.py and the README):
+-- two one-sided SPRTs, 'challenger_better' at alpha 0.008, 'challenger_worse'
+-- at 0.002, valid however often the job looks. Pure math: no scipy.
+CREATE OR REPLACE FUNCTION shadow.decide(
+  champion_n bigint, champion_successes bigint, challenger_n bigint, challenger_successes bigint)
+RETURNS jsonb
+LANGUAGE plpython3u IMMUTABLE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $py$
+import json
+ver = plpy.execute("SELECT shadow._stats_version() AS v")[0]["v"]
+S = GD.get("shadow_stats")
+if S is None or S.VERSION != ver:
+    import types
+    S = types.ModuleType("shadow_stats")
+    exec(compile(plpy.execute("SELECT shadow._stats_source() AS s")[0]["s"], "shadow/stats.py", "exec"), S.__dict__)
+    S.VERSION = ver
+    GD["shadow_stats"] = S
+if not (0 <= champion_successes <= champion_n and 0 <= challenger_successes <= challenger_n):
+    plpy.error("successes must be between 0 and n", sqlstate="SX007")
+return json.dumps(S.sequential_decision(champion_n, champion_successes, challenger_n, challenger_successes))
+$py$;
