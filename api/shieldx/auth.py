@@ -128,7 +128,7 @@ class KeyAuth:
     def _fail(self, reason: str, key_id: str | None, path: str) -> ApiProblem:
         self.failures[reason] = self.failures.get(reason, 0) + 1
         # Never the key itself: its public id at most.
-        log.warning("authentication failed: reason=%s key_id=%s path=%s", reason, key_id or "-", path)
+        log.warning("authentication failed: reason=%s key_id=%s path=%r", reason, key_id or "-", path)
         return unauthenticated()
 
     @staticmethod

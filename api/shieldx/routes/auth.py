@@ -3,6 +3,7 @@ and /metrics (the circuit breaker, authentication and rate-limit counters)."""
 from __future__ import annotations
 
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi import ResponseSpec
 
 from ..models_auth import KeyCreated, KeyIn, KeyPage, KeyRevoked, KeyRotated, KeySummary, RotateIn
 from .params import DB, IdempotencyKey, Limit
@@ -18,7 +19,8 @@ class KeysController(Controller):
     path = "/v1/tenants/{tenant_id:str}/keys"
     tags = ["keys"]
 
-    @post("", summary="Create an API key (the whole key is shown once)", opt=ADMIN)
+    @post("", summary="Create an API key (the whole key is shown once)", opt=ADMIN,
+          responses={200: ResponseSpec(KeyCreated, description="Replayed: api_key is null")})
     async def create_key(self, tenant_id: str, data: KeyIn, db: DB,
                          idempotency_key: IdempotencyKey = None) -> Response[KeyCreated]:
         row = await db.one(
@@ -33,7 +35,7 @@ class KeysController(Controller):
         return KeyPage(items=items, next_after=items[-1].key_id if len(items) == limit else None)
 
     @post("/{key_id:str}/rotate", summary="Replace a key by a new one; the old one works grace_s more seconds",
-          opt=ADMIN)
+          opt=ADMIN, responses={200: ResponseSpec(KeyRotated, description="Replayed: api_key is null")})
     async def rotate_key(self, request: Request, tenant_id: str, key_id: str, data: RotateIn, db: DB,
                          idempotency_key: IdempotencyKey = None) -> Response[KeyRotated]:
         row = await db.one("SELECT * FROM auth.rotate_key(%s, %s, %s, %s::int)",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from litestar import Controller, Response, get, post, put
+from litestar.openapi import ResponseSpec
 from ..models import (
     Account, AccountCreated, AccountIn, AccountPage, AccountSummary, AmountIn, Entry, EntryPage, Movement,
     StatusChange, StatusIn, Tenant, TenantIn, Transfer, TransferIn,
@@ -18,12 +19,14 @@ class CreditsController(Controller):
     path = "/v1/tenants/{tenant_id:str}"
     tags = ["credits"]
 
-    @put("", summary="Create a tenant (idempotent by its id)")
+    @put("", summary="Create a tenant (idempotent by its id)", status_code=201,
+         responses={200: ResponseSpec(Tenant, description="Replayed: the tenant already existed")})
     async def put_tenant(self, tenant_id: str, data: TenantIn, db: DB) -> Response[Tenant]:
         row = await db.one("SELECT * FROM credits.create_tenant(%s, %s)", (tenant_id, data.name))
         return _created(Tenant, row)
 
-    @post("/accounts", summary="Open an account", opt={"roles": ["admin"]})
+    @post("/accounts", summary="Open an account", opt={"roles": ["admin"]},
+          responses={200: ResponseSpec(AccountCreated, description="Replayed: the original result")})
     async def create_account(self, tenant_id: str, data: AccountIn, db: DB,
                              idempotency_key: IdempotencyKey = None) -> Response[AccountCreated]:
         row = await db.one("SELECT * FROM credits.create_account(%s, %s, %s)",
