@@ -9,6 +9,7 @@ PGDATA="${SHIELDX_PGDATA:-$ROOT/.local/pg}"
 RUNDIR="$ROOT/.local/run"
 PORT="${SHIELDX_PGPORT:-55432}"
 OSUSER=postgres
+KEYDIR="${SHIELDX_KEYDIR:-$ROOT/.local/keys}"
 DBNAME="${SHIELDX_DBNAME:-shieldx}"
 
 as_pg() {
@@ -44,8 +45,27 @@ cron.max_running_jobs = 8
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%u@%d '
 shieldx.env = 'local'
+shieldx.key_dir = '$KEYDIR'
 CONF
   fi
+  keys
+}
+
+# Keyrings for the audit HMAC, payment-data encryption and per-subject key
+# wrapping: outside the database, readable only by the server's OS user.
+# <purpose>/<key_id>.key holds 32 random bytes in hex; CURRENT names the key in use.
+keys() {
+  install -d -o "$OSUSER" -g "$OSUSER" -m 700 "$KEYDIR"
+  local purpose id
+  for purpose in audit payment subject; do
+    install -d -o "$OSUSER" -g "$OSUSER" -m 700 "$KEYDIR/$purpose"
+    if [ ! -s "$KEYDIR/$purpose/CURRENT" ]; then
+      id="k$(date -u +%Y%m%d%H%M%S)$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
+      (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$KEYDIR/$purpose/$id.key"
+       echo "$id" > "$KEYDIR/$purpose/CURRENT")
+      chown "$OSUSER:$OSUSER" "$KEYDIR/$purpose/$id.key" "$KEYDIR/$purpose/CURRENT"
+    fi
+  done
 }
 
 running() { as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; }
@@ -59,6 +79,12 @@ start() {
   "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAtX -v ON_ERROR_STOP=1 \
     -c "SELECT 1 FROM pg_database WHERE datname = '$DBNAME'" | grep -q 1 \
     || "$PGBIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres "$DBNAME"
+  # Clusters made before the keyrings existed learn the path here (reloadable).
+  "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAtX -v ON_ERROR_STOP=1 \
+    -c "SELECT current_setting('shieldx.key_dir', true)" | grep -qxF "$KEYDIR" \
+    || "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAtX -v ON_ERROR_STOP=1 \
+         -c "SET shieldx.key_dir = '$KEYDIR'" -c "ALTER SYSTEM SET shieldx.key_dir = '$KEYDIR'" \
+         -c "SELECT pg_reload_conf()" >/dev/null
 }
 
 stop() {

@@ -1,0 +1,97 @@
+-- Writing audit entries. Triggers call these, so every change is logged the
+-- same way whether it came from the API, a job or a DBA's psql session.
+
+-- The ledger stream of an account: one entry per credits.entries row, with the
+-- entry's own seq. The writer already holds the account's row lock (the
+-- guarded balance UPDATE) until it commits, so entry seq-1 is committed and
+-- visible, and this chain's order is the account's commit order: no extra
+-- lock, one index probe, one insert. SECURITY DEFINER: the application role
+-- cannot write audit.log itself.
+CREATE OR REPLACE FUNCTION audit._log_ledger()
+RETURNS trigger
+LANGUAGE plpgsql
+-- Neither SECURITY DEFINER nor SET search_path, to keep the hot path short:
+-- only the owner's functions (and superusers) can write credits.entries, so
+-- this already runs with the owner's rights; every name is schema-qualified.
+AS $$
+BEGIN
+  -- One statement: the previous link (entry seq-1, or the retention anchor
+  -- that replaced it; a missing link is chained to zeros and verify() reports
+  -- the gap), the payload, the hash, the insert.
+  INSERT INTO audit.log (stream, seq, source, op, actor, app, txid, logged_at, payload, prev_hash, hash)
+  SELECT x.stream, NEW.seq, 'credits.entries', 'INSERT', x.actor, x.app, x.txid, x.at, x.payload, x.prev,
+         audit._hash_v1(x.prev, x.stream, NEW.seq, 'credits.entries', 'INSERT', x.actor, x.app, x.txid,
+                        x.micros, x.payload)
+    FROM (SELECT s.stream, session_user::text AS actor,
+                 pg_catalog.current_setting('application_name') AS app, pg_catalog.txid_current() AS txid,
+                 pg_catalog.now() AS at, audit._micros(pg_catalog.now()) AS micros,
+                 audit._entry_json(NEW) AS payload,
+                 CASE WHEN NEW.seq = 1 THEN audit._genesis(s.stream)
+                      ELSE coalesce((SELECT l.hash FROM audit.log l WHERE l.stream = s.stream AND l.seq = NEW.seq - 1),
+                                    (SELECT a.hash FROM audit.anchors a WHERE a.stream = s.stream AND a.seq = NEW.seq - 1),
+                                    '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
+                 END AS prev
+            FROM (SELECT 'ledger/' || NEW.account_id AS stream) s OFFSET 0) x;
+  RETURN NULL;
+END
+$$;
+
+-- Append to any other chain. The chain's head row is locked (UPDATE) until
+-- commit, so concurrent writers of one chain queue and the chain is in commit
+-- order; writers of different chains never meet.
+CREATE OR REPLACE FUNCTION audit._append(p_stream text, p_source text, p_op text, p_payload text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_seq  bigint;
+  v_prev bytea;
+  v_hash bytea;
+BEGIN
+  LOOP
+    UPDATE audit.heads h SET seq = h.seq + 1 WHERE h.stream = p_stream RETURNING h.seq, h.hash INTO v_seq, v_prev;
+    EXIT WHEN FOUND;
+    -- First entry of the chain (or the cache was lost): start after the log's last entry.
+    INSERT INTO audit.heads (stream, seq, hash)
+    SELECT p_stream, coalesce(max(l.seq), 0),
+           coalesce((SELECT l2.hash FROM audit.log l2 WHERE l2.stream = p_stream ORDER BY l2.seq DESC LIMIT 1),
+                    audit._genesis(p_stream))
+      FROM audit.log l WHERE l.stream = p_stream
+    ON CONFLICT (stream) DO NOTHING;
+  END LOOP;
+  INSERT INTO audit.log AS l (stream, seq, source, op, actor, app, txid, logged_at, payload, prev_hash, hash)
+  SELECT p_stream, v_seq, p_source, p_op, x.actor, x.app, x.txid, x.at, p_payload, v_prev,
+         audit._hash_v1(v_prev, p_stream, v_seq, p_source, p_op, x.actor, x.app, x.txid, x.micros, p_payload)
+    FROM (SELECT session_user::text AS actor, current_setting('application_name') AS app,
+                 txid_current() AS txid, now() AS at, audit._micros(now()) AS micros OFFSET 0) x
+  RETURNING l.hash INTO v_hash;
+  UPDATE audit.heads h SET hash = v_hash WHERE h.stream = p_stream;
+  RETURN v_seq;
+END
+$$;
+
+-- Row trigger for every other audited table. TG_ARGV[0] names the column that
+-- picks one of 16 chains per table (so one row's history stays in one chain);
+-- further arguments name columns never to copy into the log (secrets).
+CREATE OR REPLACE FUNCTION audit._log_row()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_new  jsonb;
+  v_old  jsonb;
+  v_row  jsonb;
+  v_omit text[] := coalesce(TG_ARGV[1:], '{}');
+BEGIN
+  IF TG_OP <> 'DELETE' THEN v_new := to_jsonb(NEW) - v_omit; END IF;
+  IF TG_OP <> 'INSERT' THEN v_old := to_jsonb(OLD) - v_omit; END IF;
+  v_row := coalesce(v_new, v_old);
+  PERFORM audit._append(
+    TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME || '/' || (abs(hashtext(coalesce(v_row ->> TG_ARGV[0], ''))) % 16),
+    TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP,
+    CASE TG_OP WHEN 'UPDATE' THEN jsonb_build_object('old', v_old, 'new', v_new) ELSE v_row END::text);
+  RETURN NULL;
+END
+$$;

@@ -1,0 +1,213 @@
+-- Verification. audit.verify() recomputes every chain (O(n)); with
+-- p_incremental it starts each chain at the last checkpoint's head instead.
+-- Both also check every checkpoint's signature and the chain of checkpoints,
+-- that the last checkpoint's heads are still in the log, every anchor's
+-- signature, and (p_ledger) that the journal and its audit chain agree. They
+-- name the FIRST broken entry (stream, seq) and why; audit.verify_streams()
+-- lists the first break of every broken chain.
+
+-- Where a chain's first examined entry must link to: genesis, a signed
+-- anchor left by retention, or (incremental) the checkpointed head itself.
+CREATE OR REPLACE FUNCTION audit._start_problem(p_stream text, p_seq bigint, p_prev bytea, p_hash bytea, p_since bigint)
+RETURNS text
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+  v_cp_seq  bigint;
+  v_cp_hash bytea;
+  v_anchor  bytea;
+BEGIN
+  IF p_since IS NOT NULL THEN
+    SELECT h.seq, h.hash INTO v_cp_seq, v_cp_hash FROM audit.checkpoint_heads h
+     WHERE h.checkpoint_id = p_since AND h.stream = p_stream;
+    IF p_seq = v_cp_seq THEN
+      RETURN CASE WHEN p_hash = v_cp_hash THEN NULL
+                  ELSE format('entry differs from signed checkpoint %s (chain rewritten)', p_since) END;
+    END IF;
+  END IF;
+  IF p_seq = 1 THEN
+    RETURN CASE WHEN p_prev = audit._genesis(p_stream) THEN NULL ELSE 'first entry does not start this chain' END;
+  END IF;
+  SELECT a.hash INTO v_anchor FROM audit.anchors a WHERE a.stream = p_stream AND a.seq = p_seq - 1;
+  IF v_anchor IS NULL THEN
+    RETURN format('entries 1 to %s are missing (no retention anchor)', p_seq - 1);
+  ELSIF v_anchor <> p_prev THEN
+    RETURN 'chain does not continue from its retention anchor';
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+-- The first problem of every broken chain.
+CREATE OR REPLACE FUNCTION audit._chain_problems(p_since bigint)
+RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
+LANGUAGE sql STABLE
+AS $$
+  SELECT DISTINCT ON (b.stream) b.stream, b.seq, b.logged_at, b.problem
+    FROM (SELECT w.stream, w.seq, w.logged_at,
+                 CASE
+                   WHEN w.hash <> audit._hash_v1(w.prev_hash, w.stream, w.seq, w.source, w.op, w.actor, w.app, w.txid,
+                                                 w.micros, w.payload)
+                     THEN 'entry altered: its hash does not match its content'
+                   WHEN w.p_seq IS NULL
+                     THEN audit._start_problem(w.stream, w.seq, w.prev_hash, w.hash, p_since)
+                   WHEN w.seq <> w.p_seq + 1
+                     THEN format('entries %s to %s are missing', w.p_seq + 1, w.seq - 1)
+                   WHEN w.prev_hash <> w.p_hash
+                     THEN 'chain broken: prev_hash is not the previous entry''s hash'
+                 END AS problem
+            FROM (SELECT l.stream, l.seq, l.source, l.op, l.actor, l.app, l.txid, l.logged_at, l.payload,
+                         l.prev_hash, l.hash, audit._micros(l.logged_at) AS micros,
+                         lag(l.seq) OVER w AS p_seq, lag(l.hash) OVER w AS p_hash
+                    FROM audit.log l
+                   WHERE p_since IS NULL
+                      OR l.seq >= coalesce((SELECT h.seq FROM audit.checkpoint_heads h
+                                             WHERE h.checkpoint_id = p_since AND h.stream = l.stream), 1)
+                  WINDOW w AS (PARTITION BY l.stream ORDER BY l.seq)) w) b
+   WHERE b.problem IS NOT NULL
+   ORDER BY b.stream, b.seq
+$$;
+
+-- Checkpoints: signatures, their chain, the last one's root and heads. Anchors: signatures.
+CREATE OR REPLACE FUNCTION audit._checkpoint_problems()
+RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+  c      audit.checkpoints;
+  k      record;
+  v_sigs bytea[];
+  v_ids  bigint[];
+  v_root bytea;
+BEGIN
+  FOR k IN SELECT DISTINCT x.key_id FROM audit.checkpoints x LOOP
+    SELECT array_agg(x.checkpoint_id ORDER BY x.checkpoint_id), (vault._hmac(k.key_id, array_agg(audit._checkpoint_msg(x) ORDER BY x.checkpoint_id))).sigs
+      INTO v_ids, v_sigs FROM audit.checkpoints x WHERE x.key_id = k.key_id;
+    RETURN QUERY
+      SELECT 'checkpoint/' || x.checkpoint_id, x.checkpoint_id, x.created_at, 'checkpoint signature is not valid'
+        FROM audit.checkpoints x JOIN unnest(v_ids, v_sigs) AS u(id, sig) ON u.id = x.checkpoint_id
+       WHERE x.sig <> u.sig;
+  END LOOP;
+  RETURN QUERY
+    SELECT 'checkpoint/' || x.checkpoint_id, x.checkpoint_id, x.created_at,
+           'checkpoint does not follow the previous one (a checkpoint was removed or replaced)'
+      FROM (SELECT x.*, lag(x.sig) OVER (ORDER BY x.checkpoint_id) AS p_sig FROM audit.checkpoints x) x
+     WHERE x.prev_sig IS DISTINCT FROM x.p_sig;
+  SELECT * INTO c FROM audit.checkpoints x ORDER BY x.checkpoint_id DESC LIMIT 1;
+  IF FOUND THEN
+    SELECT audit._merkle_root(array_agg(audit._leaf(h.stream, h.seq, h.hash) ORDER BY h.stream))
+      INTO v_root FROM audit.checkpoint_heads h WHERE h.checkpoint_id = c.checkpoint_id;
+    IF v_root <> c.root THEN
+      RETURN QUERY SELECT 'checkpoint/' || c.checkpoint_id, c.checkpoint_id, c.created_at,
+                          'checkpoint heads do not match its signed Merkle root';
+    END IF;
+    RETURN QUERY SELECT * FROM audit._missing_heads(c.checkpoint_id, NULL);
+  END IF;
+  FOR k IN SELECT DISTINCT a.key_id FROM audit.anchors a LOOP
+    RETURN QUERY
+      SELECT a.stream, a.seq + 1, NULL::timestamptz, 'retention anchor signature is not valid'
+        FROM (SELECT a.*, (vault._hmac(k.key_id, ARRAY[audit._anchor_msg(a.stream, a.seq, a.hash, a.checkpoint_id)])).sigs[1] AS good
+                FROM audit.anchors a WHERE a.key_id = k.key_id) a
+       WHERE a.sig <> a.good;
+  END LOOP;
+END
+$$;
+
+-- Heads of a checkpoint (or of an exported one, p_heads) that the log no
+-- longer has with the same hash: a truncated tail or a rewritten chain.
+CREATE OR REPLACE FUNCTION audit._missing_heads(p_checkpoint bigint, p_heads jsonb)
+RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
+LANGUAGE sql STABLE
+AS $$
+  WITH heads AS (
+    SELECT h.stream, h.seq, h.hash FROM audit.checkpoint_heads h WHERE h.checkpoint_id = p_checkpoint
+    UNION ALL
+    SELECT j.key, (j.value ->> 0)::bigint, decode(j.value ->> 1, 'hex') FROM jsonb_each(p_heads) j)
+  SELECT h.stream,
+         CASE WHEN l.hash IS NULL THEN coalesce(t.last_seq, 0) + 1 ELSE h.seq END,
+         l.logged_at,
+         CASE WHEN l.hash IS NULL
+              THEN format('chain truncated: ends at %s, the checkpoint has entry %s', coalesce(t.last_seq, 0), h.seq)
+              ELSE format('chain rewritten: entry %s differs from the checkpoint', h.seq) END
+    FROM heads h
+    LEFT JOIN audit.log l ON l.stream = h.stream AND l.seq = h.seq
+    LEFT JOIN LATERAL (SELECT max(l2.seq) AS last_seq FROM audit.log l2 WHERE l2.stream = h.stream) t ON true
+    LEFT JOIN LATERAL (SELECT max(a.seq) AS seq, (array_agg(a.hash ORDER BY a.seq DESC))[1] AS hash
+                         FROM audit.anchors a WHERE a.stream = h.stream) a ON true
+   WHERE l.hash IS DISTINCT FROM h.hash
+     AND NOT (a.seq > h.seq OR (a.seq = h.seq AND a.hash = h.hash))  -- archived behind an anchor
+$$;
+
+-- The journal and its audit chains agree: every entry has its audit entry
+-- with the same content, and every ledger audit entry has its journal row.
+-- Finds writes made while the trigger was disabled, and edits of the journal.
+CREATE OR REPLACE FUNCTION audit._ledger_problems(p_since bigint)
+RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
+LANGUAGE sql STABLE
+AS $$
+  SELECT DISTINCT ON (x.stream) x.* FROM (
+    SELECT 'ledger/' || e.account_id AS stream, e.seq, e.created_at AS logged_at,
+           CASE WHEN l.stream IS NULL THEN 'journal entry has no audit entry (written with auditing disabled?)'
+                ELSE 'journal entry differs from its audit entry' END AS problem
+      FROM credits.entries e
+      LEFT JOIN audit.log l ON l.stream = 'ledger/' || e.account_id AND l.seq = e.seq
+     WHERE (l.stream IS NULL OR l.payload <> audit._entry_json(e))
+       AND (p_since IS NULL OR e.seq > coalesce((SELECT h.seq FROM audit.checkpoint_heads h
+                                                  WHERE h.checkpoint_id = p_since
+                                                    AND h.stream = 'ledger/' || e.account_id), 0))
+    UNION ALL
+    SELECT l.stream, l.seq, l.logged_at, 'audit entry has no journal entry'
+      FROM audit.log l
+      LEFT JOIN credits.entries e ON e.account_id = substr(l.stream, 8)::bigint AND e.seq = l.seq
+     WHERE l.stream LIKE 'ledger/%' AND e.entry_id IS NULL) x
+  ORDER BY x.stream, x.seq
+$$;
+
+CREATE OR REPLACE FUNCTION audit.verify_streams(p_incremental boolean DEFAULT false, p_ledger boolean DEFAULT true)
+RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_since bigint;
+BEGIN
+  IF p_incremental THEN
+    SELECT max(c.checkpoint_id) INTO v_since FROM audit.checkpoints c;
+  END IF;
+  RETURN QUERY
+    SELECT DISTINCT ON (p.stream) p.* FROM (
+      SELECT * FROM audit._chain_problems(v_since)
+      UNION ALL SELECT * FROM audit._checkpoint_problems()
+      UNION ALL SELECT * FROM audit._ledger_problems(v_since) WHERE p_ledger) p
+    ORDER BY p.stream, p.seq;
+END
+$$;
+
+-- One row: ok, what was checked, and the first broken entry (earliest in time).
+CREATE OR REPLACE FUNCTION audit.verify(p_incremental boolean DEFAULT false, p_ledger boolean DEFAULT true,
+  OUT ok boolean, OUT entries_checked bigint, OUT streams_checked bigint, OUT since_checkpoint bigint,
+  OUT broken_streams bigint, OUT stream text, OUT seq bigint, OUT problem text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  r record;
+BEGIN
+  IF p_incremental THEN
+    SELECT max(c.checkpoint_id) INTO since_checkpoint FROM audit.checkpoints c;
+  END IF;
+  SELECT count(*), count(DISTINCT l.stream) INTO entries_checked, streams_checked FROM audit.log l
+   WHERE since_checkpoint IS NULL
+      OR l.seq >= coalesce((SELECT h.seq FROM audit.checkpoint_heads h
+                             WHERE h.checkpoint_id = since_checkpoint AND h.stream = l.stream), 1);
+  broken_streams := 0;
+  FOR r IN SELECT * FROM audit.verify_streams(p_incremental, p_ledger) v
+            ORDER BY v.logged_at NULLS FIRST, v.stream, v.seq LOOP
+    IF broken_streams = 0 THEN
+      stream := r.stream; seq := r.seq; problem := r.problem;
+    END IF;
+    broken_streams := broken_streams + 1;
+  END LOOP;
+  ok := broken_streams = 0;
+END
+$$;
