@@ -11,7 +11,9 @@ AS $$
   WITH sums AS (
     SELECT e.account_id, sum(e.amount) AS total, count(*) AS n, max(e.seq) AS max_seq,
            (array_agg(e.balance_after ORDER BY e.seq DESC))[1] AS last_after
-      FROM credits.entries e GROUP BY e.account_id)
+      FROM (SELECT account_id, amount, seq, balance_after FROM credits.entries
+            UNION ALL  -- entries moved by retention (audit.cleanup_old_transactions)
+            SELECT account_id, amount, seq, balance_after FROM credits.entries_archive) e GROUP BY e.account_id)
   SELECT a.account_id, a.tenant_id, a.balance, coalesce(s.total, 0), s.last_after, a.entry_seq,
          coalesce(s.n, 0),
          concat_ws('; ',
