@@ -13,8 +13,10 @@
 -- commit / abort = decide + complete in one call. No decision by the deadline
 -- means abort (presumed abort): recovery aborts it, and commit refuses it.
 -- Every state change is appended to credits.dist_events.
--- Lock order: the transaction row, then each leg's hold and account in
--- account_id order (the same hold -> account order as credits.commit_hold).
+-- Lock order: the transaction row, then every leg's account (in account_id
+-- order, all of them before any write), then the holds and records. Audited
+-- writes lock audit chain heads shared across accounts, so nothing may wait
+-- for an account after writing one (see credits/holds.sql).
 
 -- State machine on the table itself: allowed transitions only, decisions and
 -- identity are immutable, final states are final.
@@ -89,8 +91,8 @@ ALTER TABLE credits.dist_events ENABLE ALWAYS TRIGGER dist_events_append_only;
 ALTER TABLE credits.dist_events ENABLE ALWAYS TRIGGER dist_events_no_truncate;
 
 -- A prepared credit leg must be able to land: closing its account is refused
--- until the transaction is complete (prepare locks the account FOR SHARE
--- while it votes, so a concurrent close waits and then sees the vote).
+-- until the transaction is complete (prepare locks the account while it
+-- votes, so a concurrent close waits and then sees the vote).
 CREATE OR REPLACE FUNCTION credits._refuse_close_with_pending_credit()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -178,6 +180,27 @@ BEGIN
     PERFORM ops._fail('SX107', format('distributed transaction %L not found', p_xid), jsonb_build_object('xid', p_xid));
   END IF;
   RETURN t;
+END
+$$;
+
+-- Lock the accounts of every leg, in account_id order, before any write.
+-- Recovery passes p_nowait: a busy account is retried on the next run rather
+-- than waited for while earlier transactions' locks are held.
+CREATE OR REPLACE FUNCTION credits._dist_lock_accounts(t credits.dist_transactions, p_nowait boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_nowait THEN
+    PERFORM 1 FROM credits.accounts a
+     WHERE a.account_id IN (SELECT p.account_id FROM credits.dist_participants p WHERE p.dist_tx_id = t.dist_tx_id)
+     ORDER BY a.account_id FOR UPDATE NOWAIT;
+  ELSE
+    PERFORM 1 FROM credits.accounts a
+     WHERE a.account_id IN (SELECT p.account_id FROM credits.dist_participants p WHERE p.dist_tx_id = t.dist_tx_id)
+     ORDER BY a.account_id FOR UPDATE;
+  END IF;
 END
 $$;
 
@@ -283,6 +306,7 @@ BEGIN
       PERFORM ops._fail('SX111', format('distributed transaction %L passed its deadline %s undecided', p_xid, t.deadline),
                         jsonb_build_object('xid', p_xid, 'deadline', t.deadline));
     END IF;
+    PERFORM credits._dist_lock_accounts(t);
     FOR p IN SELECT * FROM credits.dist_participants x WHERE x.dist_tx_id = t.dist_tx_id AND x.vote IS NULL
               ORDER BY x.account_id LOOP
       BEGIN
@@ -458,6 +482,7 @@ BEGIN
   t := credits._dist_lock(p_xid);
   replayed := t.decision IS NOT NULL;
   IF t.decision IS NULL THEN
+    PERFORM credits._dist_lock_accounts(t);
     t := credits._dist_decide(t, p_decision, CASE p_decision WHEN 'commit' THEN 'coordinator decided commit'
                                                  ELSE 'coordinator decided abort' END);
   ELSIF t.decision <> p_decision THEN
@@ -494,6 +519,7 @@ BEGIN
   t := credits._dist_lock(p_xid);
   replayed := t.state IN ('committed', 'aborted');
   IF NOT replayed THEN
+    PERFORM credits._dist_lock_accounts(t);
     t := credits._dist_complete(t);
   END IF;
   xid := t.xid; state := t.state; decision := t.decision;
@@ -513,6 +539,9 @@ BEGIN
   replayed := t.decision IS NOT NULL;
   IF t.decision = 'abort' THEN
     PERFORM credits._dist_decided_otherwise(t);
+  END IF;
+  IF t.state <> 'committed' THEN
+    PERFORM credits._dist_lock_accounts(t);
   END IF;
   IF t.decision IS NULL THEN
     t := credits._dist_decide(t, 'commit', 'coordinator committed');
@@ -538,6 +567,9 @@ BEGIN
   replayed := t.decision IS NOT NULL;
   IF t.decision = 'commit' THEN
     PERFORM credits._dist_decided_otherwise(t);
+  END IF;
+  IF t.state <> 'aborted' THEN
+    PERFORM credits._dist_lock_accounts(t);
   END IF;
   IF t.decision IS NULL THEN
     t := credits._dist_decide(t, 'abort', 'coordinator aborted');
@@ -603,6 +635,7 @@ BEGIN
             FOR UPDATE SKIP LOCKED LOOP
     xid := t.xid; v_id := t.dist_tx_id; v_was := t.state;
     BEGIN
+      PERFORM credits._dist_lock_accounts(t, true);
       IF t.decision IS NULL THEN
         action := 'presumed abort';
         t := credits._dist_decide(t, 'abort', 'presumed abort: no decision by the deadline');
@@ -611,7 +644,10 @@ BEGIN
       END IF;
       t := credits._dist_complete(t);
       state := t.state;
-    EXCEPTION WHEN OTHERS THEN
+    EXCEPTION WHEN lock_not_available THEN
+      action := 'skipped: an account is busy; next run';
+      state := v_was;
+    WHEN OTHERS THEN
       GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
       PERFORM credits._dist_event(v_id, NULL, 'recovery_failed',
                                   jsonb_build_object('sqlstate', v_state, 'message', v_msg));

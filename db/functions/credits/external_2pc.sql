@@ -41,6 +41,10 @@ BEGIN
     xid := t.xid; vote := 'no'; state := t.state; reason := t.reason; deadline := t.deadline; replayed := true;
     RETURN;
   END IF;
+  -- Lock the legs' accounts before begin writes any (audited) row: see dist_transactions.sql.
+  PERFORM 1 FROM credits.accounts a
+   WHERE a.account_id IN (SELECT (l ->> 'account_id')::bigint FROM jsonb_array_elements(credits._check_legs(p_legs)) l)
+   ORDER BY a.account_id FOR UPDATE;
   SELECT * INTO b FROM credits.dist_begin(p_xid, p_legs, p_timeout, 'external');
   SELECT * INTO r FROM credits.dist_prepare(p_xid);
   SELECT * INTO t FROM credits.dist_transactions x WHERE x.xid = p_xid;

@@ -3,9 +3,10 @@
 -- uses (balance - held >= amount) sees it at once. A hold resolves at most
 -- once: every resolution is an UPDATE guarded by status = 'active', and the
 -- trigger below refuses any other transition whoever attempts it.
--- Lock order everywhere: the hold row, then its account row. Whoever locks an
--- account first (reserve, consume, the expiry job) never waits for a hold row
--- (SKIP LOCKED), so the two orders cannot deadlock.
+-- Lock order everywhere: the account row(s) first, then the hold rows (and
+-- whatever their triggers lock, e.g. the audit chains). A call never waits
+-- for an account while holding a hold or an audit chain head, so a chain
+-- shared by holds of different accounts cannot close a deadlock cycle.
 
 -- The state machine, enforced on the table itself: a final hold never
 -- changes again, identity columns never change, a capture needs an unexpired
@@ -145,6 +146,21 @@ BEGIN
 END
 $$;
 
+-- Lock the account of a hold (account before hold: see the top of this file).
+-- The hold's account never changes, so reading it unlocked is safe. Nothing
+-- found: the caller's guarded UPDATE finds nothing either and explains why.
+CREATE OR REPLACE FUNCTION credits._lock_hold_account(p_tenant text, p_hold bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM 1 FROM credits.holds h JOIN credits.accounts a ON a.account_id = h.account_id
+   WHERE h.hold_id = p_hold AND h.tenant_id = p_tenant
+     FOR UPDATE OF a;
+END
+$$;
+
 -- Why a commit or abort matched no active hold: unknown, owned by a
 -- distributed transaction, already resolved, expired, or too large a capture.
 -- Returns the hold when the call is a replay of the resolution it already had.
@@ -212,6 +228,7 @@ BEGIN
   IF length(p_reason) > 500 THEN
     PERFORM ops._fail('SX007', 'reason must be at most 500 characters', jsonb_build_object('argument', 'reason'));
   END IF;
+  PERFORM credits._lock_hold_account(p_tenant, p_hold);
   -- The guard decides: active, unexpired, not a distributed leg, within the hold.
   UPDATE credits.holds x SET status = 'captured', captured = coalesce(p_amount, x.amount), resolved_at = now()
    WHERE x.hold_id = p_hold AND x.tenant_id = p_tenant AND x.status = 'active' AND x.expires_at > now()
@@ -274,6 +291,7 @@ AS $$
 DECLARE
   h credits.holds;
 BEGIN
+  PERFORM credits._lock_hold_account(p_tenant, p_hold);
   UPDATE credits.holds x SET status = 'voided', resolved_at = now()
    WHERE x.hold_id = p_hold AND x.tenant_id = p_tenant AND x.status = 'active' AND x.expires_at > now()
      AND x.dist_tx_id IS NULL
@@ -291,9 +309,10 @@ END
 $$;
 
 -- Lazy release, under the account row lock: mark this account's active holds
--- past their deadline 'expired' and take them out of held. Holds locked by a
--- concurrent commit/abort are skipped (that call decides them). Returns the
--- amount released. The lead's consume/transfer call it when refusing.
+-- past their deadline 'expired' and take them out of held. (Commit and abort
+-- lock the account first, so no hold row of this account is locked by anyone
+-- else now; SKIP LOCKED only guards against a writer that breaks the order.)
+-- Returns the amount released. The lead's consume/transfer call it when refusing.
 CREATE OR REPLACE FUNCTION credits._release_expired_holds(p_account bigint)
 RETURNS bigint
 LANGUAGE sql
