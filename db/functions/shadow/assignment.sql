@@ -38,9 +38,9 @@ DECLARE
   e shadow.experiments;
 BEGIN
   e := shadow._experiment(p_experiment);
-  IF p_unit_ids IS NULL OR cardinality(p_unit_ids) > 10000
+  IF p_unit_ids IS NULL OR cardinality(p_unit_ids) > 100000
      OR EXISTS (SELECT 1 FROM unnest(p_unit_ids) u WHERE u IS NULL OR length(u) NOT BETWEEN 1 AND 200) THEN
-    PERFORM ops._fail('SX007', 'unit_ids must be at most 10000 ids of 1 to 200 characters',
+    PERFORM ops._fail('SX007', 'unit_ids must be at most 100000 ids of 1 to 200 characters',
                       jsonb_build_object('argument', 'unit_ids'));
   END IF;
   RETURN QUERY
