@@ -1,0 +1,129 @@
+"""Holds (reserve / commit / abort), distributed transactions, and the external
+two-phase-commit participant: thin wrappers over the credits.* SQL functions.
+
+A hold is its own idempotency key for commit and abort (the hold id in the
+path); reserve takes the Idempotency-Key header; a distributed transaction is
+named by its xid.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import msgspec
+from litestar import Controller, Response, get, post
+from psycopg.types.json import Jsonb
+
+from ..models_holds import (
+    Capture, CommitIn, DistBeginIn, DistBegun, DistDecideIn, DistOutcome, DistPrepared, DistTransaction,
+    ExtOutcome, ExtPrepareIn, ExtVote, Hold, HoldPage, HoldSummary, HoldView, ReserveIn, Void,
+)
+from .params import DB, IdempotencyKey, Limit
+
+
+def _created(model: type, row: dict) -> Response:
+    return Response(model(**row), status_code=200 if row["replayed"] else 201)
+
+
+def _seconds(value: float) -> timedelta | None:
+    # Out-of-range values reach SQL as an interval that it refuses (SX106).
+    try:
+        return timedelta(seconds=value)
+    except (OverflowError, ValueError):
+        return timedelta(days=999_999_999)
+
+
+def _legs(legs: list) -> Jsonb:
+    return Jsonb(msgspec.to_builtins(legs))
+
+
+class HoldsController(Controller):
+    path = "/v1/tenants/{tenant_id:str}"
+    tags = ["holds"]
+
+    @post("/accounts/{account_id:int}/holds", summary="Reserve (hold) credits for a time-to-live")
+    async def reserve(self, tenant_id: str, account_id: int, data: ReserveIn, db: DB,
+                      idempotency_key: IdempotencyKey = None) -> Response[Hold]:
+        row = await db.one("SELECT * FROM credits.reserve(%s, %s::bigint, %s::bigint, %s, %s::interval, %s)",
+                           (tenant_id, account_id, data.amount, idempotency_key, _seconds(data.ttl_seconds),
+                            data.reason))
+        return _created(Hold, row)
+
+    @get("/accounts/{account_id:int}/holds", summary="An account's holds, newest first (keyset pagination)")
+    async def list_holds(self, tenant_id: str, account_id: int, db: DB, status: str | None = None,
+                         before: int | None = None, limit: Limit = 100) -> HoldPage:
+        rows = await db.all("SELECT * FROM credits.list_holds(%s, %s::bigint, %s, %s::bigint, %s::int)",
+                            (tenant_id, account_id, status, before, limit))
+        items = [HoldSummary(**r) for r in rows]
+        return HoldPage(items=items, next_before=items[-1].hold_id if len(items) == limit else None)
+
+    @get("/holds/{hold_id:int}", summary="A hold (an active hold past its deadline reads as expired)")
+    async def get_hold(self, tenant_id: str, hold_id: int, db: DB) -> HoldView:
+        return HoldView(**await db.one("SELECT * FROM credits.get_hold(%s, %s::bigint)", (tenant_id, hold_id)))
+
+    @post("/holds/{hold_id:int}/commit", summary="Commit (capture) a hold, fully or partly", status_code=200)
+    async def commit(self, tenant_id: str, hold_id: int, db: DB, data: CommitIn | None = None) -> Capture:
+        data = data or CommitIn()
+        row = await db.one("SELECT * FROM credits.commit_hold(%s, %s::bigint, %s::bigint, %s)",
+                           (tenant_id, hold_id, data.amount, data.reason))
+        return Capture(**row)
+
+    @post("/holds/{hold_id:int}/abort", summary="Abort (void) a hold", status_code=200)
+    async def abort(self, tenant_id: str, hold_id: int, db: DB) -> Void:
+        return Void(**await db.one("SELECT * FROM credits.abort_hold(%s, %s::bigint)", (tenant_id, hold_id)))
+
+
+class DistController(Controller):
+    path = "/v1/dist-transactions"
+    tags = ["distributed transactions"]
+
+    @post("", summary="Begin a distributed transaction (idempotent by xid)")
+    async def begin(self, data: DistBeginIn, db: DB) -> Response[DistBegun]:
+        row = await db.one("SELECT * FROM credits.dist_begin(%s, %s::jsonb, %s::interval)",
+                           (data.xid, _legs(data.legs), _seconds(data.timeout_seconds)))
+        return _created(DistBegun, row)
+
+    @get("/{xid:str}", summary="A distributed transaction, its legs and its history")
+    async def get(self, xid: str, db: DB) -> DistTransaction:
+        return DistTransaction(**await db.one("SELECT * FROM credits.get_dist_transaction(%s)", (xid,)))
+
+    @post("/{xid:str}/prepare", summary="Every leg votes; any no aborts", status_code=200)
+    async def prepare(self, xid: str, db: DB) -> DistPrepared:
+        return DistPrepared(**await db.one("SELECT * FROM credits.dist_prepare(%s)", (xid,)))
+
+    @post("/{xid:str}/decide", summary="Log a decision without applying it", status_code=200)
+    async def decide(self, xid: str, data: DistDecideIn, db: DB) -> DistOutcome:
+        return DistOutcome(**await db.one("SELECT * FROM credits.dist_decide(%s, %s)", (xid, data.decision)))
+
+    @post("/{xid:str}/complete", summary="Apply the logged decision", status_code=200)
+    async def complete(self, xid: str, db: DB) -> DistOutcome:
+        return DistOutcome(**await db.one("SELECT * FROM credits.dist_complete(%s)", (xid,)))
+
+    @post("/{xid:str}/commit", summary="Decide commit and apply it", status_code=200)
+    async def commit(self, xid: str, db: DB) -> DistOutcome:
+        return DistOutcome(**await db.one("SELECT * FROM credits.dist_commit(%s)", (xid,)))
+
+    @post("/{xid:str}/abort", summary="Decide abort and apply it", status_code=200)
+    async def abort(self, xid: str, db: DB) -> DistOutcome:
+        return DistOutcome(**await db.one("SELECT * FROM credits.dist_abort(%s)", (xid,)))
+
+
+class ExternalController(Controller):
+    path = "/v1/external-transactions/{xid:str}"
+    tags = ["external two-phase commit"]
+
+    @post("/prepare", summary="Prepare our legs of an external transaction; answers the vote", status_code=200)
+    async def prepare(self, xid: str, data: ExtPrepareIn, db: DB) -> ExtVote:
+        row = await db.one("SELECT * FROM credits.ext_prepare(%s, %s::jsonb, %s::interval)",
+                           (xid, _legs(data.legs), _seconds(data.timeout_seconds)))
+        return ExtVote(**row)
+
+    @post("/commit", summary="Commit a prepared external transaction", status_code=200)
+    async def commit(self, xid: str, db: DB) -> ExtOutcome:
+        return ExtOutcome(**await db.one("SELECT * FROM credits.ext_commit(%s)", (xid,)))
+
+    @post("/abort", summary="Abort an external transaction (also one never prepared here)", status_code=200)
+    async def abort(self, xid: str, db: DB) -> ExtOutcome:
+        return ExtOutcome(**await db.one("SELECT * FROM credits.ext_abort(%s)", (xid,)))
+
+
+ROUTES = [HoldsController, DistController, ExternalController]
