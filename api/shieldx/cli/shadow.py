@@ -30,12 +30,17 @@ def load_stats() -> ModuleType:
     return module
 
 
+def stats_version(source: str | None = None) -> str:
+    src = STATS_PY.read_text() if source is None else source
+    return hashlib.sha256(src.encode()).hexdigest()[:16]
+
+
 def stats_sql(source: str | None = None) -> str:
     """The text of stats.sql for the current stats.py."""
     src = STATS_PY.read_text() if source is None else source
     if "$py$" in src or "$fn$" in src:
         raise ValueError("stats.py must not contain $py$ or $fn$ (they quote it in SQL)")
-    version = hashlib.sha256(src.encode()).hexdigest()[:16]
+    version = stats_version(src)
     return (
         "-- GENERATED from stats.py by `shieldx shadow gen-sql`: edit stats.py, then regenerate.\n"
         "-- (db/tests/test_shadow_math.py fails when this file and stats.py differ.)\n"
@@ -135,6 +140,27 @@ def time_p_win(dsn: str, calls: int = 200) -> float:
     return float(ms)
 
 
+def _time_p_win_somewhere(dsn: str, port: int) -> float:
+    """Time in `dsn` if its functions are current, else in a scratch database migrated from this tree."""
+    import psycopg
+
+    from ..benchmarks.harness import Harness
+
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            current = conn.execute("SELECT shadow._stats_version() = %s", (stats_version(),)).fetchone()[0]
+    except psycopg.Error:
+        current = False
+    if current:
+        return time_p_win(dsn)
+    h = Harness(port=port)
+    url = h.fresh_database("shadow_simulate")
+    try:
+        return time_p_win(url)
+    finally:
+        h.drop_database(url)
+
+
 @click.group(help="Shadow evaluation: simulate the decision rule, regenerate stats.sql.")
 def cli() -> None:
     pass
@@ -154,9 +180,10 @@ def gen_sql() -> None:
 @click.option("--power-experiments", default=4000, show_default=True)
 @click.option("--seed", default=20261129, show_default=True)
 @click.option("--dsn", default=None, help="Database for timing P(B > A) (default: the local shieldx database).")
+@click.option("--port", default=55432, show_default=True, help="Local cluster port (for a scratch database).")
 @click.option("--no-save", is_flag=True, help="Print only; do not write bench/results.json.")
 def simulate_cmd(aa_experiments: int, looks: int, look_every: int, power_experiments: int, seed: int,
-                 dsn: str | None, no_save: bool) -> None:
+                 dsn: str | None, port: int, no_save: bool) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -174,7 +201,7 @@ def simulate_cmd(aa_experiments: int, looks: int, look_every: int, power_experim
 
         metrics = simulate(aa_experiments, looks, look_every, power_experiments, seed, tick)
         task = bar.add_task("P(B > A) at 10^6 per arm, in PostgreSQL", total=1)
-        metrics["shadow.p_win_ms_at_1e6"] = time_p_win(dsn or admin_url())
+        metrics["shadow.p_win_ms_at_1e6"] = _time_p_win_somewhere(dsn or admin_url(), port)
         bar.advance(task)
     metrics["shadow.simulate_seconds"] = time.monotonic() - started
     if not no_save:

@@ -4,7 +4,7 @@
 -- A terminal experiment (promoted, rolled back, inconclusive) takes no action: SX406.
 CREATE OR REPLACE FUNCTION shadow._act(
   p_experiment bigint, p_kind text, p_actor text, p_reason text, p_idem_key text,
-  OUT event_id bigint, OUT experiment_id bigint, OUT kind text, OUT state text, OUT weight numeric,
+  OUT event_id bigint, OUT experiment_id bigint, OUT kind text, OUT state text, OUT weight double precision,
   OUT actor text, OUT reason text, OUT created_at timestamptz, OUT replayed boolean)
 LANGUAGE plpgsql
 AS $$
@@ -45,25 +45,25 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION shadow.pause(p_experiment bigint, p_actor text, p_reason text, p_idem_key text,
-  OUT event_id bigint, OUT experiment_id bigint, OUT kind text, OUT state text, OUT weight numeric,
+  OUT event_id bigint, OUT experiment_id bigint, OUT kind text, OUT state text, OUT weight double precision,
   OUT actor text, OUT reason text, OUT created_at timestamptz, OUT replayed boolean)
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM shadow._act(p_experiment, 'paused', p_actor, p_reason, p_idem_key) $$;
 
 CREATE OR REPLACE FUNCTION shadow.resume(p_experiment bigint, p_actor text, p_reason text, p_idem_key text,
-  OUT event_id bigint, OUT experiment_id bigint, OUT kind text, OUT state text, OUT weight numeric,
+  OUT event_id bigint, OUT experiment_id bigint, OUT kind text, OUT state text, OUT weight double precision,
   OUT actor text, OUT reason text, OUT created_at timestamptz, OUT replayed boolean)
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM shadow._act(p_experiment, 'resumed', p_actor, p_reason, p_idem_key) $$;
 
 CREATE OR REPLACE FUNCTION shadow.promote(p_experiment bigint, p_actor text, p_reason text, p_idem_key text,
-  OUT event_id bigint, OUT experiment_id bigint, OUT kind text, OUT state text, OUT weight numeric,
+  OUT event_id bigint, OUT experiment_id bigint, OUT kind text, OUT state text, OUT weight double precision,
   OUT actor text, OUT reason text, OUT created_at timestamptz, OUT replayed boolean)
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM shadow._act(p_experiment, 'promoted', p_actor, p_reason, p_idem_key) $$;
 
 CREATE OR REPLACE FUNCTION shadow.rollback(p_experiment bigint, p_actor text, p_reason text, p_idem_key text,
-  OUT event_id bigint, OUT experiment_id bigint, OUT kind text, OUT state text, OUT weight numeric,
+  OUT event_id bigint, OUT experiment_id bigint, OUT kind text, OUT state text, OUT weight double precision,
   OUT actor text, OUT reason text, OUT created_at timestamptz, OUT replayed boolean)
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM shadow._act(p_experiment, 'rolled_back', p_actor, p_reason, p_idem_key) $$;

@@ -13,7 +13,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION shadow.assign(
   p_experiment bigint, p_unit_id text,
-  OUT arm text, OUT bucket int, OUT weight numeric, OUT step_no int, OUT state text)
+  OUT arm text, OUT bucket int, OUT weight double precision, OUT step_no int, OUT state text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$

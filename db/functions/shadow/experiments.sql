@@ -29,7 +29,7 @@ CREATE OR REPLACE FUNCTION shadow.create_experiment(
   p_guardrail_min_obs int DEFAULT 100,
   p_breach_limit int DEFAULT 1,
   p_breach_mode text DEFAULT 'consecutive',
-  OUT experiment_id bigint, OUT state text, OUT step_no int, OUT weight numeric,
+  OUT experiment_id bigint, OUT state text, OUT step_no int, OUT weight double precision,
   OUT created_at timestamptz, OUT replayed boolean)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -133,7 +133,7 @@ $$;
 CREATE OR REPLACE FUNCTION shadow.get_experiment(p_experiment bigint)
 RETURNS TABLE (
   experiment_id bigint, name text, rule_id text, champion_version int, challenger_version int, metric text,
-  state text, steps numeric[], step_no int, weight numeric, step_started_at timestamptz,
+  state text, steps double precision[], step_no int, weight double precision, step_started_at timestamptz,
   config jsonb, breaches int, breaches_total int,
   champion_n bigint, champion_successes bigint, challenger_n bigint, challenger_successes bigint,
   champion_alpha bigint, champion_beta bigint, challenger_alpha bigint, challenger_beta bigint,
@@ -182,12 +182,12 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION shadow.list_experiments(p_after bigint DEFAULT NULL, p_limit int DEFAULT 100)
-RETURNS TABLE (experiment_id bigint, name text, rule_id text, state text, step_no int, weight numeric,
+RETURNS TABLE (experiment_id bigint, name text, rule_id text, state text, step_no int, weight double precision,
                created_at timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT e.experiment_id, e.name, e.rule_id, e.state, e.step_no, e.weight, e.created_at
+  SELECT e.experiment_id, e.name, e.rule_id, e.state, e.step_no, e.weight::float8, e.created_at
     FROM shadow.experiments e
    WHERE p_after IS NULL OR e.experiment_id > p_after
    ORDER BY e.experiment_id LIMIT least(greatest(coalesce(p_limit, 100), 1), 1000);
@@ -196,15 +196,15 @@ $$;
 -- The deployment audit trail of one experiment, oldest first (keyset by event_id).
 CREATE OR REPLACE FUNCTION shadow.list_events(p_experiment bigint, p_after bigint DEFAULT NULL,
                                               p_limit int DEFAULT 100)
-RETURNS TABLE (event_id bigint, kind text, from_state text, to_state text, from_weight numeric,
-               to_weight numeric, step_no int, actor text, reason text, evidence jsonb, created_at timestamptz)
+RETURNS TABLE (event_id bigint, kind text, from_state text, to_state text, from_weight double precision,
+               to_weight double precision, step_no int, actor text, reason text, evidence jsonb, created_at timestamptz)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   PERFORM shadow._experiment(p_experiment);
   RETURN QUERY
-  SELECT d.event_id, d.kind, d.from_state, d.to_state, d.from_weight, d.to_weight, d.step_no, d.actor,
+  SELECT d.event_id, d.kind, d.from_state, d.to_state, d.from_weight::float8, d.to_weight::float8, d.step_no, d.actor,
          d.reason, d.evidence, d.created_at
     FROM shadow.deployment_events d
    WHERE d.experiment_id = p_experiment AND (p_after IS NULL OR d.event_id > p_after)
