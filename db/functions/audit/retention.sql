@@ -19,8 +19,8 @@ DECLARE
   v_key    text;
   n        bigint;
 BEGIN
-  IF p_days IS NULL OR p_days < 1 THEN
-    PERFORM ops._fail('SX007', 'days must be at least 1', jsonb_build_object('argument', 'days'));
+  IF p_days IS NULL OR p_days < 0 THEN
+    PERFORM ops._fail('SX007', 'days must be 0 or more', jsonb_build_object('argument', 'days'));
   END IF;
   v_cutoff := now() - make_interval(days => p_days);
   SELECT c.checkpoint_id INTO checkpoint_id FROM audit.checkpoint('retention') c;

@@ -135,7 +135,7 @@ AS $$
     LEFT JOIN LATERAL (SELECT max(a.seq) AS seq, (array_agg(a.hash ORDER BY a.seq DESC))[1] AS hash
                          FROM audit.anchors a WHERE a.stream = h.stream) a ON true
    WHERE l.hash IS DISTINCT FROM h.hash
-     AND NOT (a.seq > h.seq OR (a.seq = h.seq AND a.hash = h.hash))  -- archived behind an anchor
+     AND NOT coalesce(a.seq > h.seq OR (a.seq = h.seq AND a.hash = h.hash), false)  -- archived behind an anchor
 $$;
 
 -- The journal and its audit chains agree: every entry has its audit entry

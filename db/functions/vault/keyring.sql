@@ -20,13 +20,26 @@ class Keyring:
         self.cache = {}
 
     def base(self):
-        # Only a superuser's setting counts (postgresql.conf, ALTER SYSTEM, ALTER
-        # DATABASE): a session could SET a placeholder to a directory of its own.
-        r = plpy.execute("SELECT setting, source FROM pg_catalog.pg_settings WHERE name = 'shieldx.key_dir'")
-        if r and r[0]['setting'] and r[0]['source'] in ('configuration file', 'database'):
-            return r[0]['setting']
-        # The server runs in its data directory; the local cluster keeps keys beside it.
-        return os.path.join(os.getcwd(), '..', 'keys')
+        # Only a superuser's setting counts: ALTER DATABASE ... SET, else the
+        # server's configuration files (ALTER SYSTEM wins). Never the session's
+        # value: a session could SET the placeholder to a directory of its own.
+        r = plpy.execute("""SELECT cfg FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) cfg
+                             WHERE s.setrole = 0 AND cfg LIKE 'shieldx.key_dir=%'
+                               AND s.setdatabase = (SELECT oid FROM pg_catalog.pg_database
+                                                     WHERE datname = current_database())""")
+        if r:
+            return r[0]['cfg'].split('=', 1)[1]
+        found = None
+        for name in ('postgresql.conf', 'postgresql.auto.conf'):  # the server runs in its data directory
+            try:
+                with open(name) as f:
+                    for line in f:
+                        k, _, v = line.split('#', 1)[0].partition('=')
+                        if k.strip() == 'shieldx.key_dir' and v.strip():
+                            found = v.strip().strip("'")
+            except OSError:
+                pass
+        return found or os.path.join(os.getcwd(), '..', 'keys')
 
     def fail(self, msg, facts='{}'):
         plpy.error(msg, detail=facts, hint='Key unavailable', sqlstate='SX202')
