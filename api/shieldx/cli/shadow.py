@@ -174,7 +174,7 @@ def gen_sql() -> None:
 
 @cli.command("simulate", help="Simulate the real decision rule (A/A false positives, power, samples to decision) "
                   "and time P(B > A) at 10^6 per arm; merge the figures into bench/results.json.")
-@click.option("--aa-experiments", default=4000, show_default=True)
+@click.option("--aa-experiments", default=10000, show_default=True)
 @click.option("--looks", default=100, show_default=True, help="Looks per A/A experiment.")
 @click.option("--look-every", default=100, show_default=True, help="Observations per arm between looks.")
 @click.option("--power-experiments", default=4000, show_default=True)

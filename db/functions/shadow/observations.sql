@@ -124,7 +124,7 @@ BEGIN
     FROM jsonb_array_elements(p_batch) WITH ORDINALITY t(o, i)) x
   WHERE problem IS NOT NULL ORDER BY i LIMIT 1;
   IF FOUND THEN
-    PERFORM ops._fail('SX403', format('observation %s %s', v_bad.idx, v_bad.problem),
+    PERFORM ops._fail('SX403', format('observation %s: %s', v_bad.idx, v_bad.problem),
                       jsonb_build_object('index', v_bad.idx, 'problem', v_bad.problem));
   END IF;
   SELECT * INTO r FROM shadow._ingest(p_experiment,
