@@ -183,9 +183,20 @@ BEGIN
 END
 $$;
 
--- Lock the accounts of every leg, in account_id order, before any write.
--- Recovery passes p_nowait: a busy account is retried on the next run rather
--- than waited for while earlier transactions' locks are held.
+-- Distributed calls write several audited tables and several holds in no
+-- particular chain order: they run one at a time (see credits/holds.sql).
+-- Taken after the accounts' locks and before any write.
+CREATE OR REPLACE FUNCTION credits._dist_serialize()
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT pg_advisory_xact_lock(credits._dist_lock_key());
+$$;
+
+-- Lock the accounts of every leg, in account_id order, before any write, then
+-- serialize. Recovery passes p_nowait: a busy account is retried on the next
+-- run rather than waited for while earlier transactions' locks are held.
 CREATE OR REPLACE FUNCTION credits._dist_lock_accounts(t credits.dist_transactions, p_nowait boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
@@ -201,6 +212,7 @@ BEGIN
      WHERE a.account_id IN (SELECT p.account_id FROM credits.dist_participants p WHERE p.dist_tx_id = t.dist_tx_id)
      ORDER BY a.account_id FOR UPDATE;
   END IF;
+  PERFORM credits._dist_serialize();
 END
 $$;
 
@@ -224,6 +236,7 @@ BEGIN
   END IF;
   v_legs := credits._check_legs(p_legs);
   PERFORM credits._check_ttl('timeout', p_timeout);
+  PERFORM credits._dist_serialize();
   INSERT INTO credits.dist_transactions AS x (xid, coordinator, legs, deadline)
   VALUES (p_xid, p_coordinator, v_legs, now() + p_timeout)
   ON CONFLICT ON CONSTRAINT dist_tx_xid_unique DO NOTHING

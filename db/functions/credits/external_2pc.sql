@@ -45,6 +45,7 @@ BEGIN
   PERFORM 1 FROM credits.accounts a
    WHERE a.account_id IN (SELECT (l ->> 'account_id')::bigint FROM jsonb_array_elements(credits._check_legs(p_legs)) l)
    ORDER BY a.account_id FOR UPDATE;
+  PERFORM credits._dist_serialize();
   SELECT * INTO b FROM credits.dist_begin(p_xid, p_legs, p_timeout, 'external');
   SELECT * INTO r FROM credits.dist_prepare(p_xid);
   SELECT * INTO t FROM credits.dist_transactions x WHERE x.xid = p_xid;
@@ -83,7 +84,8 @@ BEGIN
   IF p_xid IS NULL OR length(p_xid) NOT BETWEEN 1 AND 200 THEN
     PERFORM ops._fail('SX007', 'xid must be 1 to 200 characters', jsonb_build_object('argument', 'xid'));
   END IF;
-  -- Never prepared here: record the abort (a tombstone with no legs).
+  -- Never prepared here: record the abort (a tombstone with no legs; one
+  -- audited row, so it needs no serializing).
   INSERT INTO credits.dist_transactions AS x (xid, coordinator, state, decision, legs, deadline, reason,
                                                decided_at, completed_at)
   VALUES (p_xid, 'external', 'aborted', 'abort', '[]', now(), 'aborted before any prepare', now(), now())

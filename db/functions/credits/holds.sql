@@ -308,11 +308,70 @@ BEGIN
 END
 $$;
 
+-- Audited writes (the audit engineer's triggers on credits.holds and the
+-- distributed tables) lock one of 16 chain heads per table until commit, and a
+-- chain is shared by rows of many accounts. Two transactions that each write
+-- several holds could take two chains in opposite orders and deadlock, so:
+--   * a call that writes several holds writes them in chain order (below);
+--   * distributed-transaction calls, which write several audited tables,
+--     hold credits._dist_serialize()'s lock exclusively, and the multi-hold
+--     writers here hold it shared: the two kinds never interleave;
+--   * calls that write a single hold need neither (they never wait for a
+--     chain while holding another).
+-- The chain of a hold, as audit._log_row picks it (first primary-key column).
+CREATE OR REPLACE FUNCTION credits._audit_chain(p_id bigint)
+RETURNS int
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT abs(hashtext(p_id::text)) % 16;
+$$;
+
+CREATE OR REPLACE FUNCTION credits._dist_lock_key()
+RETURNS bigint
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT 7315001::bigint $$;
+
+-- Release, with an explicit clock, the expired active holds of the given
+-- accounts, which the caller has locked. Only ever earlier than the deadline
+-- is unsafe, and that direction only returns funds; tests move time with it.
+-- Returns the number of holds and the amount released.
+CREATE OR REPLACE FUNCTION credits._release_expired(p_accounts bigint[], p_now timestamptz,
+  OUT holds int, OUT amount bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  h record;
+  v_ids bigint[] := '{}';
+BEGIN
+  holds := 0; amount := 0;
+  PERFORM 1 FROM credits.holds y
+   WHERE y.account_id = ANY (p_accounts) AND y.status = 'active' AND y.expires_at <= p_now LIMIT 1;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  PERFORM pg_advisory_xact_lock_shared(credits._dist_lock_key());
+  -- SKIP LOCKED: commit and abort lock the account first, so nobody else
+  -- holds these rows; it only guards against a writer that breaks the order.
+  FOR h IN SELECT y.hold_id, y.amount FROM credits.holds y
+            WHERE y.account_id = ANY (p_accounts) AND y.status = 'active' AND y.expires_at <= p_now
+            ORDER BY credits._audit_chain(y.hold_id), y.hold_id
+            FOR UPDATE SKIP LOCKED LOOP
+    UPDATE credits.holds x SET status = 'expired', resolved_at = now() WHERE x.hold_id = h.hold_id;
+    v_ids := v_ids || h.hold_id;
+    holds := holds + 1; amount := amount + h.amount;
+  END LOOP;
+  UPDATE credits.accounts a SET held = a.held - r.total
+    FROM (SELECT y.account_id, sum(y.amount) AS total FROM credits.holds y
+           WHERE y.hold_id = ANY (v_ids) GROUP BY y.account_id) r
+   WHERE a.account_id = r.account_id;
+END
+$$;
+
 -- Lazy release, under the account row lock: mark this account's active holds
--- past their deadline 'expired' and take them out of held. (Commit and abort
--- lock the account first, so no hold row of this account is locked by anyone
--- else now; SKIP LOCKED only guards against a writer that breaks the order.)
--- Returns the amount released. The lead's consume/transfer call it when refusing.
+-- past their deadline 'expired' and take them out of held. Returns the amount
+-- released. The lead's consume/transfer call it when refusing.
 CREATE OR REPLACE FUNCTION credits._release_expired_holds(p_account bigint)
 RETURNS bigint
 LANGUAGE sql
@@ -321,60 +380,40 @@ AS $$
   SELECT credits._release_expired_holds_at(p_account, now());
 $$;
 
--- The same with an explicit clock. Only ever earlier than the deadline is
--- unsafe, and that direction only returns funds; tests move time with it.
 CREATE OR REPLACE FUNCTION credits._release_expired_holds_at(p_account bigint, p_now timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-  v_amount bigint;
 BEGIN
   PERFORM 1 FROM credits.accounts a WHERE a.account_id = p_account FOR UPDATE;
   IF NOT FOUND THEN
     RETURN 0;
   END IF;
-  WITH released AS (
-    UPDATE credits.holds h SET status = 'expired', resolved_at = now()
-     WHERE h.hold_id IN (SELECT y.hold_id FROM credits.holds y
-                          WHERE y.account_id = p_account AND y.status = 'active' AND y.expires_at <= p_now
-                          FOR UPDATE SKIP LOCKED)
-       AND h.status = 'active'
-    RETURNING h.amount)
-  SELECT coalesce(sum(r.amount), 0) INTO v_amount FROM released r;
-  IF v_amount > 0 THEN
-    UPDATE credits.accounts a SET held = a.held - v_amount WHERE a.account_id = p_account;
-  END IF;
-  RETURN v_amount;
+  RETURN (SELECT r.amount FROM credits._release_expired(ARRAY[p_account], p_now) r);
 END
 $$;
 
--- The expiry job: release expired holds, account by account (in account_id
--- order, skipping accounts busy right now: the next run or the account's
--- next debit gets them). Safe to run twice or to die midway: each release is
--- guarded by status = 'active' and a crash rolls back its own work.
+-- The expiry job: release expired holds of up to p_batch accounts, skipping
+-- accounts busy right now (the next run, or the account's next refused debit,
+-- gets them). Safe to run twice or to die midway: each release is guarded by
+-- status = 'active' and a crash rolls back its own work.
 CREATE OR REPLACE FUNCTION credits._expire_holds_at(p_now timestamptz, p_batch int DEFAULT 500,
   OUT accounts int, OUT holds bigint, OUT amount bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_account bigint;
-  v_before  bigint;
+  v_accounts bigint[];
+  r record;
 BEGIN
-  accounts := 0; amount := 0;
-  SELECT count(*) INTO v_before FROM credits.holds h WHERE h.status = 'expired';
-  FOR v_account IN
+  SELECT coalesce(array_agg(l.account_id), '{}') INTO v_accounts FROM (
     SELECT a.account_id FROM credits.accounts a
      WHERE a.account_id IN (SELECT DISTINCT h.account_id FROM credits.holds h
                              WHERE h.status = 'active' AND h.expires_at <= p_now LIMIT p_batch)
-     ORDER BY a.account_id FOR UPDATE SKIP LOCKED
-  LOOP
-    amount := amount + credits._release_expired_holds_at(v_account, p_now);
-    accounts := accounts + 1;
-  END LOOP;
-  SELECT count(*) - v_before INTO holds FROM credits.holds h WHERE h.status = 'expired';
+     ORDER BY a.account_id FOR UPDATE SKIP LOCKED) l;
+  SELECT * INTO r FROM credits._release_expired(v_accounts, p_now);
+  accounts := cardinality(v_accounts); holds := r.holds; amount := r.amount;
 END
 $$;
 
