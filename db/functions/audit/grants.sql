@@ -1,6 +1,6 @@
 -- The auditor reads the trail and runs verification; the application role
 -- gets the defaults (execute public functions, read no table).
 GRANT SELECT ON ALL TABLES IN SCHEMA audit TO shieldx_auditor;
-GRANT EXECUTE ON FUNCTION audit.verify(boolean, boolean), audit.verify_streams(boolean, boolean),
+GRANT EXECUTE ON FUNCTION audit.verify(boolean, boolean), audit.verify_streams(boolean, boolean, text, text),
   audit.verify_export(jsonb), audit.export_checkpoint(bigint), audit.checkpoint(text) TO shieldx_auditor;
 -- Verification reads credits.entries through SECURITY DEFINER functions only.

@@ -6,6 +6,11 @@
 -- name the FIRST broken entry (stream, seq) and why; audit.verify_streams()
 -- lists the first break of every broken chain.
 
+-- Signatures of earlier versions (databases migrated before the range arguments).
+DROP FUNCTION IF EXISTS audit._chain_problems(bigint);
+DROP FUNCTION IF EXISTS audit._ledger_problems(bigint);
+DROP FUNCTION IF EXISTS audit.verify_streams(boolean, boolean);
+
 -- Where a chain's first examined entry must link to: genesis, a signed
 -- anchor left by retention, or (incremental) the checkpointed head itself.
 CREATE OR REPLACE FUNCTION audit._start_problem(p_stream text, p_seq bigint, p_prev bytea, p_hash bytea, p_since bigint)
@@ -39,7 +44,7 @@ END
 $$;
 
 -- The first problem of every broken chain.
-CREATE OR REPLACE FUNCTION audit._chain_problems(p_since bigint)
+CREATE OR REPLACE FUNCTION audit._chain_problems(p_since bigint, p_from text DEFAULT NULL, p_to text DEFAULT NULL)
 RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
 LANGUAGE sql STABLE
 AS $$
@@ -60,9 +65,10 @@ AS $$
                          l.prev_hash, l.hash, audit._micros(l.logged_at) AS micros,
                          lag(l.seq) OVER w AS p_seq, lag(l.hash) OVER w AS p_hash
                     FROM audit.log l
-                   WHERE p_since IS NULL
-                      OR l.seq >= coalesce((SELECT h.seq FROM audit.checkpoint_heads h
-                                             WHERE h.checkpoint_id = p_since AND h.stream = l.stream), 1)
+                   WHERE (p_since IS NULL
+                          OR l.seq >= coalesce((SELECT h.seq FROM audit.checkpoint_heads h
+                                                 WHERE h.checkpoint_id = p_since AND h.stream = l.stream), 1))
+                     AND (p_from IS NULL OR l.stream >= p_from) AND (p_to IS NULL OR l.stream < p_to)
                   WINDOW w AS (PARTITION BY l.stream ORDER BY l.seq)) w) b
    WHERE b.problem IS NOT NULL
    ORDER BY b.stream, b.seq
@@ -141,7 +147,7 @@ $$;
 -- The journal and its audit chains agree: every entry has its audit entry
 -- with the same content, and every ledger audit entry has its journal row.
 -- Finds writes made while the trigger was disabled, and edits of the journal.
-CREATE OR REPLACE FUNCTION audit._ledger_problems(p_since bigint)
+CREATE OR REPLACE FUNCTION audit._ledger_problems(p_since bigint, p_from text DEFAULT NULL, p_to text DEFAULT NULL)
 RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
 LANGUAGE sql STABLE
 AS $$
@@ -155,15 +161,22 @@ AS $$
        AND (p_since IS NULL OR e.seq > coalesce((SELECT h.seq FROM audit.checkpoint_heads h
                                                   WHERE h.checkpoint_id = p_since
                                                     AND h.stream = 'ledger/' || e.account_id), 0))
+       AND (p_from IS NULL OR ('ledger/' || e.account_id) COLLATE "C" >= p_from)
+       AND (p_to IS NULL OR ('ledger/' || e.account_id) COLLATE "C" < p_to)
     UNION ALL
     SELECT l.stream, l.seq, l.logged_at, 'audit entry has no journal entry'
       FROM audit.log l
       LEFT JOIN credits.entries e ON e.account_id = substr(l.stream, 8)::bigint AND e.seq = l.seq
-     WHERE l.stream LIKE 'ledger/%' AND e.entry_id IS NULL) x
+     WHERE l.stream LIKE 'ledger/%' AND e.entry_id IS NULL
+       AND (p_from IS NULL OR l.stream >= p_from) AND (p_to IS NULL OR l.stream < p_to)) x
   ORDER BY x.stream, x.seq
 $$;
 
-CREATE OR REPLACE FUNCTION audit.verify_streams(p_incremental boolean DEFAULT false, p_ledger boolean DEFAULT true)
+-- p_from/p_to restrict the chains examined to a range of stream names (the
+-- CLI verifies in slices to show progress); checkpoints are examined only
+-- when no range is given, or in the first slice (p_from IS NULL).
+CREATE OR REPLACE FUNCTION audit.verify_streams(p_incremental boolean DEFAULT false, p_ledger boolean DEFAULT true,
+                                                p_from text DEFAULT NULL, p_to text DEFAULT NULL)
 RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -176,9 +189,9 @@ BEGIN
   END IF;
   RETURN QUERY
     SELECT DISTINCT ON (p.stream) p.* FROM (
-      SELECT * FROM audit._chain_problems(v_since)
-      UNION ALL SELECT * FROM audit._checkpoint_problems()
-      UNION ALL SELECT * FROM audit._ledger_problems(v_since) WHERE p_ledger) p
+      SELECT * FROM audit._chain_problems(v_since, p_from, p_to)
+      UNION ALL SELECT * FROM audit._checkpoint_problems() WHERE p_from IS NULL
+      UNION ALL SELECT * FROM audit._ledger_problems(v_since, p_from, p_to) WHERE p_ledger) p
     ORDER BY p.stream, p.seq;
 END
 $$;
@@ -201,7 +214,7 @@ BEGIN
       OR l.seq >= coalesce((SELECT h.seq FROM audit.checkpoint_heads h
                              WHERE h.checkpoint_id = since_checkpoint AND h.stream = l.stream), 1);
   broken_streams := 0;
-  FOR r IN SELECT * FROM audit.verify_streams(p_incremental, p_ledger) v
+  FOR r IN SELECT * FROM audit.verify_streams(p_incremental, p_ledger, NULL, NULL) v
             ORDER BY v.logged_at NULLS FIRST, v.stream, v.seq LOOP
     IF broken_streams = 0 THEN
       stream := r.stream; seq := r.seq; problem := r.problem;
