@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-import pytest
+import psycopg
 
 PROBLEM = "application/problem+json"
 
@@ -128,3 +128,29 @@ def test_external_participant_over_http(client, accounts):
     assert client.post("/v1/external-transactions/ext-11/abort").json() == \
         {"xid": "ext-11", "state": "aborted", "replayed": False}
     problem(client.post("/v1/external-transactions/ext-12/commit"), 404, "unknown_dist_transaction")
+
+
+def test_tenant_consumer_key_reserves_its_own_holds_only(client, accounts, dsn):
+    a, _ = accounts
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT credits.create_tenant('beta', 'Beta')")
+        acme = conn.execute("SELECT api_key FROM auth.create_key('acme', 'c', ARRAY['consumer'], 'kc', 100, 100)"
+                            ).fetchone()[0]
+        beta = conn.execute("SELECT api_key FROM auth.create_key('beta', 'c', ARRAY['consumer'], 'kb', 100, 100)"
+                            ).fetchone()[0]
+    as_acme = {"Authorization": f"Bearer {acme}"}
+    as_beta = {"Authorization": f"Bearer {beta}"}
+    r = client.post(f"/v1/tenants/acme/accounts/{a}/holds", json={"amount": 5}, headers={**as_acme, **key("t1")})
+    assert r.status_code == 201, r.text
+    hold = r.json()["hold_id"]
+    assert client.get(f"/v1/tenants/acme/holds/{hold}", headers=as_acme).status_code == 200
+    # Another tenant's key: the tenant in the path is unknown to it.
+    assert client.post(f"/v1/tenants/acme/holds/{hold}/commit", headers=as_beta).status_code == 404
+    problem(client.post(f"/v1/tenants/beta/holds/{hold}/commit", headers=as_beta), 404, "unknown_hold")
+    assert client.post(f"/v1/tenants/acme/holds/{hold}/commit", headers=as_acme).json()["captured"] == 5
+    # Distributed and external transactions span tenants: operator keys only.
+    legs = [{"tenant_id": "acme", "account_id": a, "amount": -1}]
+    assert client.post("/v1/dist-transactions", json={"xid": "t-x", "legs": legs},
+                       headers=as_acme).status_code == 403
+    assert client.post("/v1/external-transactions/t-e/prepare", json={"legs": legs},
+                       headers=as_acme).status_code == 403

@@ -1,6 +1,9 @@
 """Holds (reserve / commit / abort), distributed transactions, and the external
 two-phase-commit participant: thin wrappers over the credits.* SQL functions.
 
+Holds are a tenant's (consumer keys reserve and resolve them). Distributed
+and external transactions span tenants, so only platform operator keys drive them.
+
 A hold is its own idempotency key for commit and abort (the hold id in the
 path); reserve takes the Idempotency-Key header; a distributed transaction is
 named by its xid.
@@ -13,6 +16,7 @@ import msgspec
 from litestar import Controller, Response, get, post
 from psycopg.types.json import Jsonb
 
+from ..auth import READERS  # no declaration = platform operator only (cross-tenant routes)
 from ..models_holds import (
     Capture, CommitIn, DistBeginIn, DistBegun, DistDecideIn, DistOutcome, DistPrepared, DistTransaction,
     ExtOutcome, ExtPrepareIn, ExtVote, Hold, HoldPage, HoldSummary, HoldView, ReserveIn, Void,
@@ -40,7 +44,8 @@ class HoldsController(Controller):
     path = "/v1/tenants/{tenant_id:str}"
     tags = ["holds"]
 
-    @post("/accounts/{account_id:int}/holds", summary="Reserve (hold) credits for a time-to-live")
+    @post("/accounts/{account_id:int}/holds", summary="Reserve (hold) credits for a time-to-live",
+          opt={"roles": ["consumer"]})
     async def reserve(self, tenant_id: str, account_id: int, data: ReserveIn, db: DB,
                       idempotency_key: IdempotencyKey = None) -> Response[Hold]:
         row = await db.one("SELECT * FROM credits.reserve(%s, %s::bigint, %s::bigint, %s, %s::interval, %s)",
@@ -48,7 +53,8 @@ class HoldsController(Controller):
                             data.reason))
         return _created(Hold, row)
 
-    @get("/accounts/{account_id:int}/holds", summary="An account's holds, newest first (keyset pagination)")
+    @get("/accounts/{account_id:int}/holds", summary="An account's holds, newest first (keyset pagination)",
+         opt={"roles": READERS})
     async def list_holds(self, tenant_id: str, account_id: int, db: DB, status: str | None = None,
                          before: int | None = None, limit: Limit = 100) -> HoldPage:
         rows = await db.all("SELECT * FROM credits.list_holds(%s, %s::bigint, %s, %s::bigint, %s::int)",
@@ -56,18 +62,21 @@ class HoldsController(Controller):
         items = [HoldSummary(**r) for r in rows]
         return HoldPage(items=items, next_before=items[-1].hold_id if len(items) == limit else None)
 
-    @get("/holds/{hold_id:int}", summary="A hold (an active hold past its deadline reads as expired)")
+    @get("/holds/{hold_id:int}", summary="A hold (an active hold past its deadline reads as expired)",
+         opt={"roles": READERS})
     async def get_hold(self, tenant_id: str, hold_id: int, db: DB) -> HoldView:
         return HoldView(**await db.one("SELECT * FROM credits.get_hold(%s, %s::bigint)", (tenant_id, hold_id)))
 
-    @post("/holds/{hold_id:int}/commit", summary="Commit (capture) a hold, fully or partly", status_code=200)
+    @post("/holds/{hold_id:int}/commit", summary="Commit (capture) a hold, fully or partly", status_code=200,
+          opt={"roles": ["consumer"]})
     async def commit(self, tenant_id: str, hold_id: int, db: DB, data: CommitIn | None = None) -> Capture:
         data = data or CommitIn()
         row = await db.one("SELECT * FROM credits.commit_hold(%s, %s::bigint, %s::bigint, %s)",
                            (tenant_id, hold_id, data.amount, data.reason))
         return Capture(**row)
 
-    @post("/holds/{hold_id:int}/abort", summary="Abort (void) a hold", status_code=200)
+    @post("/holds/{hold_id:int}/abort", summary="Abort (void) a hold", status_code=200,
+          opt={"roles": ["consumer"]})
     async def abort(self, tenant_id: str, hold_id: int, db: DB) -> Void:
         return Void(**await db.one("SELECT * FROM credits.abort_hold(%s, %s::bigint)", (tenant_id, hold_id)))
 

@@ -1,0 +1,98 @@
+"""Holds: reserve + commit against a bare UPDATE, and through the API.
+
+sql.reserve_commit_vs_bare_update   pgbench TPS of one script = credits.reserve then credits.commit_hold
+                                    of that hold (two autocommit statements, as a client really calls
+                                    them), over a bare single-row UPDATE's TPS in the same run
+sql.reserve_commit_one_tx_vs_bare_update  the same two calls inside one BEGIN/COMMIT
+api.reserve_commit_p50_ms           POST .../holds then POST .../holds/{id}/commit with a consumer key,
+                                    one client, keep-alive, median of the pair's wall time (p90 too)
+Each ratio's sides run back to back, twice, alternating, within one run.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import statistics
+import time
+from urllib.parse import urlparse
+
+import psycopg
+
+from .credits import ACCOUNTS, _seed
+from .harness import Harness
+
+
+def _api_key(url: str) -> str:
+    """A consumer key of the bench tenant, with limits high enough never to refuse."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT api_key FROM auth.create_key('bench', 'bench-holds', ARRAY['consumer'], "
+                            "'bench-holds-key', 1000000, 1000000)").fetchone()[0]
+
+
+def _api_pairs(base: str, key: str, seconds: float) -> list[float]:
+    """Latency (ms) of reserve + commit pairs over one keep-alive connection."""
+    u = urlparse(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    headers = {"content-type": "application/json", "Authorization": f"Bearer {key}"}
+    body = json.dumps({"amount": 1, "ttl_seconds": 60}).encode()
+    out: list[float] = []
+    rnd = random.Random(7)
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+        acc = rnd.randint(1, ACCOUNTS)
+        t0 = time.perf_counter()
+        conn.request("POST", f"/v1/tenants/bench/accounts/{acc}/holds", body=body,
+                     headers={**headers, "Idempotency-Key": f"api-{time.time_ns()}-{n}"})
+        r = conn.getresponse()
+        hold = json.loads(r.read())
+        if r.status != 201:
+            raise RuntimeError(f"reserve: {r.status} {hold}")
+        conn.request("POST", f"/v1/tenants/bench/holds/{hold['hold_id']}/commit", body=b"{}", headers=headers)
+        r = conn.getresponse()
+        done = r.read()
+        if r.status != 200:
+            raise RuntimeError(f"commit: {r.status} {done!r}")
+        out.append((time.perf_counter() - t0) * 1000)
+    conn.close()
+    return out
+
+
+def run(h: Harness) -> dict[str, float]:
+    h.progress("seeding")
+    url = h.fresh_database("holds")
+    try:
+        _seed(url)
+        d = {"naccounts": ACCOUNTS}
+        tps: dict[str, list[float]] = {"bare": [], "rc": [], "rc1": []}
+        for round_no in range(2):
+            for name, script in [("bare", "bare_update.sql"), ("rc", "reserve_commit.sql"),
+                                 ("bare", "bare_update.sql"), ("rc1", "reserve_commit_one_tx.sql")]:
+                h.progress(f"pgbench {name} (round {round_no + 1})")
+                tps[name].append(h.pgbench(url, script, defines=d))
+        bare = statistics.mean(tps["bare"])
+        rc = statistics.mean(tps["rc"])
+        rc1 = statistics.mean(tps["rc1"])
+        out = {
+            "sql.holds_bare_update_tps": bare,
+            "sql.reserve_commit_tps": rc,
+            "sql.reserve_commit_vs_bare_update": rc / bare,
+            "sql.reserve_commit_one_tx_tps": rc1,
+            "sql.reserve_commit_one_tx_vs_bare_update": rc1 / bare,
+        }
+        h.progress("API reserve + commit at low load")
+        key = _api_key(url)
+        with h.api_server(url.replace("postgres@", "shieldx_app@", 1)) as base:
+            _api_pairs(base, key, 2)  # warm the workers' pools, key caches and prepared statements
+            lat = _api_pairs(base, key, h.seconds)
+        lat.sort()
+        out.update({
+            "api.reserve_commit_p50_ms": statistics.median(lat),
+            "api.reserve_commit_p90_ms": lat[int(len(lat) * 0.9)],
+            "api.reserve_commit_pairs": float(len(lat)),
+        })
+        return out
+    finally:
+        h.drop_database(url)

@@ -1,0 +1,42 @@
+-- Reservations (holds) and distributed transactions. A hold counts against
+-- available at once; commit captures all or part of it, abort releases it.
+\i 02_move_credits.sql
+SELECT hold_id, amount, status, replayed
+  FROM credits.reserve('acme', 1, 300, 'render-42', interval '10 minutes', 'render job 42');
+-- A retry of the same key: the same hold, nothing new.
+SELECT hold_id, amount, status, replayed
+  FROM credits.reserve('acme', 1, 300, 'render-42', interval '10 minutes', 'render job 42');
+SELECT balance, held, available FROM credits.get_account('acme', 1);
+-- The job used 180 of the 300: capture 180, the other 120 go back.
+SELECT hold_id, captured, released, balance_after, replayed FROM credits.commit_hold('acme', 1, 180);
+SELECT hold_id, captured, released, balance_after, replayed FROM credits.commit_hold('acme', 1, 180);
+SELECT seq, kind, amount, balance_after, idem_key FROM credits.list_entries('acme', 1, NULL, 1);
+-- Abort (void) another hold; then the illegal moves, each with its own error.
+SELECT hold_id, status, replayed FROM credits.reserve('acme', 1, 50, 'render-43');
+SELECT hold_id, status, replayed FROM credits.abort_hold('acme', 2);
+\set VERBOSITY verbose
+\set SHOW_CONTEXT never
+SELECT * FROM credits.commit_hold('acme', 2);
+SELECT * FROM credits.abort_hold('acme', 1);
+SELECT * FROM credits.commit_hold('acme', 1, 100);
+SELECT * FROM credits.reserve('acme', 1, 1000, 'too-big');
+\set VERBOSITY default
+-- A distributed transaction: debit acme's account 1, credit account 2, all or nothing.
+SELECT xid, state, legs, replayed FROM credits.dist_begin('order-7',
+  '[{"tenant_id": "acme", "account_id": 1, "amount": -100},
+    {"tenant_id": "acme", "account_id": 2, "amount": 100}]', interval '1 minute');
+SELECT xid, state, votes_yes, votes_no FROM credits.dist_prepare('order-7');
+SELECT xid, state, decision, replayed FROM credits.dist_commit('order-7');
+SELECT leg_no, account_id, amount, vote, outcome
+  FROM credits.get_dist_transaction('order-7'), jsonb_to_recordset(participants)
+       AS p(leg_no int, account_id bigint, amount bigint, vote text, outcome text);
+-- The service as a participant of an external coordinator's two-phase commit.
+SELECT xid, vote, state FROM credits.ext_prepare('ext-99', '[{"tenant_id": "acme", "account_id": 2, "amount": -40}]');
+SELECT xid, state FROM credits.ext_commit('ext-99');
+-- Recovery and expiry have nothing to do; both proofs are empty.
+SELECT * FROM credits.dist_recover();
+SELECT accounts, holds, amount FROM credits.expire_holds();
+SELECT * FROM credits.reconcile_holds();
+SELECT * FROM credits.reconcile();
+SELECT account_id, balance, held, available FROM credits.list_accounts('acme');
+SELECT sqlstate, name, http_status FROM ops.error_codes() WHERE sqlstate BETWEEN 'SX100' AND 'SX199';
