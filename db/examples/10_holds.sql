@@ -1,24 +1,26 @@
 -- Reservations (holds) and distributed transactions. A hold counts against
 -- available at once; commit captures all or part of it, abort releases it.
 \i 02_move_credits.sql
-SELECT hold_id, amount, status, replayed
+SELECT amount, status, replayed
   FROM credits.reserve('acme', 1, 300, 'render-42', interval '10 minutes', 'render job 42');
+SELECT hold_id AS render42 FROM credits.list_holds('acme', 1) \gset
 -- A retry of the same key: the same hold, nothing new.
-SELECT hold_id, amount, status, replayed
+SELECT amount, status, replayed
   FROM credits.reserve('acme', 1, 300, 'render-42', interval '10 minutes', 'render job 42');
 SELECT balance, held, available FROM credits.get_account('acme', 1);
 -- The job used 180 of the 300: capture 180, the other 120 go back.
-SELECT hold_id, captured, released, balance_after, replayed FROM credits.commit_hold('acme', 1, 180);
-SELECT hold_id, captured, released, balance_after, replayed FROM credits.commit_hold('acme', 1, 180);
+SELECT captured, released, balance_after, replayed FROM credits.commit_hold('acme', :render42, 180);
+SELECT captured, released, balance_after, replayed FROM credits.commit_hold('acme', :render42, 180);
 SELECT seq, kind, amount, balance_after, idem_key FROM credits.list_entries('acme', 1, NULL, 1);
 -- Abort (void) another hold; then the illegal moves, each with its own error.
-SELECT hold_id, status, replayed FROM credits.reserve('acme', 1, 50, 'render-43');
-SELECT hold_id, status, replayed FROM credits.abort_hold('acme', 2);
+SELECT hold_id AS render43 FROM credits.reserve('acme', 1, 50, 'render-43') \gset
+SELECT status, replayed FROM credits.abort_hold('acme', :render43);
 \set VERBOSITY verbose
 \set SHOW_CONTEXT never
-SELECT * FROM credits.commit_hold('acme', 2);
-SELECT * FROM credits.abort_hold('acme', 1);
-SELECT * FROM credits.commit_hold('acme', 1, 100);
+SELECT * FROM credits.commit_hold('acme', :render43);
+SELECT * FROM credits.abort_hold('acme', :render42);
+SELECT * FROM credits.commit_hold('acme', :render42, 100);
+SELECT * FROM credits.commit_hold('acme', 999);
 SELECT * FROM credits.reserve('acme', 1, 1000, 'too-big');
 \set VERBOSITY default
 -- A distributed transaction: debit acme's account 1, credit account 2, all or nothing.

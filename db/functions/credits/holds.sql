@@ -177,7 +177,7 @@ BEGIN
   IF NOT FOUND THEN
     PERFORM ops._fail('SX101', format('hold %s not found', p_hold), jsonb_build_object('hold_id', p_hold));
   END IF;
-  facts := jsonb_build_object('hold_id', h.hold_id, 'status', h.status, 'expires_at', h.expires_at);
+  facts := jsonb_build_object('hold_id', h.hold_id, 'status', h.status);
   IF h.dist_tx_id IS NOT NULL THEN
     PERFORM ops._fail('SX113', format('hold %s is a leg of a distributed transaction; resolve the transaction', p_hold),
                       facts || jsonb_build_object('dist_tx_id', h.dist_tx_id));
@@ -197,7 +197,8 @@ BEGIN
     END IF;
     PERFORM ops._fail('SX102', format('hold %s was aborted; it cannot be committed', p_hold), facts);
   ELSIF h.status = 'expired' OR h.expires_at <= now() THEN
-    PERFORM ops._fail('SX104', format('hold %s expired at %s', p_hold, h.expires_at), facts);
+    PERFORM ops._fail('SX104', format('hold %s expired at %s', p_hold, h.expires_at),
+                      facts || jsonb_build_object('expires_at', h.expires_at));
   ELSIF p_op = 'commit' AND p_amount > h.amount THEN
     PERFORM ops._fail('SX105', format('cannot capture %s from hold %s of %s', p_amount, p_hold, h.amount),
                       facts || jsonb_build_object('amount', h.amount, 'requested', p_amount));
