@@ -21,6 +21,15 @@ BEGIN
     -- A replay must answer as before even if the funds are gone by now.
     e := credits._replayed_entry(p_tenant, p_idem_key, 'consume', p_account, -p_amount, p_reason, NULL);
     IF e.entry_id IS NULL THEN
+      -- Expired holds count in `held` until released: release them now (the
+      -- deadline is enforced where it is used, not by the job) and try again.
+      -- The second try finds nothing more to release, so this recurses once.
+      IF credits._release_expired_holds(p_account) > 0 THEN
+        SELECT c.entry_id, c.balance_after, c.seq, c.created_at, c.replayed
+          INTO entry_id, balance_after, seq, created_at, replayed
+          FROM credits.consume(p_tenant, p_account, p_amount, p_idem_key, p_reason) c;
+        RETURN;
+      END IF;
       PERFORM credits._debit_refused(p_tenant, p_account, p_amount);
     END IF;
   ELSE

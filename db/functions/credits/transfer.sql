@@ -77,6 +77,15 @@ BEGIN
   e := credits._replayed_entry(p_tenant, p_idem_key, 'transfer_out', p_from, -p_amount, p_reason, p_to);
   IF e.entry_id IS NULL THEN
     IF (p_from < p_to AND NOT v_debited) OR (p_from > p_to AND v_credited) THEN
+      -- Expired holds still counted in `held`: release them and try once more
+      -- (see consume.sql).
+      IF credits._release_expired_holds(p_from) > 0 THEN
+        SELECT t.debit_entry_id, t.credit_entry_id, t.from_balance_after, t.to_balance_after, t.created_at,
+               t.replayed
+          INTO debit_entry_id, credit_entry_id, from_balance_after, to_balance_after, created_at, replayed
+          FROM credits.transfer(p_tenant, p_from, p_to, p_amount, p_idem_key, p_reason) t;
+        RETURN;
+      END IF;
       PERFORM credits._debit_refused(p_tenant, p_from, p_amount);
     ELSE
       PERFORM credits._credit_refused(p_tenant, p_to, p_amount);
