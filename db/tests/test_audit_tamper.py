@@ -49,7 +49,7 @@ def rechain(db, stream, from_seq):
                        {"s": stream, "n": seq})
             db.execute("""
                 UPDATE audit.log l SET hash = audit._hash_v1(l.prev_hash, l.stream, l.seq, l.source, l.op, l.actor,
-                       l.app, l.txid, audit._micros(l.logged_at), l.payload)
+                       l.app, l.txid, l.logged_at, l.payload)
                  WHERE l.stream = %s AND l.seq = %s""", (stream, seq))
     finally:
         db.execute("ALTER TABLE audit.log ENABLE ALWAYS TRIGGER append_only")
@@ -97,8 +97,8 @@ def test_superuser_deletes_an_entry_in_the_middle(db):
     tamper(db, "DELETE FROM audit.log WHERE stream = %s AND seq = 3", f"ledger/{a}")
     r = verify(db, incremental=False)
     assert (r["ok"], r["stream"], r["seq"]) == (False, f"ledger/{a}", 3)
-    streams = {x["stream"]: x for x in db.execute("SELECT * FROM audit.verify_streams()").fetchall()}
-    assert streams[f"ledger/{a}"]["seq"] == 3
+    found = db.execute("SELECT stream, min(seq) AS seq FROM audit.verify_streams() GROUP BY stream").fetchall()
+    assert found == [{"stream": f"ledger/{a}", "seq": 3}]
     # Without the journal cross-check the chain itself still shows the gap.
     chain = call(db, "audit.verify", False, False)
     assert (chain["stream"], chain["seq"], chain["problem"]) == (f"ledger/{a}", 4, "entries 3 to 3 are missing")
@@ -120,7 +120,7 @@ def test_forged_entry_with_a_correct_hash_has_no_journal_row(db):
     tamper(db, """INSERT INTO audit.log (stream, seq, source, op, actor, app, txid, logged_at, payload, prev_hash, hash)
                   SELECT stream, seq + 1, source, op, actor, app, txid, logged_at, payload, hash,
                          audit._hash_v1(hash, stream, seq + 1, source, op, actor, app, txid,
-                                        audit._micros(logged_at), payload)
+                                        logged_at, payload)
                     FROM audit.log WHERE stream = %s AND seq = %s""", f"ledger/{a}", last)
     assert call(db, "audit.verify", False, False)["ok"]  # the chain alone cannot tell ...
     r = verify(db)  # ... the journal can

@@ -1,11 +1,14 @@
--- Canonical serialization of an audit entry, version 1:
---   'SXA1' then each field as <length in characters>:<text>, NULL as '-'
--- (netstring-like: NULL and '' never serialize alike, and no field boundary
--- can shift), encoded UTF-8; the entry's hash is SHA-256(prev_hash || that).
--- Numbers are decimal text, times microseconds since the epoch (no TimeZone
--- or DateStyle involved). These are plain SQL expressions without SET clauses
--- so the planner inlines them into the trigger's INSERT and into verify()'s
--- scan (no call overhead); every reference is schema-qualified.
+-- Canonical serialization of an audit entry, version 1 (what SHA-256 hashes):
+--   prev_hash (32 bytes) || seq, txid (8-byte big-endian integers each) ||
+--   logged_at (8-byte big-endian microseconds since 2000-01-01 UTC) ||
+--   UTF-8 of 'SXA1' then stream, source, op, actor, app, payload, each as
+--   <length in characters>:<text>, and NULL (only app may be NULL) as '-'.
+-- Fixed-width binary fields need no prefix; every text field is length-
+-- prefixed, so NULL and '' never serialize alike and no boundary can shift.
+-- No TimeZone, DateStyle or client_encoding is involved. These are plain SQL
+-- expressions without SET clauses so the planner inlines them into the
+-- trigger's INSERT and into verify()'s scan (no call overhead); arguments
+-- must stay simple (columns, parameters) for that. Every name is qualified.
 
 CREATE OR REPLACE FUNCTION audit._f(p text)
 RETURNS text
@@ -21,18 +24,19 @@ AS $$
   SELECT (EXTRACT(epoch FROM p) * 1000000)::bigint
 $$;
 
--- p_at is the entry's time in epoch microseconds (audit._micros): passed as a
--- plain number so that every argument stays cheap and the whole expression inlines.
 CREATE OR REPLACE FUNCTION audit._hash_v1(
   p_prev bytea, p_stream text, p_seq bigint, p_source text, p_op text, p_actor text, p_app text,
-  p_txid bigint, p_at bigint, p_payload text)
+  p_txid bigint, p_at timestamptz, p_payload text)
 RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-  SELECT pg_catalog.sha256(p_prev || pg_catalog.convert_to(
-           'SXA1' || audit._f(p_stream) || audit._f(p_seq::text) || audit._f(p_source) || audit._f(p_op)
-           || audit._f(p_actor) || audit._f(p_app) || audit._f(p_txid::text)
-           || audit._f(p_at::text) || audit._f(p_payload), 'UTF8'))
+  SELECT pg_catalog.sha256(p_prev || pg_catalog.int8send(p_seq) || pg_catalog.int8send(p_txid)
+           || pg_catalog.timestamptz_send(p_at)
+           || pg_catalog.convert_to(pg_catalog.concat(
+                'SXA1', pg_catalog.length(p_stream), ':', p_stream, pg_catalog.length(p_source), ':', p_source,
+                pg_catalog.length(p_op), ':', p_op, pg_catalog.length(p_actor), ':', p_actor,
+                CASE WHEN p_app IS NULL THEN '-' ELSE pg_catalog.length(p_app) || ':' || p_app END,
+                pg_catalog.length(p_payload), ':', p_payload), 'UTF8'))
 $$;
 
 -- The "previous hash" of a chain's first entry: bound to the stream's name,

@@ -21,10 +21,10 @@ BEGIN
   INSERT INTO audit.log (stream, seq, source, op, actor, app, txid, logged_at, payload, prev_hash, hash)
   SELECT x.stream, NEW.seq, 'credits.entries', 'INSERT', x.actor, x.app, x.txid, x.at, x.payload, x.prev,
          audit._hash_v1(x.prev, x.stream, NEW.seq, 'credits.entries', 'INSERT', x.actor, x.app, x.txid,
-                        x.micros, x.payload)
+                        x.at, x.payload)
     FROM (SELECT s.stream, session_user::text AS actor,
                  pg_catalog.current_setting('application_name') AS app, pg_catalog.txid_current() AS txid,
-                 pg_catalog.now() AS at, audit._micros(pg_catalog.now()) AS micros,
+                 pg_catalog.now() AS at,
                  audit._entry_json(NEW) AS payload,
                  CASE WHEN NEW.seq = 1 THEN audit._genesis(s.stream)
                       ELSE coalesce((SELECT l.hash FROM audit.log l WHERE l.stream = s.stream AND l.seq = NEW.seq - 1),
@@ -62,9 +62,9 @@ BEGIN
   END LOOP;
   INSERT INTO audit.log AS l (stream, seq, source, op, actor, app, txid, logged_at, payload, prev_hash, hash)
   SELECT p_stream, v_seq, p_source, p_op, x.actor, x.app, x.txid, x.at, p_payload, v_prev,
-         audit._hash_v1(v_prev, p_stream, v_seq, p_source, p_op, x.actor, x.app, x.txid, x.micros, p_payload)
+         audit._hash_v1(v_prev, p_stream, v_seq, p_source, p_op, x.actor, x.app, x.txid, x.at, p_payload)
     FROM (SELECT session_user::text AS actor, current_setting('application_name') AS app,
-                 txid_current() AS txid, now() AS at, audit._micros(now()) AS micros OFFSET 0) x
+                 txid_current() AS txid, now() AS at OFFSET 0) x
   RETURNING l.hash INTO v_hash;
   UPDATE audit.heads h SET hash = v_hash WHERE h.stream = p_stream;
   RETURN v_seq;

@@ -15,7 +15,7 @@ DROP FUNCTION IF EXISTS audit.verify_streams(boolean, boolean);
 -- anchor left by retention, or (incremental) the checkpointed head itself.
 CREATE OR REPLACE FUNCTION audit._start_problem(p_stream text, p_seq bigint, p_prev bytea, p_hash bytea, p_since bigint)
 RETURNS text
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
 DECLARE
   v_cp_seq  bigint;
@@ -43,35 +43,52 @@ BEGIN
 END
 $$;
 
--- The first problem of every broken chain.
+-- Problems of the chains, in two passes that each suit the executor:
+--   1. every entry's hash is recomputed from its content: a plain scan that
+--      PostgreSQL spreads over parallel workers;
+--   2. every entry links to its predecessor (seq + 1, prev_hash = its hash)
+--      and each chain starts at genesis, its anchor, or the checkpoint: a
+--      window over narrow rows in index order.
+-- Callers take the lowest seq per stream as its first break.
 CREATE OR REPLACE FUNCTION audit._chain_problems(p_since bigint, p_from text DEFAULT NULL, p_to text DEFAULT NULL)
 RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
+-- Reading chains in primary-key order beats sorting the whole log.
+SET enable_sort = off
 AS $$
-  SELECT DISTINCT ON (b.stream) b.stream, b.seq, b.logged_at, b.problem
-    FROM (SELECT w.stream, w.seq, w.logged_at,
-                 CASE
-                   WHEN w.hash <> audit._hash_v1(w.prev_hash, w.stream, w.seq, w.source, w.op, w.actor, w.app, w.txid,
-                                                 w.micros, w.payload)
-                     THEN 'entry altered: its hash does not match its content'
-                   WHEN w.p_seq IS NULL
-                     THEN audit._start_problem(w.stream, w.seq, w.prev_hash, w.hash, p_since)
-                   WHEN w.seq <> w.p_seq + 1
-                     THEN format('entries %s to %s are missing', w.p_seq + 1, w.seq - 1)
-                   WHEN w.prev_hash <> w.p_hash
-                     THEN 'chain broken: prev_hash is not the previous entry''s hash'
-                 END AS problem
-            FROM (SELECT l.stream, l.seq, l.source, l.op, l.actor, l.app, l.txid, l.logged_at, l.payload,
-                         l.prev_hash, l.hash, audit._micros(l.logged_at) AS micros,
-                         lag(l.seq) OVER w AS p_seq, lag(l.hash) OVER w AS p_hash
-                    FROM audit.log l
-                   WHERE (p_since IS NULL
-                          OR l.seq >= coalesce((SELECT h.seq FROM audit.checkpoint_heads h
-                                                 WHERE h.checkpoint_id = p_since AND h.stream = l.stream), 1))
-                     AND (p_from IS NULL OR l.stream >= p_from) AND (p_to IS NULL OR l.stream < p_to)
-                  WINDOW w AS (PARTITION BY l.stream ORDER BY l.seq)) w) b
-   WHERE b.problem IS NOT NULL
-   ORDER BY b.stream, b.seq
+BEGIN
+  -- Grouped in the workers (the first altered entry per chain), so only a
+  -- few rows travel back to the leader.
+  RETURN QUERY
+    SELECT a.stream::text, a.seq, l.logged_at, 'entry altered: its hash does not match its content'
+      FROM (SELECT l.stream, min(l.seq) AS seq
+              FROM audit.log l
+             WHERE l.hash <> audit._hash_v1(l.prev_hash, l.stream, l.seq, l.source, l.op, l.actor, l.app, l.txid,
+                                            l.logged_at, l.payload)
+               AND (p_since IS NULL
+                    OR l.seq >= coalesce((SELECT h.seq FROM audit.checkpoint_heads h
+                                           WHERE h.checkpoint_id = p_since AND h.stream = l.stream), 1))
+               AND (p_from IS NULL OR l.stream >= p_from) AND (p_to IS NULL OR l.stream < p_to)
+             GROUP BY l.stream) a
+      JOIN audit.log l ON l.stream = a.stream AND l.seq = a.seq;
+  RETURN QUERY
+    SELECT w.stream::text, w.seq, w.logged_at, w.problem
+      FROM (SELECT s.stream, s.seq, s.logged_at,
+                   CASE
+                     WHEN s.p_seq IS NULL THEN audit._start_problem(s.stream, s.seq, s.prev_hash, s.hash, p_since)
+                     WHEN s.seq <> s.p_seq + 1 THEN format('entries %s to %s are missing', s.p_seq + 1, s.seq - 1)
+                     WHEN s.prev_hash <> s.p_hash THEN 'chain broken: prev_hash is not the previous entry''s hash'
+                   END AS problem
+              FROM (SELECT l.stream, l.seq, l.logged_at, l.prev_hash, l.hash,
+                           lag(l.seq) OVER w AS p_seq, lag(l.hash) OVER w AS p_hash
+                      FROM audit.log l
+                     WHERE (p_since IS NULL
+                            OR l.seq >= coalesce((SELECT h.seq FROM audit.checkpoint_heads h
+                                                   WHERE h.checkpoint_id = p_since AND h.stream = l.stream), 1))
+                       AND (p_from IS NULL OR l.stream >= p_from) AND (p_to IS NULL OR l.stream < p_to)
+                    WINDOW w AS (PARTITION BY l.stream ORDER BY l.seq)) s) w
+     WHERE w.problem IS NOT NULL;
+END
 $$;
 
 -- Checkpoints: signatures, their chain, the last one's root and heads. Anchors: signatures.
@@ -172,9 +189,11 @@ AS $$
   ORDER BY x.stream, x.seq
 $$;
 
--- p_from/p_to restrict the chains examined to a range of stream names (the
--- CLI verifies in slices to show progress); checkpoints are examined only
--- when no range is given, or in the first slice (p_from IS NULL).
+-- Problems found, at most one per stream and kind of check (the chain, the
+-- checkpoints, the journal). p_from/p_to restrict the chains examined to a
+-- range of stream names (the CLI verifies in slices to show progress);
+-- checkpoints are examined in the first slice (p_from IS NULL). Each check is
+-- its own statement so the chain scan may use parallel workers.
 CREATE OR REPLACE FUNCTION audit.verify_streams(p_incremental boolean DEFAULT false, p_ledger boolean DEFAULT true,
                                                 p_from text DEFAULT NULL, p_to text DEFAULT NULL)
 RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
@@ -187,16 +206,18 @@ BEGIN
   IF p_incremental THEN
     SELECT max(c.checkpoint_id) INTO v_since FROM audit.checkpoints c;
   END IF;
-  RETURN QUERY
-    SELECT DISTINCT ON (p.stream) p.* FROM (
-      SELECT * FROM audit._chain_problems(v_since, p_from, p_to)
-      UNION ALL SELECT * FROM audit._checkpoint_problems() WHERE p_from IS NULL
-      UNION ALL SELECT * FROM audit._ledger_problems(v_since, p_from, p_to) WHERE p_ledger) p
-    ORDER BY p.stream, p.seq;
+  RETURN QUERY SELECT * FROM audit._chain_problems(v_since, p_from, p_to);
+  IF p_from IS NULL THEN
+    RETURN QUERY SELECT * FROM audit._checkpoint_problems();
+  END IF;
+  IF p_ledger THEN
+    RETURN QUERY SELECT * FROM audit._ledger_problems(v_since, p_from, p_to);
+  END IF;
 END
 $$;
 
--- One row: ok, what was checked, and the first broken entry (earliest in time).
+-- One row: ok, what was checked, and the first broken entry: the earliest in
+-- time of the first breaks of every broken chain.
 CREATE OR REPLACE FUNCTION audit.verify(p_incremental boolean DEFAULT false, p_ledger boolean DEFAULT true,
   OUT ok boolean, OUT entries_checked bigint, OUT streams_checked bigint, OUT since_checkpoint bigint,
   OUT broken_streams bigint, OUT stream text, OUT seq bigint, OUT problem text)
@@ -214,7 +235,8 @@ BEGIN
       OR l.seq >= coalesce((SELECT h.seq FROM audit.checkpoint_heads h
                              WHERE h.checkpoint_id = since_checkpoint AND h.stream = l.stream), 1);
   broken_streams := 0;
-  FOR r IN SELECT * FROM audit.verify_streams(p_incremental, p_ledger, NULL, NULL) v
+  FOR r IN SELECT * FROM (SELECT DISTINCT ON (x.stream) x.* FROM audit.verify_streams(p_incremental, p_ledger, NULL, NULL) x
+                           ORDER BY x.stream, x.seq) v
             ORDER BY v.logged_at NULLS FIRST, v.stream, v.seq LOOP
     IF broken_streams = 0 THEN
       stream := r.stream; seq := r.seq; problem := r.problem;
