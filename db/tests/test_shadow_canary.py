@@ -244,3 +244,21 @@ def test_the_audit_trail_is_append_only_even_for_replicas(db):
             db.execute(sql)
     db.execute("RESET session_replication_role")
     assert _kinds(db, exp) == ["created"]
+
+
+def test_ingestion_does_not_wait_for_an_evaluation_in_progress(db, connect):
+    exp = setup_experiment(db, **SMALL)
+    job = connect()
+    job.execute("BEGIN")
+    job.execute("SELECT shadow._evaluate(%s)", (exp,))   # holds the experiment row until commit
+    app = connect("shieldx_app")
+    app.execute("SET lock_timeout = '2s'")
+    r = app.execute("SELECT * FROM shadow.record_observations(%s, %s::jsonb, 'during-job')",
+                    (exp, '[{"arm": "champion", "success": true, "latency_ms": 1}]')).fetchone()
+    assert r["accepted"] == 1
+    job.execute("COMMIT")
+
+
+def test_the_job_is_registered_for_pg_cron(db):
+    job = db.execute("SELECT * FROM ops.jobs WHERE job_name = 'shieldx-shadow-evaluate'").fetchone()
+    assert (job["schedule"], job["command"]) == ("* * * * *", "SELECT shadow._job_evaluate()")

@@ -18,7 +18,8 @@ BEGIN
   PERFORM shadow._check_key(p_idem_key);
   PERFORM shadow._check_text('actor', p_actor, 200);
   PERFORM shadow._check_text('reason', p_reason, 1000);
-  SELECT * INTO e FROM shadow.experiments x WHERE x.experiment_id = p_experiment FOR UPDATE;
+  SELECT * INTO e FROM shadow.experiments x WHERE x.experiment_id = p_experiment
+     FOR NO KEY UPDATE;  -- not FOR UPDATE: ingestion's foreign-key checks (KEY SHARE) must not wait
   IF NOT FOUND THEN
     PERFORM shadow._experiment(p_experiment);  -- raises SX401
   END IF;

@@ -15,7 +15,7 @@ DECLARE
   v_guard jsonb;
 BEGIN
   SELECT * INTO e FROM shadow.experiments WHERE experiment_id = p_experiment AND state IN ('running', 'paused')
-     FOR UPDATE;
+     FOR NO KEY UPDATE;  -- lets ingestion (FK KEY SHARE) proceed while the job evaluates
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;

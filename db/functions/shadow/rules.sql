@@ -44,7 +44,7 @@ BEGIN
     PERFORM ops._fail('SX007', 'definition must be a JSON object', jsonb_build_object('argument', 'definition'));
   END IF;
   -- The rule's row lock serializes version numbering.
-  PERFORM 1 FROM shadow.rules r WHERE r.rule_id = p_rule_id FOR UPDATE;
+  PERFORM 1 FROM shadow.rules r WHERE r.rule_id = p_rule_id FOR NO KEY UPDATE;
   IF NOT FOUND THEN
     PERFORM ops._fail('SX402', format('rule %s not found', coalesce(p_rule_id, 'NULL')),
                       jsonb_build_object('rule_id', p_rule_id));
