@@ -54,7 +54,9 @@ def is_outage(exc: BaseException) -> bool:
 
 
 class Breaker:
-    def __init__(self, threshold: int = 3, open_s: float = 2.0, max_open_s: float = 30.0,
+    # max_open_s bounds how late a recovered primary is noticed: a Patroni
+    # failover takes ~10 s, so backing off to 30 s would triple the outage.
+    def __init__(self, threshold: int = 3, open_s: float = 2.0, max_open_s: float = 4.0,
                  clock=time.monotonic) -> None:
         self.threshold, self.open_s, self.max_open_s = max(1, threshold), open_s, max_open_s
         self.clock = clock

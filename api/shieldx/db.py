@@ -24,6 +24,12 @@ from .config import Settings
 # while they sat idle is caught before a request uses them.
 CHECK_IDLE_AFTER_S = 1.0
 
+# psycopg_pool retries a lost connection with exponential backoff (1, 2, 4,
+# 8 s...) for reconnect_timeout seconds while its slot stays taken, so after a
+# failover the pool could wait 15 s+ to reconnect. Giving up early frees the
+# slot; the next request then opens a connection at once (to the new primary).
+RECONNECT_TIMEOUT_S = 2.0
+
 
 async def _configure(conn: AsyncConnection) -> None:
     conn.prepare_threshold = 0
@@ -55,6 +61,7 @@ def make_pool(settings: Settings) -> AsyncConnectionPool:
         },
         # Drop a connection that broke (failover, restart) before reuse.
         check=_check_if_idle,
+        reconnect_timeout=RECONNECT_TIMEOUT_S,
         reset=_stamp_return,
         name="shieldx",
     )

@@ -1,0 +1,544 @@
+"""High availability: a bank-style workload through the API while the primary dies.
+
+ha.failover_unavailable_s  seconds from kill -9 of the primary (PostgreSQL and
+                           its Patroni) until a write through the API succeeds
+                           again (a probe writes every 50 ms; only probes sent
+                           after the kill count)
+ha.lost_acked_ops          acknowledged operations missing from the ledger
+                           afterwards (must be 0)
+ha.acked_ops               operations acknowledged during the run
+ha.indeterminate_retries   attempts that timed out, lost their connection or
+                           got 503, and were retried with the same key
+
+The cluster is a private one (own folder and free ports), so `make ha-up`'s
+cluster is left alone. The same workload and checks are used by the failover
+tests in db/tests/test_ha_failover.py.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from ..cli.ha import Cluster, Layout, port_free, wait_until
+from ..paths import ROOT
+from .harness import Harness
+
+TENANT = "bank"
+ACCOUNTS = 12
+SEED = 1_000_000
+RETRYABLE = (503, 502, 504)
+
+
+CLAIMS = ROOT / ".local" / "ha-claims"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_offset(start: int = 100, step: int = 100, tries: int = 40) -> int:
+    """A port offset nobody else uses: every port free, and claimed by this process.
+
+    Claims are files .local/ha-claims/<offset> holding the owner's pid (created
+    exclusively), so two test runs at once never pick the same ports.
+    """
+    CLAIMS.mkdir(parents=True, exist_ok=True)
+    for i in range(tries):
+        offset = start + i * step
+        claim = CLAIMS / str(offset)
+        try:
+            owner = int(claim.read_text() or 0)
+        except (OSError, ValueError):
+            owner = None
+        if owner is not None and owner != os.getpid() and _pid_alive(owner):
+            continue
+        if owner is not None:
+            claim.unlink(missing_ok=True)
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        if all(port_free(p) for p in Layout(Path("/nonexistent"), offset).all_ports()):
+            return offset
+        claim.unlink(missing_ok=True)
+    raise RuntimeError("no free port range for a private HA cluster")
+
+
+def release_offset(offset: int) -> None:
+    claim = CLAIMS / str(offset)
+    try:
+        if int(claim.read_text()) == os.getpid():
+            claim.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _sweep(prefix: str) -> None:
+    """Stop and delete private clusters left by runs that were killed before their cleanup."""
+    for base in (ROOT / ".local").glob(f"{prefix}-*"):
+        if base.suffix == ".logs" or not base.name.rsplit("-", 1)[1].isdigit():
+            continue
+        if _pid_alive(int(base.name.rsplit("-", 1)[1])):
+            continue  # another run, still going
+        try:
+            offset = int((base / "offset").read_text())
+        except (OSError, ValueError):
+            offset = 0
+        Cluster(Layout(base, offset)).down(purge=True)
+        release_offset(offset)
+
+
+@contextmanager
+def private_cluster(name: str, say=None) -> Iterator[Cluster]:
+    """A throwaway HA cluster in .local/<name>-<pid> on claimed free ports; always stopped afterwards.
+
+    Logs of the last run are kept in .local/<name>.logs.
+    """
+    _sweep(name)
+    offset = claim_offset()
+    base = ROOT / ".local" / f"{name}-{os.getpid()}"
+    layout = Layout(base, offset, scope=f"{name}-{os.getpid()}")
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "offset").write_text(str(offset))
+    cluster = Cluster(layout, say)
+    try:
+        cluster.up()
+        yield cluster
+    finally:
+        try:
+            cluster.down()
+        finally:
+            kept = ROOT / ".local" / f"{name}.logs"
+            shutil.rmtree(kept, ignore_errors=True)
+            if layout.log_dir.exists():
+                shutil.copytree(layout.log_dir, kept)
+            for node in layout.names:
+                if (layout.data_dir(node) / "log").exists():
+                    shutil.copytree(layout.data_dir(node) / "log", kept / f"postgres-{node}")
+            cluster.down(purge=True)
+            release_offset(offset)
+
+
+@contextmanager
+def api_server(database_url: str, log_path: Path, workers: int = 2, env: dict[str, str] | None = None,
+               ) -> Iterator[str]:
+    """`python -m shieldx.cli.serve_main` on a free port; yields its base URL.
+
+    Like Harness.api_server, but its output goes to a file: during an outage the
+    pool and the breaker log a lot, and an unread pipe would block the server.
+    """
+    port = free_port()
+    log = open(log_path, "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shieldx.cli.serve_main", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers)],
+        env={**os.environ, "DATABASE_URL": database_url, **(env or {})},
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: proc.poll() is None and _ready(base, "/health/live"), 30, "the API to start")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log.close()
+
+
+# --- the workload ------------------------------------------------------------
+@dataclass
+class Op:
+    key: str
+    kind: str  # grant | consume | transfer
+    amount: int
+    account: int
+    to_account: int | None = None
+    status: str = "pending"  # pending -> acked | refused (a business refusal) | failed
+    attempts: int = 0
+    http: int | None = None
+    acked_at: float | None = None
+    sent_at: float | None = None  # start of the latest attempt
+
+
+@dataclass
+class Workload:
+    """Many clients moving credits through the API; each mutation has an idempotency key.
+
+    A timeout, a connection error or a 503 is indeterminate: the client retries the
+    same key until it gets an answer (or the drain deadline passes).
+    """
+
+    base: str
+    accounts: list[int]
+    probe_account: int
+    clients: int = 16
+    seed: int = 7
+    ops: list[Op] = field(default_factory=list)
+    probes: list[tuple[float, float, bool]] = field(default_factory=list)
+    ready: list[tuple[float, int]] = field(default_factory=list)
+    retries: int = 0
+    unexpected: list[str] = field(default_factory=list)
+    probe_log: list[tuple[float, float, str]] = field(default_factory=list)
+    tenant: str = TENANT
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.drain_deadline = float("inf")
+
+    # -- one operation --
+    async def _send(self, http, op: Op) -> None:
+        import httpx
+
+        if op.kind == "transfer":
+            path = f"/v1/tenants/{self.tenant}/transfers"
+            body = {"from_account": op.account, "to_account": op.to_account, "amount": op.amount,
+                    "reason": "ha test"}
+        else:
+            path = f"/v1/tenants/{self.tenant}/accounts/{op.account}/{'grants' if op.kind == 'grant' else 'consume'}"
+            body = {"amount": op.amount, "reason": "ha test"}
+        while True:
+            op.attempts += 1
+            op.sent_at = time.monotonic()
+            try:
+                resp = await http.post(path, json=body, headers={"Idempotency-Key": op.key})
+            except (httpx.TimeoutException, httpx.TransportError):
+                status = None
+            else:
+                status = resp.status_code
+            op.http = status
+            if status is not None and 200 <= status < 300:
+                op.status, op.acked_at = "acked", time.monotonic()
+                return
+            if status in (404, 409, 422):
+                name = resp.json().get("type", "")
+                if name.endswith("insufficient_funds"):
+                    op.status = "refused"
+                else:
+                    op.status = "failed"
+                    self.unexpected.append(f"{op.key}: {status} {resp.text[:200]}")
+                return
+            if status is not None and status not in RETRYABLE:
+                op.status = "failed"
+                self.unexpected.append(f"{op.key}: {status} {resp.text[:200]}")
+                return
+            self.retries += 1
+            if time.monotonic() > self.drain_deadline:
+                return  # stays pending: indeterminate
+            await asyncio.sleep(0.05 + random.random() * 0.15)
+
+    async def _client(self, http, n: int, rng: random.Random) -> None:
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            kind = rng.choice(("grant", "consume", "consume", "transfer", "transfer"))
+            a, b = rng.sample(self.accounts, 2)
+            op = Op(f"c{n}-{i}-{kind}", kind, rng.randint(1, 50), a, b if kind == "transfer" else None)
+            self.ops.append(op)
+            await self._send(http, op)
+
+    async def _probe(self, http) -> None:
+        """A tiny grant every 50 ms with its own key and a short timeout: when do writes work?"""
+        import httpx
+
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            t0 = time.monotonic()
+            try:
+                # A new connection each time, so probes reach every API worker process.
+                resp = await http.post(f"/v1/tenants/{self.tenant}/accounts/{self.probe_account}/grants",
+                                       json={"amount": 1}, timeout=1.0,
+                                       headers={"Idempotency-Key": f"probe-{i}", "Connection": "close"})
+                ok = resp.status_code in (200, 201)
+                why = "ok" if ok else f"{resp.status_code} {resp.json().get('type', '')}"
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                ok, why = False, type(exc).__name__
+            self.probes.append((t0, time.monotonic(), ok))
+            self.probe_log.append((t0, time.monotonic(), why))
+            await asyncio.sleep(0.05)
+
+    async def _readiness(self, http) -> None:
+        import httpx
+
+        while not self._stop.is_set():
+            try:
+                status = (await http.get("/health/ready", timeout=1.0)).status_code
+            except (httpx.TimeoutException, httpx.TransportError):
+                status = 0
+            self.ready.append((time.monotonic(), status))
+            await asyncio.sleep(0.2)
+
+    async def _main(self) -> None:
+        import httpx
+
+        limits = httpx.Limits(max_connections=self.clients + 4)
+        async with httpx.AsyncClient(base_url=self.base, timeout=5.0, limits=limits) as http:
+            rng = random.Random(self.seed)
+            tasks = [asyncio.create_task(self._client(http, n, random.Random(rng.random())))
+                     for n in range(self.clients)]
+            tasks += [asyncio.create_task(self._probe(http)), asyncio.create_task(self._readiness(http))]
+            await asyncio.gather(*tasks)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self._thread.start()
+
+    def stop(self, drain_s: float = 60.0) -> None:
+        """Stop issuing new operations; let in-flight ones finish their retries (bounded)."""
+        self.drain_deadline = time.monotonic() + drain_s
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(drain_s + 15)
+        if self._thread.is_alive():
+            raise RuntimeError("workload did not stop")
+
+    # -- figures --
+    def unavailable_since(self, t_kill: float) -> float | None:
+        """Seconds from t_kill until a write sent after it succeeded (a probe or a client's attempt)."""
+        ok = [end for start, end, good in self.probes if good and start >= t_kill]
+        ok += [op.acked_at for op in list(self.ops)
+               if op.status == "acked" and op.sent_at is not None and op.sent_at >= t_kill and op.acked_at]
+        return min(ok) - t_kill if ok else None
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for op in self.ops:
+            out[op.status] = out.get(op.status, 0) + 1
+        return out
+
+
+def seed_bank(url: str, tenant: str = TENANT, accounts: int = ACCOUNTS) -> tuple[list[int], int]:
+    """A tenant with funded accounts and a probe account; returns (account ids, probe account id)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT credits.create_tenant(%s, 'HA bank')", (tenant,))
+        ids = []
+        for i in range(accounts + 1):
+            (acc,) = conn.execute("SELECT account_id FROM credits.create_account(%s, %s, %s)",
+                                  (tenant, f"acct-{i}", f"open-{i}")).fetchone()
+            conn.execute("SELECT credits.grant_credits(%s, %s::bigint, %s::bigint, %s, 'seed')",
+                         (tenant, acc, SEED, f"seed-{i}"))
+            ids.append(acc)
+    return ids[:-1], ids[-1]
+
+
+def verify(cluster: Cluster, work: Workload, tenant: str = TENANT) -> dict[str, Any]:
+    """Every check of the issue, on the settled cluster. Returns figures and a list of problems."""
+    problems: list[str] = []
+    url = cluster.layout.url()
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        entries = conn.execute("SELECT idem_key, leg, kind, amount, account_id FROM credits.entries "
+                               "WHERE tenant_id = %s", (tenant,)).fetchall()
+        accounts = conn.execute("SELECT account_id, balance, held FROM credits.accounts WHERE tenant_id = %s",
+                                (tenant,)).fetchall()
+        reconcile = conn.execute("SELECT * FROM credits.reconcile()").fetchall()
+    by_key: dict[str, list[dict]] = {}
+    for e in entries:
+        by_key.setdefault(e["idem_key"], []).append(e)
+    requested = {op.key: op for op in work.ops}
+    lost = 0
+    for op in work.ops:
+        legs = by_key.get(op.key, [])
+        want_legs = 2 if op.kind == "transfer" else 1
+        if op.status == "acked":
+            if not legs:
+                lost += 1
+                problems.append(f"acknowledged {op.key} is missing")
+            elif len(legs) != want_legs:
+                problems.append(f"{op.key} has {len(legs)} entries, expected {want_legs}")
+            else:
+                main = next(e for e in legs if e["leg"] == 0)
+                expect = {"grant": op.amount, "consume": -op.amount, "transfer": -op.amount}[op.kind]
+                if main["amount"] != expect or main["account_id"] != op.account:
+                    problems.append(f"{op.key} recorded as {main}, requested {op}")
+        elif op.status in ("refused", "failed") and legs:
+            problems.append(f"{op.key} was refused but is in the ledger")
+        # pending (indeterminate) ops may be there once or not at all
+    known = set(requested) | {k for k in by_key if k.startswith(("seed-", "probe-"))}
+    strangers = sorted(set(by_key) - known)
+    if strangers:
+        problems.append(f"{len(strangers)} entries nobody requested, e.g. {strangers[:3]}")
+    if reconcile:
+        problems.append(f"reconcile() reports {len(reconcile)} accounts: {reconcile[:2]}")
+    grants = sum(e["amount"] for e in entries if e["kind"] == "grant")
+    consumed = -sum(e["amount"] for e in entries if e["kind"] == "consume")
+    balances = sum(a["balance"] for a in accounts)
+    held = sum(a["held"] for a in accounts)
+    # held is part of balance in this schema (held <= balance): grants = balances + consumed.
+    if grants != balances + consumed:
+        problems.append(f"grants {grants} != balances {balances} + consumed {consumed}")
+    if any(a["balance"] < 0 or a["balance"] - a["held"] < 0 for a in accounts):
+        problems.append("a negative balance")
+    acked_grants = sum(op.amount for op in work.ops if op.kind == "grant" and op.status == "acked")
+    pending_grants = sum(op.amount for op in work.ops if op.kind == "grant" and op.status == "pending")
+    ledger_grants = sum(e["amount"] for e in entries if e["kind"] == "grant" and e["idem_key"] in requested)
+    if not acked_grants <= ledger_grants <= acked_grants + pending_grants:
+        problems.append(f"granted {ledger_grants} in the ledger, acknowledged {acked_grants} (+{pending_grants} "
+                        "indeterminate)")
+    writable = cluster.writable_nodes()
+    if len(writable) != 1:
+        problems.append(f"nodes accepting writes: {writable}")
+    return {"lost_acked_ops": lost, "problems": problems, "entries": len(entries), "grants": grants,
+            "balances": balances, "consumed": consumed, "held": held, "writable": writable,
+            "counts": work.counts()}
+
+
+def failover(cluster: Cluster, base: str, before_s: float = 4.0, after_s: float = 3.0,
+             clients: int = 16) -> dict[str, Any]:
+    """Kill -9 the primary mid-run; returns figures and the verification."""
+    tenant = f"bank-{uuid.uuid4().hex[:8]}"
+    accounts, probe = seed_bank(cluster.layout.url(), tenant)
+    timelines_before = cluster.timelines()
+    old = cluster.leader()
+    assert old, "no leader before the kill"
+    work = Workload(base, accounts, probe, clients=clients, tenant=tenant)
+    work.start()
+    try:
+        time.sleep(before_s)
+        acked_before = work.counts().get("acked", 0)
+        t_kill = time.monotonic()
+        cluster.kill_node(old)
+        phases = _watch_recovery(cluster, work, old, t_kill)
+        new = cluster.leader()
+        time.sleep(after_s)
+    finally:
+        work.stop()
+    unavailable = work.unavailable_since(t_kill)
+    ready_during = [s for t, s in work.ready if t > t_kill and t < t_kill + (unavailable or 0)]
+    # The old primary comes back as a standby (pg_rewind) and the cluster is whole again.
+    cluster.start_node(old)
+    wait_until(cluster.healthy, 120, "the old primary to rejoin as a standby", 0.5)
+    timelines_after = cluster.timelines()
+    result = verify(cluster, work, tenant)
+    result.update({
+        "unavailable_s": unavailable, "old_leader": old, "new_leader": new, "acked_before_kill": acked_before,
+        "timelines_before": timelines_before, "timelines_after": timelines_after,
+        "ready_statuses_during_outage": sorted(set(ready_during)),
+        "ready_final": work.ready[-1][1] if work.ready else None,
+        "retries": work.retries, "unexpected": work.unexpected, "phases_s": phases,
+        "probe_story": _story(work.probe_log, t_kill),
+    })
+    return result
+
+
+def _story(log: list[tuple[float, float, str]], t0: float) -> list[str]:
+    """Probe outcomes after t0, run-length encoded: '0.0-2.1s 503 ...database_unavailable x12'."""
+    out: list[list] = []
+    for start, end, why in log:
+        if start < t0:
+            continue
+        if out and out[-1][2] == why:
+            out[-1][1], out[-1][3] = end - t0, out[-1][3] + 1
+        else:
+            out.append([start - t0, end - t0, why, 1])
+    return [f"{a:.1f}-{b:.1f}s {why} x{n}" for a, b, why, n in out]
+
+
+def _watch_recovery(cluster: Cluster, work: Workload, old: str, t_kill: float, timeout: float = 90) -> dict:
+    """Seconds after the kill at which: Patroni has a new running leader, a direct write
+    through HAProxy works, and a write through the API works (bounded wait)."""
+    phases: dict[str, float] = {}
+    deadline = t_kill + timeout
+    while "api_write" not in phases or "patroni_leader" not in phases or "haproxy_write" not in phases:
+        now = time.monotonic()
+        if now > deadline:
+            raise TimeoutError(f"no recovery {timeout}s after the kill: {phases}")
+        if "patroni_leader" not in phases:
+            try:
+                leader = cluster.leader()
+            except Exception:  # noqa: BLE001
+                leader = None
+            if leader and leader != old:
+                phases["patroni_leader"] = round(time.monotonic() - t_kill, 3)
+        if "haproxy_write" not in phases:
+            try:
+                if cluster._connect_writes():
+                    phases["haproxy_write"] = round(time.monotonic() - t_kill, 3)
+            except psycopg.Error:
+                pass
+        if "api_write" not in phases and work.unavailable_since(t_kill) is not None:
+            phases["api_write"] = round(work.unavailable_since(t_kill), 3)
+        time.sleep(0.1)
+    return phases
+
+
+def switchover(cluster: Cluster, base: str, before_s: float = 3.0, after_s: float = 3.0,
+               clients: int = 16) -> dict[str, Any]:
+    """A planned switchover under load; returns figures and the verification."""
+    tenant = f"bank-{uuid.uuid4().hex[:8]}"
+    accounts, probe = seed_bank(cluster.layout.url(), tenant)
+    timelines_before = cluster.timelines()
+    work = Workload(base, accounts, probe, clients=clients, seed=11, tenant=tenant)
+    work.start()
+    try:
+        time.sleep(before_s)
+        old = cluster.leader()
+        t0 = time.monotonic()
+        new = cluster.switchover()
+        switch_s = time.monotonic() - t0
+        time.sleep(after_s)
+    finally:
+        work.stop()
+    wait_until(cluster.healthy, 120, "the old leader to follow as a standby", 0.5)
+    result = verify(cluster, work, tenant)
+    result.update({"old_leader": old, "new_leader": new, "switchover_s": switch_s,
+                   "timelines_before": timelines_before, "timelines_after": cluster.timelines(),
+                   "retries": work.retries, "unexpected": work.unexpected})
+    return result
+
+
+def run(h: Harness) -> dict[str, float]:
+    with private_cluster("ha-bench", say=h.progress) as cluster:
+        h.progress("API on the cluster")
+        with api_server(cluster.layout.app_url(), cluster.layout.log_dir / "api.log",
+                        env={"SHIELDX_AUTH": "false"}) as base:
+            wait_until(lambda: _ready(base), 30, "API readiness")
+            h.progress("workload, then kill -9 of the primary")
+            result = failover(cluster, base)
+    if result["problems"]:
+        raise RuntimeError(f"failover checks failed: {result['problems'][:5]}")
+    return {"ha.failover_unavailable_s": result["unavailable_s"], "ha.lost_acked_ops": result["lost_acked_ops"],
+            "ha.acked_ops": result["counts"].get("acked", 0), "ha.indeterminate_retries": result["retries"]}
+
+
+def _ready(base: str, path: str = "/health/ready") -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(base + path, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
