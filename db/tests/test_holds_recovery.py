@@ -20,14 +20,14 @@ def test_client_prepares_and_disappears_funds_return_after_expiry(db, dsn):
     (a,) = setup_accounts(db, n=1, grant=100)
     # A client reserves on its own session and vanishes (its backend terminated).
     client = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
-    hold = call(client, "credits.reserve", "acme", a, 70, "stalled", "200 milliseconds")["hold_id"]
+    hold = call(client, "credits.reserve", "acme", a, 70, "stalled", "1 second")["hold_id"]
     pid = client.info.backend_pid
     db.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
     client.close()
     assert call(db, "credits.get_account", "acme", a)["available"] == 30
     with raises("SX004"):
         call(db, "credits.reserve", "acme", a, 50, "other")
-    time.sleep(0.3)
+    time.sleep(1.1)
     # Nothing ran yet, but the hold can no longer be used...
     with raises("SX104"):
         call(db, "credits.commit_hold", "acme", hold)
@@ -46,12 +46,12 @@ def test_coordinator_logs_commit_and_dies_recovery_completes(db, dsn):
     (c,) = setup_accounts(db, tenant="beta", n=1, grant=0)
     coord = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
     call(coord, "credits.dist_begin", "dies-1", legs(("acme", a, -40), ("acme", b, -10), ("beta", c, 50)),
-         "300 milliseconds")
+         "1 second")
     assert call(coord, "credits.dist_prepare", "dies-1")["state"] == "prepared"
     assert call(coord, "credits.dist_decide", "dies-1", "commit")["state"] == "committing"
     db.execute("SELECT pg_terminate_backend(%s, 5000)", (coord.info.backend_pid,))  # dies before completing
     coord.close()
-    time.sleep(0.4)  # well past the deadline: the logged decision still wins
+    time.sleep(1.2)  # well past the deadline: the logged decision still wins
     assert call(db, "credits.expire_holds")["holds"] == 0  # pinned legs do not expire
     out = rows(db, "credits.dist_recover")
     assert out == [{"xid": "dies-1", "action": "completed commit", "state": "committed"}]
@@ -67,11 +67,11 @@ def test_coordinator_logs_commit_and_dies_recovery_completes(db, dsn):
 def test_coordinator_dies_undecided_presumed_abort(db, dsn):
     a, b = setup_accounts(db, n=2, grant=100)
     coord = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
-    call(coord, "credits.dist_begin", "dies-2", legs(("acme", a, -40), ("acme", b, 40)), "200 milliseconds")
+    call(coord, "credits.dist_begin", "dies-2", legs(("acme", a, -40), ("acme", b, 40)), "1 second")
     call(coord, "credits.dist_prepare", "dies-2")
     coord.close()
     assert rows(db, "credits.dist_recover") == []  # not past its deadline yet: left alone
-    time.sleep(0.3)
+    time.sleep(1.1)
     assert rows(db, "credits.dist_recover") == [{"xid": "dies-2", "action": "presumed abort", "state": "aborted"}]
     tx = call(db, "credits.get_dist_transaction", "dies-2")
     assert tx["reason"] == "presumed abort: no decision by the deadline"

@@ -347,14 +347,14 @@ def test_dist_illegal_transitions(db, two_tenants):
 
 def test_dist_decide_then_complete_in_separate_calls(db, two_tenants):
     a, b, c = two_tenants
-    call(db, "credits.dist_begin", "x6", legs(("acme", a, -10), ("beta", c, 10)), "50 milliseconds")
+    call(db, "credits.dist_begin", "x6", legs(("acme", a, -10), ("beta", c, 10)), "1 second")
     call(db, "credits.dist_prepare", "x6")
     d = call(db, "credits.dist_decide", "x6", "commit")
     assert (d["state"], d["replayed"]) == ("committing", False)
     assert call(db, "credits.dist_decide", "x6", "commit")["replayed"] is True
     with raises("SX109"):
         call(db, "credits.dist_decide", "x6", "abort")
-    time.sleep(0.1)  # past the deadline: the decision is logged, so the legs are pinned
+    time.sleep(1.1)  # past the deadline: the decision is logged, so the legs are pinned
     assert call(db, "credits.expire_holds")["holds"] == 0
     r = call(db, "credits.dist_complete", "x6")
     assert r["state"] == "committed"

@@ -17,9 +17,6 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF TG_OP = 'DELETE' THEN
-    RAISE EXCEPTION 'credits.holds rows are never deleted' USING ERRCODE = 'insufficient_privilege';
-  END IF;
   IF OLD.status <> 'active' THEN
     RAISE EXCEPTION 'hold % is % and can change no more', OLD.hold_id, OLD.status USING ERRCODE = 'check_violation';
   END IF;
@@ -35,14 +32,28 @@ BEGIN
     RAISE EXCEPTION 'hold % deadline may only be extended, before it passes, by its distributed transaction',
       OLD.hold_id USING ERRCODE = 'check_violation';
   END IF;
-  RETURN NEW;
+  RAISE EXCEPTION 'hold %: illegal update', OLD.hold_id USING ERRCODE = 'check_violation';
 END
 $$;
 
+-- The WHEN clause is the rule (evaluated without calling PL/pgSQL, so legal
+-- updates pay almost nothing); the function only explains the refusal.
 CREATE OR REPLACE TRIGGER holds_transition_guard
-  BEFORE UPDATE OR DELETE ON credits.holds
-  FOR EACH ROW EXECUTE FUNCTION credits._hold_transition_guard();
+  BEFORE UPDATE ON credits.holds
+  FOR EACH ROW
+  WHEN (OLD.status <> 'active'
+        OR (NEW.hold_id, NEW.tenant_id, NEW.account_id, NEW.amount, NEW.idem_key, NEW.created_at, NEW.dist_tx_id)
+           IS DISTINCT FROM (OLD.hold_id, OLD.tenant_id, OLD.account_id, OLD.amount, OLD.idem_key, OLD.created_at,
+                             OLD.dist_tx_id)
+        OR (NEW.status = 'captured' AND OLD.expires_at <= now())
+        OR (NEW.expires_at <> OLD.expires_at
+            AND (NEW.expires_at < OLD.expires_at OR OLD.expires_at <= now() OR OLD.dist_tx_id IS NULL)))
+  EXECUTE FUNCTION credits._hold_transition_guard();
 ALTER TABLE credits.holds ENABLE ALWAYS TRIGGER holds_transition_guard;
+CREATE OR REPLACE TRIGGER holds_no_delete
+  BEFORE DELETE ON credits.holds
+  FOR EACH STATEMENT EXECUTE FUNCTION credits._refuse_change();
+ALTER TABLE credits.holds ENABLE ALWAYS TRIGGER holds_no_delete;
 CREATE OR REPLACE TRIGGER holds_no_truncate
   BEFORE TRUNCATE ON credits.holds
   FOR EACH STATEMENT EXECUTE FUNCTION credits._refuse_change();
@@ -101,7 +112,9 @@ DECLARE
   ok boolean;
 BEGIN
   PERFORM credits._check_movement(p_amount, p_idem_key, p_reason);
-  PERFORM credits._check_ttl('ttl', p_ttl);
+  IF p_ttl IS NULL OR p_ttl <= interval '0' OR p_ttl > interval '30 days' THEN
+    PERFORM credits._check_ttl('ttl', p_ttl);
+  END IF;
   IF left(p_idem_key, 5) = 'dist:' THEN  -- the keys of distributed legs' holds
     PERFORM ops._fail('SX007', 'idempotency keys starting with "dist:" are reserved',
                       jsonb_build_object('argument', 'idempotency_key'));
@@ -143,21 +156,6 @@ BEGIN
   END IF;
   hold_id := h.hold_id; account_id := h.account_id; amount := h.amount; status := h.status;
   expires_at := h.expires_at; created_at := h.created_at; replayed := true;
-END
-$$;
-
--- Lock the account of a hold (account before hold: see the top of this file).
--- The hold's account never changes, so reading it unlocked is safe. Nothing
--- found: the caller's guarded UPDATE finds nothing either and explains why.
-CREATE OR REPLACE FUNCTION credits._lock_hold_account(p_tenant text, p_hold bigint)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  PERFORM 1 FROM credits.holds h JOIN credits.accounts a ON a.account_id = h.account_id
-   WHERE h.hold_id = p_hold AND h.tenant_id = p_tenant
-     FOR UPDATE OF a;
 END
 $$;
 
@@ -210,6 +208,10 @@ $$;
 -- Commit (capture) all of a hold or part of it (the rest is released), and
 -- journal the debit as a 'capture' entry (leg 2, keyed by the hold's key).
 -- The hold is the idempotency key: committing it again answers as before.
+-- One guarded UPDATE of the account (joined to the hold) decides and takes the
+-- account lock first; then the hold row's own guard (status = 'active')
+-- settles a race with a concurrent commit/abort: the loser undoes its debit
+-- under the lock it holds and answers from the hold (replay or named error).
 CREATE OR REPLACE FUNCTION credits.commit_hold(
   p_tenant text, p_hold bigint, p_amount bigint DEFAULT NULL, p_reason text DEFAULT NULL,
   OUT hold_id bigint, OUT account_id bigint, OUT amount bigint, OUT captured bigint, OUT released bigint,
@@ -221,6 +223,8 @@ AS $$
 DECLARE
   h credits.holds;
   e credits.entries;
+  v_key text;
+  v_reason text;
 BEGIN
   IF p_amount IS NOT NULL AND (p_amount < 1 OR p_amount > 1000000000000000) THEN
     PERFORM ops._fail('SX003', format('amount must be between 1 and 10^15, got %s', p_amount),
@@ -229,23 +233,42 @@ BEGIN
   IF length(p_reason) > 500 THEN
     PERFORM ops._fail('SX007', 'reason must be at most 500 characters', jsonb_build_object('argument', 'reason'));
   END IF;
-  PERFORM credits._lock_hold_account(p_tenant, p_hold);
-  -- The guard decides: active, unexpired, not a distributed leg, within the hold.
-  UPDATE credits.holds x SET status = 'captured', captured = coalesce(p_amount, x.amount), resolved_at = now()
+  UPDATE credits.accounts a
+     SET balance = a.balance - coalesce(p_amount, x.amount), held = a.held - x.amount, entry_seq = a.entry_seq + 1
+    FROM credits.holds x
    WHERE x.hold_id = p_hold AND x.tenant_id = p_tenant AND x.status = 'active' AND x.expires_at > now()
-     AND x.dist_tx_id IS NULL AND coalesce(p_amount, x.amount) <= x.amount
-  RETURNING x.* INTO h;
+     AND x.dist_tx_id IS NULL AND coalesce(p_amount, x.amount) <= x.amount AND a.account_id = x.account_id
+  RETURNING a.account_id, a.balance, a.entry_seq, x.amount, coalesce(p_amount, x.amount), x.idem_key,
+            coalesce(p_reason, x.reason)
+    INTO account_id, balance_after, seq, amount, captured, v_key, v_reason;
   IF FOUND THEN
-    e := credits._capture_entry(h, coalesce(p_reason, h.reason));
-    replayed := false;
-  ELSE
-    h := credits._hold_refused(p_tenant, p_hold, 'commit', p_amount);
-    SELECT * INTO e FROM credits.entries x WHERE x.tenant_id = h.tenant_id AND x.idem_key = h.idem_key AND x.leg = 2;
-    replayed := true;
+    UPDATE credits.holds x SET status = 'captured', captured = commit_hold.captured, resolved_at = now()
+     WHERE x.hold_id = p_hold AND x.status = 'active'
+    RETURNING x.resolved_at INTO resolved_at;
+    IF FOUND THEN
+      INSERT INTO credits.entries AS x (account_id, tenant_id, seq, kind, amount, balance_after, reason, idem_key, leg)
+      VALUES (commit_hold.account_id, p_tenant, commit_hold.seq, 'capture', -commit_hold.captured,
+              commit_hold.balance_after, v_reason, v_key, 2)
+      ON CONFLICT ON CONSTRAINT entries_idem_unique DO NOTHING
+      RETURNING x.entry_id INTO entry_id;
+      IF NOT FOUND THEN
+        -- The hold row's guard lets a hold be captured once, so its entry
+        -- cannot exist yet; if it does, fail the whole call rather than journal twice.
+        RAISE EXCEPTION 'capture entry of hold % already exists', p_hold USING ERRCODE = 'XX000';
+      END IF;
+      hold_id := p_hold; released := amount - captured; replayed := false;
+      RETURN;
+    END IF;
+    -- Resolved by a concurrent call since our snapshot: undo under our lock.
+    UPDATE credits.accounts a SET balance = a.balance + commit_hold.captured,
+           held = a.held + commit_hold.amount, entry_seq = a.entry_seq - 1
+     WHERE a.account_id = commit_hold.account_id;
   END IF;
+  h := credits._hold_refused(p_tenant, p_hold, 'commit', p_amount);
+  SELECT * INTO e FROM credits.entries x WHERE x.tenant_id = h.tenant_id AND x.idem_key = h.idem_key AND x.leg = 2;
   hold_id := h.hold_id; account_id := h.account_id; amount := h.amount; captured := h.captured;
   released := h.amount - h.captured; resolved_at := h.resolved_at;
-  entry_id := e.entry_id; balance_after := e.balance_after; seq := e.seq;
+  entry_id := e.entry_id; balance_after := e.balance_after; seq := e.seq; replayed := true;
 END
 $$;
 
@@ -282,6 +305,7 @@ END
 $$;
 
 -- Abort (void): release the whole hold. Aborting it again answers as before.
+-- Same shape as commit: the account first, then the hold's own guard.
 CREATE OR REPLACE FUNCTION credits.abort_hold(
   p_tenant text, p_hold bigint,
   OUT hold_id bigint, OUT account_id bigint, OUT amount bigint, OUT status text,
@@ -292,20 +316,24 @@ AS $$
 DECLARE
   h credits.holds;
 BEGIN
-  PERFORM credits._lock_hold_account(p_tenant, p_hold);
-  UPDATE credits.holds x SET status = 'voided', resolved_at = now()
+  UPDATE credits.accounts a SET held = a.held - x.amount
+    FROM credits.holds x
    WHERE x.hold_id = p_hold AND x.tenant_id = p_tenant AND x.status = 'active' AND x.expires_at > now()
-     AND x.dist_tx_id IS NULL
-  RETURNING x.* INTO h;
+     AND x.dist_tx_id IS NULL AND a.account_id = x.account_id
+  RETURNING a.account_id, x.amount INTO account_id, amount;
   IF FOUND THEN
-    UPDATE credits.accounts a SET held = a.held - h.amount WHERE a.account_id = h.account_id;
-    replayed := false;
-  ELSE
-    h := credits._hold_refused(p_tenant, p_hold, 'abort', NULL);
-    replayed := true;
+    UPDATE credits.holds x SET status = 'voided', resolved_at = now()
+     WHERE x.hold_id = p_hold AND x.status = 'active'
+    RETURNING x.resolved_at INTO resolved_at;
+    IF FOUND THEN
+      hold_id := p_hold; status := 'voided'; replayed := false;
+      RETURN;
+    END IF;
+    UPDATE credits.accounts a SET held = a.held + abort_hold.amount WHERE a.account_id = abort_hold.account_id;
   END IF;
+  h := credits._hold_refused(p_tenant, p_hold, 'abort', NULL);
   hold_id := h.hold_id; account_id := h.account_id; amount := h.amount; status := h.status;
-  resolved_at := h.resolved_at;
+  resolved_at := h.resolved_at; replayed := true;
 END
 $$;
 
