@@ -252,3 +252,22 @@ def test_immutability_refuses_even_the_superuser_unless_triggers_are_dropped(db)
                       "DELETE FROM audit.checkpoints", "TRUNCATE audit.anchors", "DELETE FROM audit.heads"):
         with raises("42501"):
             db.execute(statement)
+
+
+def test_application_role_cannot_run_retention_or_key_management(db, connect):
+    history(db)
+    app = connect("shieldx_app")
+    for statement in ("SELECT audit.cleanup_old_transactions(0)", "SELECT vault.rotate_key('payment')",
+                      "SELECT vault.reencrypt(10)", "SELECT vault.retire_unused_keys()"):
+        with raises("42501"):
+            app.execute(statement)
+    assert call(app, "audit.verify", False, True)["ok"]  # but it may verify
+
+
+def test_public_audit_functions_are_security_definer_with_fixed_search_path(db):
+    bad = db.execute("""
+        SELECT p.oid::regprocedure::text AS fn FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname IN ('audit', 'vault', 'privacy') AND p.proname NOT LIKE '\\_%'
+           AND (NOT p.prosecdef OR NOT ('search_path=pg_catalog, pg_temp' = ANY (p.proconfig))
+                OR pg_get_userbyid(p.proowner) <> 'shieldx_owner')""").fetchall()
+    assert bad == []

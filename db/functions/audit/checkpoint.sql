@@ -123,6 +123,3 @@ BEGIN
                 FROM audit.checkpoint_heads h WHERE h.checkpoint_id = c.checkpoint_id));
 END
 $$;
-
-SELECT ops._register_job('shieldx-audit-checkpoint', '*/15 * * * *', 'SELECT * FROM audit.checkpoint(''periodic'')',
-  'Sign a Merkle root over every audit chain head');

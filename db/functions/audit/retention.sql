@@ -58,6 +58,3 @@ BEGIN
   PERFORM set_config('shieldx.retention_txid', '', true);
 END
 $$;
-
-SELECT ops._register_job('shieldx-audit-retention', '17 3 * * *', 'SELECT * FROM audit.cleanup_old_transactions(400)',
-  'Archive journal and audit entries older than 400 days behind a signed checkpoint');

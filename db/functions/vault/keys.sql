@@ -92,7 +92,3 @@ BEGIN
   END LOOP;
 END
 $$;
-
-SELECT ops._register_job('shieldx-vault-reencrypt', '*/10 * * * *',
-  'SELECT vault.reencrypt(5000); SELECT * FROM vault.retire_unused_keys()',
-  'Re-encrypt payment data under the current key; destroy keys nothing uses');

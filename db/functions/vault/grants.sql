@@ -1,0 +1,2 @@
+-- Key management is the operator's (pg_cron, psql), not the application's.
+REVOKE EXECUTE ON FUNCTION vault.rotate_key(text), vault.reencrypt(int), vault.retire_unused_keys() FROM shieldx_app;
