@@ -67,16 +67,20 @@ CREATE TABLE shadow.batches (
   fingerprint   text   NOT NULL,   -- md5 of the batch's content
   n             int    NOT NULL CHECK (n >= 1),
   created_at    timestamptz NOT NULL DEFAULT now(),
-  CONSTRAINT batches_idem_unique UNIQUE (experiment_id, idem_key)
+  CONSTRAINT batches_idem_unique UNIQUE (experiment_id, idem_key),
+  CONSTRAINT batches_experiment_unique UNIQUE (batch_id, experiment_id)  -- target of observations' key
 );
 
 -- Raw observations. ins_xid is the inserting transaction (xid8, never wraps):
 -- the fold job takes every row whose transaction finished below its horizon
 -- exactly once, whatever order ids were drawn or transactions committed in.
+-- One foreign key, to the row's own batch (inserted by the same transaction),
+-- which names the experiment: a per-row key to shadow.experiments would
+-- KEY SHARE-lock that one hot row from every concurrent batch (multixacts).
 CREATE TABLE shadow.observations (
   obs_id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  experiment_id bigint NOT NULL REFERENCES shadow.experiments,
-  batch_id      bigint NOT NULL REFERENCES shadow.batches,
+  experiment_id bigint NOT NULL,
+  batch_id      bigint NOT NULL,
   arm           text   NOT NULL CHECK (arm IN ('champion', 'challenger')),
   step_no       int    NOT NULL CHECK (step_no >= 1),   -- the canary step when it arrived
   success       boolean NOT NULL,
@@ -84,10 +88,11 @@ CREATE TABLE shadow.observations (
   latency_ms    double precision NOT NULL CHECK (latency_ms >= 0 AND latency_ms < 'Infinity'),
   unit_id       text CHECK (length(unit_id) <= 200),
   ins_xid       xid8   NOT NULL DEFAULT pg_current_xact_id(),
-  received_at   timestamptz NOT NULL DEFAULT now()
+  received_at   timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT observations_batch_fk FOREIGN KEY (batch_id, experiment_id)
+    REFERENCES shadow.batches (batch_id, experiment_id)
 );
 CREATE INDEX observations_ins_xid ON shadow.observations (ins_xid);
-CREATE INDEX observations_batch ON shadow.observations (batch_id);
 
 -- The fold's watermark: every observation with ins_xid < horizon is folded.
 CREATE TABLE shadow.fold_state (
