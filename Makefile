@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PKGS := postgresql-15 postgresql-15-cron postgresql-plpython3-15 python3-scipy python3-cryptography wrk
+APT_PKGS := postgresql-15 postgresql-15-cron postgresql-plpython3-15 python3-scipy python3-cryptography wrk etcd-server patroni python3-etcd haproxy pgbackrest
 PYTEST_ARGS ?=
 
 .PHONY: help deps venv db run stop test bench clean
@@ -52,3 +52,27 @@ bench: db
 
 clean: stop
 	rm -rf .local $(VENV)
+
+# --- High availability (see README "High availability and deployment") -------
+TOOLS_VENV := .local/tools-venv
+.PHONY: ha-up ha-down ha-status k8s-tools k8s-check
+
+ha-up: deps venv
+	@$(BIN)/shieldx ha up
+
+ha-down: venv
+	@$(BIN)/shieldx ha down
+
+ha-status: venv
+	@$(BIN)/shieldx ha status
+
+# checkov and kubernetes-validate in their own virtualenv (checkov's pins clash with the project's).
+$(TOOLS_VENV)/bin/checkov:
+	@test -x $(TOOLS_VENV)/bin/python || python3 -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install -q --disable-pip-version-check checkov==3.3.30 kubernetes-validate==1.37.0
+
+k8s-tools: $(TOOLS_VENV)/bin/checkov
+
+k8s-check: k8s-tools
+	$(TOOLS_VENV)/bin/kubernetes-validate --strict -k 1.30.0 --quiet deploy/k8s/[0-9]*.yaml
+	$(TOOLS_VENV)/bin/checkov -d deploy/k8s --config-file deploy/k8s/.checkov.yaml --compact --quiet

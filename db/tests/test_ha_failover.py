@@ -106,6 +106,8 @@ def test_ha_failover_kill9_primary_loses_no_acknowledged_operation(cluster: Clus
     assert result["lost_acked_ops"] == 0
     assert result["unexpected"] == []
     assert result["acked_before_kill"] > 0 and result["counts"]["acked"] > result["acked_before_kill"]
+    assert all(result["acked_by_kind"].values()), result["acked_by_kind"]  # grant, consume, transfer, hold
+    assert result["audit_ok"] in (True, None)  # None: no audit schema in this build
     assert result["new_leader"] != result["old_leader"]
     # Timelines only increase, and every node (the old primary too, rewound) follows the new one.
     before, after = result["timelines_before"], result["timelines_after"]

@@ -182,7 +182,7 @@ def api_server(database_url: str, log_path: Path, workers: int = 2, env: dict[st
 @dataclass
 class Op:
     key: str
-    kind: str  # grant | consume | transfer
+    kind: str  # grant | consume | transfer | hold (reserve, then commit)
     amount: int
     account: int
     to_account: int | None = None
@@ -191,6 +191,7 @@ class Op:
     http: int | None = None
     acked_at: float | None = None
     sent_at: float | None = None  # start of the latest attempt
+    hold_id: int | None = None
 
 
 @dataclass
@@ -213,6 +214,7 @@ class Workload:
     unexpected: list[str] = field(default_factory=list)
     probe_log: list[tuple[float, float, str]] = field(default_factory=list)
     tenant: str = TENANT
+    kinds: tuple[str, ...] = ("grant", "consume", "consume", "transfer", "transfer", "hold")
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -220,51 +222,59 @@ class Workload:
         self.drain_deadline = float("inf")
 
     # -- one operation --
-    async def _send(self, http, op: Op) -> None:
+    async def _post(self, http, op: Op, path: str, body: dict | None, key: str | None) -> dict | None:
+        """POST until a definite answer: the JSON of a 2xx, or None after a refusal (op.status says
+        which) or when the drain deadline passes (op stays pending: indeterminate)."""
         import httpx
 
-        if op.kind == "transfer":
-            path = f"/v1/tenants/{self.tenant}/transfers"
-            body = {"from_account": op.account, "to_account": op.to_account, "amount": op.amount,
-                    "reason": "ha test"}
-        else:
-            path = f"/v1/tenants/{self.tenant}/accounts/{op.account}/{'grants' if op.kind == 'grant' else 'consume'}"
-            body = {"amount": op.amount, "reason": "ha test"}
         while True:
             op.attempts += 1
             op.sent_at = time.monotonic()
             try:
-                resp = await http.post(path, json=body, headers={"Idempotency-Key": op.key})
+                resp = await http.post(path, json=body, headers={"Idempotency-Key": key} if key else {})
             except (httpx.TimeoutException, httpx.TransportError):
                 status = None
             else:
                 status = resp.status_code
             op.http = status
             if status is not None and 200 <= status < 300:
-                op.status, op.acked_at = "acked", time.monotonic()
-                return
-            if status in (404, 409, 422):
-                name = resp.json().get("type", "")
-                if name.endswith("insufficient_funds"):
-                    op.status = "refused"
-                else:
-                    op.status = "failed"
-                    self.unexpected.append(f"{op.key}: {status} {resp.text[:200]}")
-                return
+                return resp.json()
             if status is not None and status not in RETRYABLE:
-                op.status = "failed"
-                self.unexpected.append(f"{op.key}: {status} {resp.text[:200]}")
-                return
+                name = resp.json().get("type", "") if status in (404, 409, 422) else ""
+                op.status = "refused" if name.endswith("insufficient_funds") else "failed"
+                if op.status == "failed":
+                    self.unexpected.append(f"{op.key}: {status} {resp.text[:200]}")
+                return None
             self.retries += 1
             if time.monotonic() > self.drain_deadline:
-                return  # stays pending: indeterminate
+                return None
             await asyncio.sleep(0.05 + random.random() * 0.15)
+
+    async def _send(self, http, op: Op) -> None:
+        t = f"/v1/tenants/{self.tenant}"
+        if op.kind == "transfer":
+            done = await self._post(http, op, f"{t}/transfers", {"from_account": op.account, "to_account":
+                                    op.to_account, "amount": op.amount, "reason": "ha test"}, op.key)
+        elif op.kind == "hold":
+            # Reserve (keyed), then commit the whole hold (idempotent by hold id).
+            hold = await self._post(http, op, f"{t}/accounts/{op.account}/holds",
+                                    {"amount": op.amount, "ttl_seconds": 600, "reason": "ha test"}, op.key)
+            if hold is None:
+                return
+            op.hold_id = hold["hold_id"]
+            done = await self._post(http, op, f"{t}/holds/{op.hold_id}/commit", None, None)
+        else:
+            verb = "grants" if op.kind == "grant" else "consume"
+            done = await self._post(http, op, f"{t}/accounts/{op.account}/{verb}",
+                                    {"amount": op.amount, "reason": "ha test"}, op.key)
+        if done is not None:
+            op.status, op.acked_at = "acked", time.monotonic()
 
     async def _client(self, http, n: int, rng: random.Random) -> None:
         i = 0
         while not self._stop.is_set():
             i += 1
-            kind = rng.choice(("grant", "consume", "consume", "transfer", "transfer"))
+            kind = rng.choice(self.kinds)
             a, b = rng.sample(self.accounts, 2)
             op = Op(f"c{n}-{i}-{kind}", kind, rng.randint(1, 50), a, b if kind == "transfer" else None)
             self.ops.append(op)
@@ -365,14 +375,28 @@ def verify(cluster: Cluster, work: Workload, tenant: str = TENANT) -> dict[str, 
         accounts = conn.execute("SELECT account_id, balance, held FROM credits.accounts WHERE tenant_id = %s",
                                 (tenant,)).fetchall()
         reconcile = conn.execute("SELECT * FROM credits.reconcile()").fetchall()
+        # The audit trail (when the audit schema is installed) must verify end to end.
+        audit = None
+        if conn.execute("SELECT to_regproc('audit.verify') IS NOT NULL AS yes").fetchone()["yes"]:
+            audit = conn.execute("SELECT ok, broken_streams, stream, problem FROM audit.verify()").fetchone()
     by_key: dict[str, list[dict]] = {}
     for e in entries:
         by_key.setdefault(e["idem_key"], []).append(e)
     requested = {op.key: op for op in work.ops}
     lost = 0
+    holds = {}
+    if any(op.kind == "hold" for op in work.ops):
+        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+            holds = {h["idem_key"]: h for h in conn.execute(
+                "SELECT idem_key, status, amount, captured FROM credits.holds WHERE tenant_id = %s",
+                (tenant,)).fetchall()}
     for op in work.ops:
         legs = by_key.get(op.key, [])
         want_legs = 2 if op.kind == "transfer" else 1
+        if op.kind == "hold" and op.status == "acked":
+            h = holds.get(op.key)
+            if not h or h["status"] != "captured" or h["captured"] != op.amount:
+                problems.append(f"acknowledged hold {op.key} is {h}")
         if op.status == "acked":
             if not legs:
                 lost += 1
@@ -380,8 +404,9 @@ def verify(cluster: Cluster, work: Workload, tenant: str = TENANT) -> dict[str, 
             elif len(legs) != want_legs:
                 problems.append(f"{op.key} has {len(legs)} entries, expected {want_legs}")
             else:
-                main = next(e for e in legs if e["leg"] == 0)
-                expect = {"grant": op.amount, "consume": -op.amount, "transfer": -op.amount}[op.kind]
+                main = next((e for e in legs if e["leg"] in (0, 2)), legs[0])
+                expect = {"grant": op.amount, "consume": -op.amount, "transfer": -op.amount,
+                          "hold": -op.amount}[op.kind]
                 if main["amount"] != expect or main["account_id"] != op.account:
                     problems.append(f"{op.key} recorded as {main}, requested {op}")
         elif op.status in ("refused", "failed") and legs:
@@ -391,10 +416,12 @@ def verify(cluster: Cluster, work: Workload, tenant: str = TENANT) -> dict[str, 
     strangers = sorted(set(by_key) - known)
     if strangers:
         problems.append(f"{len(strangers)} entries nobody requested, e.g. {strangers[:3]}")
+    if audit is not None and not audit["ok"]:
+        problems.append(f"audit.verify() fails: {audit}")
     if reconcile:
         problems.append(f"reconcile() reports {len(reconcile)} accounts: {reconcile[:2]}")
     grants = sum(e["amount"] for e in entries if e["kind"] == "grant")
-    consumed = -sum(e["amount"] for e in entries if e["kind"] == "consume")
+    consumed = -sum(e["amount"] for e in entries if e["kind"] in ("consume", "capture"))
     balances = sum(a["balance"] for a in accounts)
     held = sum(a["held"] for a in accounts)
     # held is part of balance in this schema (held <= balance): grants = balances + consumed.
@@ -412,6 +439,9 @@ def verify(cluster: Cluster, work: Workload, tenant: str = TENANT) -> dict[str, 
     if len(writable) != 1:
         problems.append(f"nodes accepting writes: {writable}")
     return {"lost_acked_ops": lost, "problems": problems, "entries": len(entries), "grants": grants,
+            "audit_ok": None if audit is None else audit["ok"],
+            "acked_by_kind": {k: sum(1 for op in work.ops if op.kind == k and op.status == "acked")
+                              for k in work.kinds},
             "balances": balances, "consumed": consumed, "held": held, "writable": writable,
             "counts": work.counts()}
 
