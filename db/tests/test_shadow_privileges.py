@@ -38,3 +38,25 @@ def test_app_reads_through_functions_readonly_reads_tables(db, connect):
             db.execute("INSERT INTO shadow.rules (rule_id, name) VALUES ('x', 'x')")
     finally:
         db.execute("RESET ROLE")
+
+
+def test_request_paths_never_import_scipy(db, connect):
+    from shadow_helpers import run_job, send, setup_experiment
+
+    exp = setup_experiment(db)
+    send(db, exp, "champion", 200, successes=20)
+    send(db, exp, "challenger", 200, successes=25)
+    run_job(db)   # the job's backend imports scipy; an API backend must not
+    api = connect()
+    api.execute("SELECT * FROM shadow.get_experiment(%s)", (exp,))
+    api.execute("SELECT shadow.posterior_svg(%s)", (exp,))
+    api.execute("SELECT * FROM shadow.assign(%s, 'u1')", (exp,))
+    api.execute("SELECT shadow.decide(200, 20, 200, 25)")
+    api.execute("SELECT * FROM shadow.record_observations(%s, '[{\"arm\": \"champion\", \"success\": true, "
+                "\"latency_ms\": 1}]', 'k-api')", (exp,))
+    api.execute("""CREATE FUNCTION pg_temp.loaded() RETURNS text[] LANGUAGE plpython3u AS
+                   $$ import sys; return sorted(m for m in ('scipy', 'numpy') if m in sys.modules) $$""")
+    assert api.execute("SELECT pg_temp.loaded() AS m").fetchone()["m"] == []
+    db.execute("""CREATE FUNCTION pg_temp.loaded() RETURNS text[] LANGUAGE plpython3u AS
+                  $$ import sys; return sorted(m for m in ('scipy', 'numpy') if m in sys.modules) $$""")
+    assert db.execute("SELECT pg_temp.loaded() AS m").fetchone()["m"] == ["numpy", "scipy"]  # the job's did
