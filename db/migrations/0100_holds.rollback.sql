@@ -1,5 +1,7 @@
 SET ROLE shieldx_owner;
-DROP TABLE credits.holds;
+-- CASCADE: functions taking the holds row type depend on it; the function
+-- files bring them back on the next migrate.
+DROP TABLE credits.holds CASCADE;
 -- Entries of the new kinds are immutable and stay; the old check only
 -- applies to new rows.
 ALTER TABLE credits.entries DROP CONSTRAINT entries_kind_check;
