@@ -6,7 +6,11 @@ sql.reserve_commit_vs_bare_update   pgbench TPS of one script = credits.reserve 
 sql.reserve_commit_one_tx_vs_bare_update  the same two calls inside one BEGIN/COMMIT
 api.reserve_commit_p50_ms           POST .../holds then POST .../holds/{id}/commit with a consumer key,
                                     one client, keep-alive, median of the pair's wall time (p90 too)
-Each ratio's sides run back to back, twice, alternating, within one run.
+sql.reserve_commit_pair_p50_ms      the same pair called directly over one psycopg connection (no HTTP), for
+                                    attribution of api.reserve_commit_p50_ms
+api.get_account_p50_ms              GET one account over the same client, the API's floor at this moment
+Each ratio's sides run back to back, twice, alternating, within one run. The
+machine is shared: compare figures of one run, not across runs.
 """
 from __future__ import annotations
 
@@ -60,6 +64,40 @@ def _api_pairs(base: str, key: str, seconds: float) -> list[float]:
     return out
 
 
+def _sql_pairs(url: str, seconds: float) -> list[float]:
+    """Latency (ms) of reserve + commit called directly, one autocommit connection."""
+    out: list[float] = []
+    rnd = random.Random(11)
+    with psycopg.connect(url, autocommit=True, prepare_threshold=0) as conn:
+        end = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < end:
+            n += 1
+            t0 = time.perf_counter()
+            hold = conn.execute("SELECT hold_id FROM credits.reserve('bench', %s::bigint, 1, %s)",
+                                (rnd.randint(1, ACCOUNTS), f"sql-{time.time_ns()}-{n}")).fetchone()[0]
+            conn.execute("SELECT entry_id FROM credits.commit_hold('bench', %s::bigint)", (hold,)).fetchone()
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def _api_gets(base: str, key: str, seconds: float) -> list[float]:
+    u = urlparse(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    out: list[float] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        conn.request("GET", "/v1/tenants/bench/accounts/1", headers={"Authorization": f"Bearer {key}"})
+        r = conn.getresponse()
+        r.read()
+        if r.status != 200:
+            raise RuntimeError(f"get: {r.status}")
+        out.append((time.perf_counter() - t0) * 1000)
+    conn.close()
+    return out
+
+
 def run(h: Harness) -> dict[str, float]:
     h.progress("seeding")
     url = h.fresh_database("holds")
@@ -87,11 +125,15 @@ def run(h: Harness) -> dict[str, float]:
         with h.api_server(url.replace("postgres@", "shieldx_app@", 1)) as base:
             _api_pairs(base, key, 2)  # warm the workers' pools, key caches and prepared statements
             lat = _api_pairs(base, key, h.seconds)
+            gets = _api_gets(base, key, 3)
+        sql_lat = _sql_pairs(url, 3)
         lat.sort()
         out.update({
             "api.reserve_commit_p50_ms": statistics.median(lat),
             "api.reserve_commit_p90_ms": lat[int(len(lat) * 0.9)],
             "api.reserve_commit_pairs": float(len(lat)),
+            "api.get_account_p50_ms": statistics.median(gets),
+            "sql.reserve_commit_pair_p50_ms": statistics.median(sql_lat),
         })
         return out
     finally:
