@@ -459,8 +459,8 @@ def failover(cluster: Cluster, base: str, before_s: float = 4.0, after_s: float 
     try:
         time.sleep(before_s)
         acked_before = work.counts().get("acked", 0)
-        t_kill = time.monotonic()
-        cluster.kill_node(old)
+        # The clock starts when the signals have been sent: until then the primary still works.
+        t_kill = cluster.kill_node(old)
         phases = _watch_recovery(cluster, work, old, t_kill)
         new = cluster.leader()
         time.sleep(after_s)

@@ -346,8 +346,10 @@ class Cluster:
             wait_until(lambda: not _alive(pid), 10, f"{proc} to die")
         self._pidfile(proc).unlink(missing_ok=True)
 
-    def kill_node(self, name: str) -> None:
-        """kill -9 a node's Patroni, its postmaster and every postgres child: a machine crash."""
+    def kill_node(self, name: str) -> float:
+        """kill -9 a node's Patroni, its postmaster and every postgres child: a machine crash.
+
+        Returns time.monotonic() right after the signals were sent (the moment of the crash)."""
         targets: list[int] = []
         patroni = self.pid(f"patroni-{name}")
         if patroni:
@@ -360,8 +362,10 @@ class Cluster:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        crashed_at = time.monotonic()
         for pid in targets:
             wait_until(lambda pid=pid: not _alive(pid), 10, f"pid {pid} of {name} to die", 0.05)
+        return crashed_at
 
     def stop_node(self, name: str) -> None:
         self._stop(f"patroni-{name}", timeout=60)
