@@ -27,7 +27,11 @@ def apply_functions(conn: Any) -> None:
     cur = conn.cursor()
     # Bodies refer to each other; let each file be created before its callees.
     cur.execute("SET LOCAL check_function_bodies = off")
-    pending = function_files()
+    files = function_files()
+    # Ownership and grants go last, after every retried file too (else a
+    # retried file's functions stay owned by the migrating superuser).
+    last = [p for p in files if p.name in (PRIVILEGES, GRANTS)]
+    pending = [p for p in files if p not in last]
     while pending:
         failed: list[tuple[Path, Exception]] = []
         for path in pending:
@@ -43,6 +47,11 @@ def apply_functions(conn: Any) -> None:
             path, exc = failed[0]
             raise RuntimeError(f"{path.relative_to(FUNCTIONS_DIR)}: {exc}") from exc
         pending = [path for path, _ in failed]
+    for path in last:
+        try:
+            cur.execute(path.read_text())
+        except Exception as exc:  # name the file: the driver's message does not
+            raise RuntimeError(f"{path.relative_to(FUNCTIONS_DIR)}: {exc}") from exc
     # pg_cron follows the job registry (a no-op where pg_cron is absent).
     cur.execute("SELECT * FROM ops._sync_cron()")
 
