@@ -271,3 +271,28 @@ def test_public_audit_functions_are_security_definer_with_fixed_search_path(db):
            AND (NOT p.prosecdef OR NOT ('search_path=pg_catalog, pg_temp' = ANY (p.proconfig))
                 OR pg_get_userbyid(p.proowner) <> 'shieldx_owner')""").fetchall()
     assert bad == []
+
+
+def test_superuser_edits_the_journal_row_itself(db):
+    a, _ = history(db)
+    db.execute("ALTER TABLE credits.entries DISABLE TRIGGER entries_append_only")
+    db.execute("UPDATE credits.entries SET reason = 'edited' WHERE account_id = %s AND seq = 2", (a,))
+    db.execute("ALTER TABLE credits.entries ENABLE ALWAYS TRIGGER entries_append_only")
+    assert db.execute("SELECT stream, seq, problem FROM audit.verify_journal()").fetchall() == [
+        {"stream": f"ledger/{a}", "seq": 2, "problem": "journal entry differs from its audit entry"}]
+
+
+def test_incremental_verify_finds_breaks_after_the_checkpoint(db):
+    a, _ = history(db)
+    for i in range(3):
+        call(db, "credits.consume", "acme", a, 1, f"late-{i}")
+    last = db.execute("SELECT max(seq) AS m FROM audit.log WHERE stream = %s", (f"ledger/{a}",)).fetchone()["m"]
+    tamper(db, "UPDATE audit.log SET payload = payload || ' ' WHERE stream = %s AND seq = %s", f"ledger/{a}", last - 1)
+    r = verify(db, incremental=True)
+    assert (r["ok"], r["stream"], r["seq"]) == (False, f"ledger/{a}", last - 1)
+    db.execute("ALTER TABLE credits.entries DISABLE TRIGGER audit_log")
+    call(db, "credits.consume", "acme", a, 1, "hidden-late")
+    db.execute("ALTER TABLE credits.entries ENABLE ALWAYS TRIGGER audit_log")
+    found = db.execute("SELECT problem FROM audit.verify_streams(true, true) WHERE stream = %s AND seq = %s",
+                       (f"ledger/{a}", last + 1)).fetchall()
+    assert found == [{"problem": "journal entry has no audit entry (written with auditing disabled?)"}]

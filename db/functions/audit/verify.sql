@@ -57,6 +57,32 @@ LANGUAGE plpgsql STABLE
 SET enable_sort = off
 AS $$
 BEGIN
+  IF p_since IS NOT NULL THEN
+    -- Incremental: per chain, only the entries from the checkpoint's head on
+    -- (index range scans): O(chains + new entries).
+    RETURN QUERY
+      WITH r AS (
+        SELECT hs.stream, coalesce(h.seq, 1) AS from_seq
+          FROM audit._heads() hs
+          LEFT JOIN audit.checkpoint_heads h ON h.checkpoint_id = p_since AND h.stream = hs.stream
+         WHERE (p_from IS NULL OR hs.stream >= p_from) AND (p_to IS NULL OR hs.stream < p_to))
+      SELECT w.stream::text, w.seq, w.logged_at, w.problem
+        FROM r CROSS JOIN LATERAL (
+          SELECT s.stream, s.seq, s.logged_at,
+                 CASE
+                   WHEN s.altered THEN 'entry altered: its hash does not match its content'
+                   WHEN s.p_seq IS NULL THEN audit._start_problem(s.stream, s.seq, s.prev_hash, s.hash, p_since)
+                   WHEN s.seq <> s.p_seq + 1 THEN format('entries %s to %s are missing', s.p_seq + 1, s.seq - 1)
+                   WHEN s.prev_hash <> s.p_hash THEN 'chain broken: prev_hash is not the previous entry''s hash'
+                 END AS problem
+            FROM (SELECT l.stream, l.seq, l.logged_at, l.prev_hash, l.hash,
+                         l.hash <> audit._hash_v1(l.prev_hash, l.stream, l.seq, l.source, l.op, l.actor, l.app,
+                                                  l.txid, l.logged_at, l.payload) AS altered,
+                         lag(l.seq) OVER (ORDER BY l.seq) AS p_seq, lag(l.hash) OVER (ORDER BY l.seq) AS p_hash
+                    FROM audit.log l WHERE l.stream = r.stream AND l.seq >= r.from_seq) s) w
+       WHERE w.problem IS NOT NULL;
+    RETURN;
+  END IF;
   -- Grouped in the workers (the first altered entry per chain), so only a
   -- few rows travel back to the leader.
   RETURN QUERY
@@ -65,9 +91,6 @@ BEGIN
               FROM audit.log l
              WHERE l.hash <> audit._hash_v1(l.prev_hash, l.stream, l.seq, l.source, l.op, l.actor, l.app, l.txid,
                                             l.logged_at, l.payload)
-               AND (p_since IS NULL
-                    OR l.seq >= coalesce((SELECT h.seq FROM audit.checkpoint_heads h
-                                           WHERE h.checkpoint_id = p_since AND h.stream = l.stream), 1))
                AND (p_from IS NULL OR l.stream >= p_from) AND (p_to IS NULL OR l.stream < p_to)
              GROUP BY l.stream) a
       JOIN audit.log l ON l.stream = a.stream AND l.seq = a.seq;
@@ -75,17 +98,14 @@ BEGIN
     SELECT w.stream::text, w.seq, w.logged_at, w.problem
       FROM (SELECT s.stream, s.seq, s.logged_at,
                    CASE
-                     WHEN s.p_seq IS NULL THEN audit._start_problem(s.stream, s.seq, s.prev_hash, s.hash, p_since)
+                     WHEN s.p_seq IS NULL THEN audit._start_problem(s.stream, s.seq, s.prev_hash, s.hash, NULL)
                      WHEN s.seq <> s.p_seq + 1 THEN format('entries %s to %s are missing', s.p_seq + 1, s.seq - 1)
                      WHEN s.prev_hash <> s.p_hash THEN 'chain broken: prev_hash is not the previous entry''s hash'
                    END AS problem
               FROM (SELECT l.stream, l.seq, l.logged_at, l.prev_hash, l.hash,
                            lag(l.seq) OVER w AS p_seq, lag(l.hash) OVER w AS p_hash
                       FROM audit.log l
-                     WHERE (p_since IS NULL
-                            OR l.seq >= coalesce((SELECT h.seq FROM audit.checkpoint_heads h
-                                                   WHERE h.checkpoint_id = p_since AND h.stream = l.stream), 1))
-                       AND (p_from IS NULL OR l.stream >= p_from) AND (p_to IS NULL OR l.stream < p_to)
+                     WHERE (p_from IS NULL OR l.stream >= p_from) AND (p_to IS NULL OR l.stream < p_to)
                     WINDOW w AS (PARTITION BY l.stream ORDER BY l.seq)) s) w
      WHERE w.problem IS NOT NULL;
 END
@@ -161,32 +181,65 @@ AS $$
      AND NOT coalesce(a.seq > h.seq OR (a.seq = h.seq AND a.hash = h.hash), false)  -- archived behind an anchor
 $$;
 
--- The journal and its audit chains agree: every entry has its audit entry
--- with the same content, and every ledger audit entry has its journal row.
--- Finds writes made while the trigger was disabled, and edits of the journal.
+-- The journal and its audit chains agree: every journal entry has its audit
+-- entry and every ledger audit entry its journal row (anti-joins on keys).
+-- Finds writes made while the trigger was disabled and forged ledger
+-- entries. Comparing their content as well is audit.verify_journal()
+-- (slower: it rebuilds every payload).
 CREATE OR REPLACE FUNCTION audit._ledger_problems(p_since bigint, p_from text DEFAULT NULL, p_to text DEFAULT NULL)
 RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-  SELECT DISTINCT ON (x.stream) x.* FROM (
-    SELECT 'ledger/' || e.account_id AS stream, e.seq, e.created_at AS logged_at,
-           CASE WHEN l.stream IS NULL THEN 'journal entry has no audit entry (written with auditing disabled?)'
-                ELSE 'journal entry differs from its audit entry' END AS problem
+BEGIN
+  IF p_since IS NOT NULL THEN  -- incremental: per account, entries past the checkpoint's head
+    RETURN QUERY
+      SELECT 'ledger/' || e.account_id, e.seq, e.created_at,
+             'journal entry has no audit entry (written with auditing disabled?)'
+        FROM credits.accounts a
+        LEFT JOIN audit.checkpoint_heads h ON h.checkpoint_id = p_since AND h.stream = 'ledger/' || a.account_id
+        CROSS JOIN LATERAL (SELECT x.account_id, x.seq, x.created_at FROM credits.entries x
+                             WHERE x.account_id = a.account_id AND x.seq > coalesce(h.seq, 0)) e
+       WHERE NOT EXISTS (SELECT 1 FROM audit.log l WHERE l.stream = 'ledger/' || e.account_id AND l.seq = e.seq)
+         AND (p_from IS NULL OR ('ledger/' || a.account_id) COLLATE "C" >= p_from)
+         AND (p_to IS NULL OR ('ledger/' || a.account_id) COLLATE "C" < p_to);
+    RETURN QUERY
+      SELECT l.stream::text, l.seq, l.logged_at, 'audit entry has no journal entry'
+        FROM audit._heads() hs
+        LEFT JOIN audit.checkpoint_heads h ON h.checkpoint_id = p_since AND h.stream = hs.stream
+        CROSS JOIN LATERAL (SELECT x.stream, x.seq, x.logged_at FROM audit.log x
+                             WHERE x.stream = hs.stream AND x.seq > coalesce(h.seq, 0)) l
+       WHERE hs.stream LIKE 'ledger/%'
+         AND NOT EXISTS (SELECT 1 FROM credits.entries e WHERE e.account_id = substr(l.stream, 8)::bigint AND e.seq = l.seq)
+         AND (p_from IS NULL OR hs.stream >= p_from) AND (p_to IS NULL OR hs.stream < p_to);
+    RETURN;
+  END IF;
+  RETURN QUERY
+    SELECT 'ledger/' || e.account_id, e.seq, e.created_at,
+           'journal entry has no audit entry (written with auditing disabled?)'
       FROM credits.entries e
-      LEFT JOIN audit.log l ON l.stream = 'ledger/' || e.account_id AND l.seq = e.seq
-     WHERE (l.stream IS NULL OR l.payload <> audit._entry_json(e))
-       AND (p_since IS NULL OR e.seq > coalesce((SELECT h.seq FROM audit.checkpoint_heads h
-                                                  WHERE h.checkpoint_id = p_since
-                                                    AND h.stream = 'ledger/' || e.account_id), 0))
+     WHERE NOT EXISTS (SELECT 1 FROM audit.log l WHERE l.stream = 'ledger/' || e.account_id AND l.seq = e.seq)
        AND (p_from IS NULL OR ('ledger/' || e.account_id) COLLATE "C" >= p_from)
-       AND (p_to IS NULL OR ('ledger/' || e.account_id) COLLATE "C" < p_to)
-    UNION ALL
-    SELECT l.stream, l.seq, l.logged_at, 'audit entry has no journal entry'
+       AND (p_to IS NULL OR ('ledger/' || e.account_id) COLLATE "C" < p_to);
+  RETURN QUERY
+    SELECT l.stream::text, l.seq, l.logged_at, 'audit entry has no journal entry'
       FROM audit.log l
-      LEFT JOIN credits.entries e ON e.account_id = substr(l.stream, 8)::bigint AND e.seq = l.seq
-     WHERE l.stream LIKE 'ledger/%' AND e.entry_id IS NULL
-       AND (p_from IS NULL OR l.stream >= p_from) AND (p_to IS NULL OR l.stream < p_to)) x
-  ORDER BY x.stream, x.seq
+     WHERE l.stream LIKE 'ledger/%'
+       AND NOT EXISTS (SELECT 1 FROM credits.entries e WHERE e.account_id = substr(l.stream, 8)::bigint AND e.seq = l.seq)
+       AND (p_from IS NULL OR l.stream >= p_from) AND (p_to IS NULL OR l.stream < p_to);
+END
+$$;
+
+-- Journal rows whose content differs from their audit entry (a journal row
+-- edited behind the triggers' back). O(entries); not part of verify().
+CREATE OR REPLACE FUNCTION audit.verify_journal()
+RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT 'ledger/' || e.account_id, e.seq, e.created_at, 'journal entry differs from its audit entry'
+    FROM credits.entries e JOIN audit.log l ON l.stream = 'ledger/' || e.account_id AND l.seq = e.seq
+   WHERE l.payload <> audit._entry_json(e)
+   ORDER BY 1, 2
 $$;
 
 -- Problems found, at most one per stream and kind of check (the chain, the
@@ -230,10 +283,14 @@ BEGIN
   IF p_incremental THEN
     SELECT max(c.checkpoint_id) INTO since_checkpoint FROM audit.checkpoints c;
   END IF;
-  SELECT count(*), count(DISTINCT l.stream) INTO entries_checked, streams_checked FROM audit.log l
-   WHERE since_checkpoint IS NULL
-      OR l.seq >= coalesce((SELECT h.seq FROM audit.checkpoint_heads h
-                             WHERE h.checkpoint_id = since_checkpoint AND h.stream = l.stream), 1);
+  IF since_checkpoint IS NULL THEN
+    SELECT count(*) INTO entries_checked FROM audit.log;
+    SELECT count(*) INTO streams_checked FROM audit._heads();
+  ELSE  -- entries from each chain's checkpointed head on
+    SELECT count(*), coalesce(sum(hs.seq - coalesce(h.seq, 1) + 1), 0) INTO streams_checked, entries_checked
+      FROM audit._heads() hs
+      LEFT JOIN audit.checkpoint_heads h ON h.checkpoint_id = since_checkpoint AND h.stream = hs.stream;
+  END IF;
   broken_streams := 0;
   FOR r IN SELECT * FROM (SELECT DISTINCT ON (x.stream) x.* FROM audit.verify_streams(p_incremental, p_ledger, NULL, NULL) x
                            ORDER BY x.stream, x.seq) v
