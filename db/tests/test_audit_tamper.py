@@ -296,3 +296,14 @@ def test_incremental_verify_finds_breaks_after_the_checkpoint(db):
     found = db.execute("SELECT problem FROM audit.verify_streams(true, true) WHERE stream = %s AND seq = %s",
                        (f"ledger/{a}", last + 1)).fetchall()
     assert found == [{"problem": "journal entry has no audit entry (written with auditing disabled?)"}]
+
+
+def test_audit_triggers_are_attached_always_to_every_audited_table(db):
+    tables = ["credits.entries", "credits.accounts", "credits.tenants", "credits.holds", "credits.dist_transactions",
+              "credits.dist_participants", "shadow.deployment_events", "vault.keys", "vault.payments",
+              "privacy.subject_keys", "privacy.erasures"]
+    rows = db.execute("""SELECT t AS tbl, (SELECT tgenabled FROM pg_trigger WHERE tgrelid = to_regclass(t)
+                                             AND tgname = 'audit_log') AS enabled
+                           FROM unnest(%s::text[]) t WHERE to_regclass(t) IS NOT NULL""", (tables,)).fetchall()
+    assert {r["tbl"] for r in rows} >= {"credits.entries", "credits.accounts", "vault.keys"}
+    assert [r for r in rows if r["enabled"] != "A"] == []
