@@ -6,6 +6,7 @@ import threading
 import time
 
 import psycopg
+from psycopg.rows import dict_row
 
 from helpers import call, rows, setup_accounts
 
@@ -143,4 +144,42 @@ def test_distributed_transactions_in_opposite_orders_never_deadlock(db, connect)
     assert _run_threads(8, mover) == []  # a 40P01 would surface here
     total = db.execute("SELECT sum(balance) AS s, sum(held) AS h FROM credits.accounts").fetchone()
     assert total["s"] == 40_000 - 8 * 25 and total["h"] == 0
+    assert rows(db, "credits.reconcile_holds") == [] and rows(db, "credits.reconcile") == []
+
+
+def _blocked_call(conn, fn: str, *args):
+    """Run a call in a thread (it will wait for a lock); returns a getter for its result or error."""
+    out: dict = {}
+
+    def target() -> None:
+        try:
+            out["row"] = call(conn, fn, *args)
+        except psycopg.Error as exc:
+            out["error"] = exc
+
+    t = threading.Thread(target=target)
+    t.start()
+    return t, out
+
+
+def test_a_commit_waiting_for_the_account_sees_the_winner_and_replays(db, dsn, connect):
+    (acc,) = setup_accounts(db, n=1, grant=100)
+    h = call(db, "credits.reserve", "acme", acc, 40, "raced")["hold_id"]
+    h2 = call(db, "credits.reserve", "acme", acc, 10, "raced-2")["hold_id"]
+    winner = psycopg.connect(dsn, row_factory=dict_row)  # one transaction, committed below
+    winner.execute("SELECT 1 FROM credits.accounts WHERE account_id = %s FOR UPDATE", (acc,))
+    t, out = _blocked_call(connect(), "credits.commit_hold", "acme", h)
+    t2, out2 = _blocked_call(connect(), "credits.abort_hold", "acme", h2)
+    time.sleep(0.5)  # both wait for the account's lock, having read the holds as active
+    first = call(winner, "credits.commit_hold", "acme", h)
+    call(winner, "credits.commit_hold", "acme", h2)
+    winner.commit()
+    t.join(30)
+    t2.join(30)
+    winner.close()
+    assert "error" not in out, out
+    assert out["row"]["replayed"] is True and out["row"]["entry_id"] == first["entry_id"]
+    assert out2["error"].sqlstate == "SX103"  # the abort lost to a commit
+    a = call(db, "credits.get_account", "acme", acc)
+    assert (a["balance"], a["held"]) == (50, 0)
     assert rows(db, "credits.reconcile_holds") == [] and rows(db, "credits.reconcile") == []

@@ -208,10 +208,11 @@ $$;
 -- Commit (capture) all of a hold or part of it (the rest is released), and
 -- journal the debit as a 'capture' entry (leg 2, keyed by the hold's key).
 -- The hold is the idempotency key: committing it again answers as before.
--- One guarded UPDATE of the account (joined to the hold) decides and takes the
--- account lock first; then the hold row's own guard (status = 'active')
--- settles a race with a concurrent commit/abort: the loser undoes its debit
--- under the lock it holds and answers from the hold (replay or named error).
+-- First the account's row lock (found through the hold, whose account never
+-- changes); then the hold's guarded UPDATE, a new statement that sees whatever
+-- a concurrent commit/abort did while we waited, decides; then the money.
+-- (One joined UPDATE of the account would not do: after waiting for the
+-- lock, PostgreSQL re-checks it against the hold row it read before waiting.)
 CREATE OR REPLACE FUNCTION credits.commit_hold(
   p_tenant text, p_hold bigint, p_amount bigint DEFAULT NULL, p_reason text DEFAULT NULL,
   OUT hold_id bigint, OUT account_id bigint, OUT amount bigint, OUT captured bigint, OUT released bigint,
@@ -223,8 +224,6 @@ AS $$
 DECLARE
   h credits.holds;
   e credits.entries;
-  v_key text;
-  v_reason text;
 BEGIN
   IF p_amount IS NOT NULL AND (p_amount < 1 OR p_amount > 1000000000000000) THEN
     PERFORM ops._fail('SX003', format('amount must be between 1 and 10^15, got %s', p_amount),
@@ -233,42 +232,37 @@ BEGIN
   IF length(p_reason) > 500 THEN
     PERFORM ops._fail('SX007', 'reason must be at most 500 characters', jsonb_build_object('argument', 'reason'));
   END IF;
-  UPDATE credits.accounts a
-     SET balance = a.balance - coalesce(p_amount, x.amount), held = a.held - x.amount, entry_seq = a.entry_seq + 1
-    FROM credits.holds x
+  PERFORM 1 FROM credits.holds x JOIN credits.accounts a ON a.account_id = x.account_id
+   WHERE x.hold_id = p_hold AND x.tenant_id = p_tenant
+     FOR UPDATE OF a;
+  UPDATE credits.holds x SET status = 'captured', captured = coalesce(p_amount, x.amount), resolved_at = now()
    WHERE x.hold_id = p_hold AND x.tenant_id = p_tenant AND x.status = 'active' AND x.expires_at > now()
-     AND x.dist_tx_id IS NULL AND coalesce(p_amount, x.amount) <= x.amount AND a.account_id = x.account_id
-  RETURNING a.account_id, a.balance, a.entry_seq, x.amount, coalesce(p_amount, x.amount), x.idem_key,
-            coalesce(p_reason, x.reason)
-    INTO account_id, balance_after, seq, amount, captured, v_key, v_reason;
+     AND x.dist_tx_id IS NULL AND coalesce(p_amount, x.amount) <= x.amount
+  RETURNING x.* INTO h;
   IF FOUND THEN
-    UPDATE credits.holds x SET status = 'captured', captured = commit_hold.captured, resolved_at = now()
-     WHERE x.hold_id = p_hold AND x.status = 'active'
-    RETURNING x.resolved_at INTO resolved_at;
-    IF FOUND THEN
-      INSERT INTO credits.entries AS x (account_id, tenant_id, seq, kind, amount, balance_after, reason, idem_key, leg)
-      VALUES (commit_hold.account_id, p_tenant, commit_hold.seq, 'capture', -commit_hold.captured,
-              commit_hold.balance_after, v_reason, v_key, 2)
-      ON CONFLICT ON CONSTRAINT entries_idem_unique DO NOTHING
-      RETURNING x.entry_id INTO entry_id;
-      IF NOT FOUND THEN
-        -- The hold row's guard lets a hold be captured once, so its entry
-        -- cannot exist yet; if it does, fail the whole call rather than journal twice.
-        RAISE EXCEPTION 'capture entry of hold % already exists', p_hold USING ERRCODE = 'XX000';
-      END IF;
-      hold_id := p_hold; released := amount - captured; replayed := false;
-      RETURN;
+    -- held included this hold, so balance >= held >= amount >= captured: no guard needed.
+    UPDATE credits.accounts a
+       SET balance = a.balance - h.captured, held = a.held - h.amount, entry_seq = a.entry_seq + 1
+     WHERE a.account_id = h.account_id
+    RETURNING a.balance, a.entry_seq INTO balance_after, seq;
+    INSERT INTO credits.entries AS x (account_id, tenant_id, seq, kind, amount, balance_after, reason, idem_key, leg)
+    VALUES (h.account_id, h.tenant_id, commit_hold.seq, 'capture', -h.captured, commit_hold.balance_after,
+            coalesce(p_reason, h.reason), h.idem_key, 2)
+    ON CONFLICT ON CONSTRAINT entries_idem_unique DO NOTHING
+    RETURNING x.entry_id INTO entry_id;
+    IF NOT FOUND THEN
+      -- The hold row's guard lets a hold be captured once, so its entry
+      -- cannot exist yet; if it does, fail the whole call rather than journal twice.
+      RAISE EXCEPTION 'capture entry of hold % already exists', p_hold USING ERRCODE = 'XX000';
     END IF;
-    -- Resolved by a concurrent call since our snapshot: undo under our lock.
-    UPDATE credits.accounts a SET balance = a.balance + commit_hold.captured,
-           held = a.held + commit_hold.amount, entry_seq = a.entry_seq - 1
-     WHERE a.account_id = commit_hold.account_id;
+    replayed := false;
+  ELSE
+    h := credits._hold_refused(p_tenant, p_hold, 'commit', p_amount);
+    SELECT * INTO e FROM credits.entries x WHERE x.tenant_id = h.tenant_id AND x.idem_key = h.idem_key AND x.leg = 2;
+    entry_id := e.entry_id; balance_after := e.balance_after; seq := e.seq; replayed := true;
   END IF;
-  h := credits._hold_refused(p_tenant, p_hold, 'commit', p_amount);
-  SELECT * INTO e FROM credits.entries x WHERE x.tenant_id = h.tenant_id AND x.idem_key = h.idem_key AND x.leg = 2;
   hold_id := h.hold_id; account_id := h.account_id; amount := h.amount; captured := h.captured;
   released := h.amount - h.captured; resolved_at := h.resolved_at;
-  entry_id := e.entry_id; balance_after := e.balance_after; seq := e.seq; replayed := true;
 END
 $$;
 
@@ -305,7 +299,7 @@ END
 $$;
 
 -- Abort (void): release the whole hold. Aborting it again answers as before.
--- Same shape as commit: the account first, then the hold's own guard.
+-- Same order as commit: the account's lock, then the hold's guard.
 CREATE OR REPLACE FUNCTION credits.abort_hold(
   p_tenant text, p_hold bigint,
   OUT hold_id bigint, OUT account_id bigint, OUT amount bigint, OUT status text,
@@ -316,24 +310,22 @@ AS $$
 DECLARE
   h credits.holds;
 BEGIN
-  UPDATE credits.accounts a SET held = a.held - x.amount
-    FROM credits.holds x
+  PERFORM 1 FROM credits.holds x JOIN credits.accounts a ON a.account_id = x.account_id
+   WHERE x.hold_id = p_hold AND x.tenant_id = p_tenant
+     FOR UPDATE OF a;
+  UPDATE credits.holds x SET status = 'voided', resolved_at = now()
    WHERE x.hold_id = p_hold AND x.tenant_id = p_tenant AND x.status = 'active' AND x.expires_at > now()
-     AND x.dist_tx_id IS NULL AND a.account_id = x.account_id
-  RETURNING a.account_id, x.amount INTO account_id, amount;
+     AND x.dist_tx_id IS NULL
+  RETURNING x.* INTO h;
   IF FOUND THEN
-    UPDATE credits.holds x SET status = 'voided', resolved_at = now()
-     WHERE x.hold_id = p_hold AND x.status = 'active'
-    RETURNING x.resolved_at INTO resolved_at;
-    IF FOUND THEN
-      hold_id := p_hold; status := 'voided'; replayed := false;
-      RETURN;
-    END IF;
-    UPDATE credits.accounts a SET held = a.held + abort_hold.amount WHERE a.account_id = abort_hold.account_id;
+    UPDATE credits.accounts a SET held = a.held - h.amount WHERE a.account_id = h.account_id;
+    replayed := false;
+  ELSE
+    h := credits._hold_refused(p_tenant, p_hold, 'abort', NULL);
+    replayed := true;
   END IF;
-  h := credits._hold_refused(p_tenant, p_hold, 'abort', NULL);
   hold_id := h.hold_id; account_id := h.account_id; amount := h.amount; status := h.status;
-  resolved_at := h.resolved_at; replayed := true;
+  resolved_at := h.resolved_at;
 END
 $$;
 
