@@ -32,11 +32,11 @@ LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
   SELECT pg_catalog.sha256(p_prev || pg_catalog.int8send(p_seq) || pg_catalog.int8send(p_txid)
            || pg_catalog.timestamptz_send(p_at)
-           || pg_catalog.convert_to(pg_catalog.concat(
-                'SXA1', pg_catalog.length(p_stream), ':', p_stream, pg_catalog.length(p_source), ':', p_source,
-                pg_catalog.length(p_op), ':', p_op, pg_catalog.length(p_actor), ':', p_actor,
-                CASE WHEN p_app IS NULL THEN '-' ELSE pg_catalog.length(p_app) || ':' || p_app END,
-                pg_catalog.length(p_payload), ':', p_payload), 'UTF8'))
+           || pg_catalog.convert_to('SXA1' || pg_catalog.length(p_stream)::text || ':' || p_stream
+                || pg_catalog.length(p_source)::text || ':' || p_source || pg_catalog.length(p_op)::text || ':' || p_op
+                || pg_catalog.length(p_actor)::text || ':' || p_actor
+                || CASE WHEN p_app IS NULL THEN '-' ELSE pg_catalog.length(p_app)::text || ':' || p_app END
+                || pg_catalog.length(p_payload)::text || ':' || p_payload, 'UTF8'))
 $$;
 
 -- The "previous hash" of a chain's first entry: bound to the stream's name,
