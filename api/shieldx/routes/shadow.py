@@ -1,8 +1,13 @@
-"""Shadow evaluation routes: thin wrappers over the shadow.* SQL functions."""
+"""Shadow evaluation routes: thin wrappers over the shadow.* SQL functions.
+
+Shadow evaluation is platform-wide (no tenant in the path): the routes declare
+no roles, so the app-wide guard (shieldx/auth.py) admits the platform operator only.
+"""
 from __future__ import annotations
 
 import msgspec
 from litestar import Controller, Response, get, post, put
+from litestar.openapi import ResponseSpec
 
 from ..models_shadow import (
     Action, ActionIn, Assignment, BatchAccepted, Event, EventPage, ExperimentCreated, ExperimentIn, ExperimentPage,
@@ -19,18 +24,21 @@ class ShadowController(Controller):
     path = "/v1/shadow"
     tags = ["shadow"]
 
-    @put("/rules/{rule_id:str}", summary="Create a rule (idempotent by its id)")
+    @put("/rules/{rule_id:str}", summary="Create a rule (idempotent by its id)", status_code=201,
+          responses={200: ResponseSpec(Rule, description="Replayed: the rule already existed")})
     async def put_rule(self, rule_id: str, data: RuleIn, db: DB) -> Response[Rule]:
         return _created(Rule, await db.one("SELECT * FROM shadow.create_rule(%s, %s)", (rule_id, data.name)))
 
-    @post("/rules/{rule_id:str}/versions", summary="Add an immutable rule version")
+    @post("/rules/{rule_id:str}/versions", summary="Add an immutable rule version", status_code=201,
+          responses={200: ResponseSpec(RuleVersion, description="Replayed: the original result")})
     async def add_version(self, rule_id: str, data: RuleVersionIn, db: DB,
                           idempotency_key: IdempotencyKey = None) -> Response[RuleVersion]:
         row = await db.one("SELECT * FROM shadow.add_rule_version(%s, %s::jsonb, %s)",
                            (rule_id, msgspec.json.encode(data.definition).decode(), idempotency_key))
         return _created(RuleVersion, row)
 
-    @post("/experiments", summary="Start a champion/challenger experiment with a canary plan")
+    @post("/experiments", summary="Start a champion/challenger experiment with a canary plan", status_code=201,
+          responses={200: ResponseSpec(ExperimentCreated, description="Replayed: the original result")})
     async def create_experiment(self, data: ExperimentIn, db: DB,
                                 idempotency_key: IdempotencyKey = None) -> Response[ExperimentCreated]:
         row = await db.one(
@@ -67,7 +75,9 @@ class ShadowController(Controller):
         items = [Event(**r) for r in rows]
         return EventPage(items=items, next_after=items[-1].event_id if len(items) == limit else None)
 
-    @post("/experiments/{experiment_id:int}/observations", summary="Record a batch of observations (all or nothing)")
+    @post("/experiments/{experiment_id:int}/observations", summary="Record a batch of observations (all or nothing)",
+          status_code=201,
+          responses={200: ResponseSpec(BatchAccepted, description="Replayed: the batch was already recorded")})
     async def record(self, experiment_id: int, data: ObservationBatchIn, db: DB,
                      idempotency_key: IdempotencyKey = None) -> Response[BatchAccepted]:
         row = await db.one("SELECT * FROM shadow.record_observations(%s::bigint, %s::jsonb, %s)",
@@ -90,22 +100,26 @@ class ShadowController(Controller):
                            (experiment_id, data.actor, data.reason, key))
         return _created(Action, row)
 
-    @post("/experiments/{experiment_id:int}/pause", summary="Pause the canary (guardrails still protect)")
+    @post("/experiments/{experiment_id:int}/pause", summary="Pause the canary (guardrails still protect)", status_code=201,
+          responses={200: ResponseSpec(Action, description="Replayed: the original result")})
     async def pause(self, experiment_id: int, data: ActionIn, db: DB,
                     idempotency_key: IdempotencyKey = None) -> Response[Action]:
         return await self._act("pause", experiment_id, data, db, idempotency_key)
 
-    @post("/experiments/{experiment_id:int}/resume", summary="Resume a paused canary")
+    @post("/experiments/{experiment_id:int}/resume", summary="Resume a paused canary", status_code=201,
+          responses={200: ResponseSpec(Action, description="Replayed: the original result")})
     async def resume(self, experiment_id: int, data: ActionIn, db: DB,
                      idempotency_key: IdempotencyKey = None) -> Response[Action]:
         return await self._act("resume", experiment_id, data, db, idempotency_key)
 
-    @post("/experiments/{experiment_id:int}/promote", summary="Promote the challenger (weight 100)")
+    @post("/experiments/{experiment_id:int}/promote", summary="Promote the challenger (weight 100)", status_code=201,
+          responses={200: ResponseSpec(Action, description="Replayed: the original result")})
     async def promote(self, experiment_id: int, data: ActionIn, db: DB,
                       idempotency_key: IdempotencyKey = None) -> Response[Action]:
         return await self._act("promote", experiment_id, data, db, idempotency_key)
 
-    @post("/experiments/{experiment_id:int}/rollback", summary="Roll the challenger back (weight 0)")
+    @post("/experiments/{experiment_id:int}/rollback", summary="Roll the challenger back (weight 0)", status_code=201,
+          responses={200: ResponseSpec(Action, description="Replayed: the original result")})
     async def rollback(self, experiment_id: int, data: ActionIn, db: DB,
                        idempotency_key: IdempotencyKey = None) -> Response[Action]:
         return await self._act("rollback", experiment_id, data, db, idempotency_key)
