@@ -35,9 +35,8 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def api(cluster: Cluster) -> Iterator[str]:
-    # Authentication is not what these tests are about: the server acts as the operator.
-    with ha.api_server(cluster.layout.app_url(), cluster.layout.log_dir / "api.log",
-                       env={"SHIELDX_AUTH": "false"}) as base:
+    # The real server, API keys checked (the workload makes a tenant key with a high rate limit).
+    with ha.api_server(cluster.layout.app_url(), cluster.layout.log_dir / "api.log") as base:
         wait_until(lambda: ha._ready(base), 30, "API readiness")
         yield base
 

@@ -42,7 +42,7 @@ from .harness import Harness
 TENANT = "bank"
 ACCOUNTS = 12
 SEED = 1_000_000
-RETRYABLE = (503, 502, 504)
+RETRYABLE = (503, 502, 504, 429)
 
 
 CLAIMS = ROOT / ".local" / "ha-claims"
@@ -215,6 +215,7 @@ class Workload:
     probe_log: list[tuple[float, float, str]] = field(default_factory=list)
     tenant: str = TENANT
     kinds: tuple[str, ...] = ("grant", "consume", "consume", "transfer", "transfer", "hold")
+    api_key: str | None = None  # sent as a Bearer token when the API checks keys
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -316,7 +317,8 @@ class Workload:
         import httpx
 
         limits = httpx.Limits(max_connections=self.clients + 4)
-        async with httpx.AsyncClient(base_url=self.base, timeout=5.0, limits=limits) as http:
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        async with httpx.AsyncClient(base_url=self.base, timeout=5.0, limits=limits, headers=headers) as http:
             rng = random.Random(self.seed)
             tasks = [asyncio.create_task(self._client(http, n, random.Random(rng.random())))
                      for n in range(self.clients)]
@@ -351,9 +353,13 @@ class Workload:
         return out
 
 
-def seed_bank(url: str, tenant: str = TENANT, accounts: int = ACCOUNTS) -> tuple[list[int], int]:
-    """A tenant with funded accounts and a probe account; returns (account ids, probe account id)."""
+def seed_bank(url: str, tenant: str = TENANT, accounts: int = ACCOUNTS) -> tuple[list[int], int, str | None]:
+    """A tenant with funded accounts, a probe account and an API key for its clients.
+
+    Returns (account ids, probe account id, API key or None when the build has no auth schema).
+    The key's rate limit is far above the workload: limits are not what these runs measure."""
     with psycopg.connect(url, autocommit=True) as conn:
+        api_key = None
         conn.execute("SELECT credits.create_tenant(%s, 'HA bank')", (tenant,))
         ids = []
         for i in range(accounts + 1):
@@ -362,7 +368,11 @@ def seed_bank(url: str, tenant: str = TENANT, accounts: int = ACCOUNTS) -> tuple
             conn.execute("SELECT credits.grant_credits(%s, %s::bigint, %s::bigint, %s, 'seed')",
                          (tenant, acc, SEED, f"seed-{i}"))
             ids.append(acc)
-    return ids[:-1], ids[-1]
+        if conn.execute("SELECT to_regproc('auth.create_key') IS NOT NULL").fetchone()[0]:
+            (api_key,) = conn.execute(
+                "SELECT api_key FROM auth.create_key(%s, 'ha-workload', ARRAY['consumer', 'billing', 'admin'], "
+                "'ha-workload-key', 1e6, 1e6)", (tenant,)).fetchone()
+    return ids[:-1], ids[-1], api_key
 
 
 def verify(cluster: Cluster, work: Workload, tenant: str = TENANT) -> dict[str, Any]:
@@ -450,11 +460,11 @@ def failover(cluster: Cluster, base: str, before_s: float = 4.0, after_s: float 
              clients: int = 16) -> dict[str, Any]:
     """Kill -9 the primary mid-run; returns figures and the verification."""
     tenant = f"bank-{uuid.uuid4().hex[:8]}"
-    accounts, probe = seed_bank(cluster.layout.url(), tenant)
+    accounts, probe, api_key = seed_bank(cluster.layout.url(), tenant)
     timelines_before = cluster.timelines()
     old = cluster.leader()
     assert old, "no leader before the kill"
-    work = Workload(base, accounts, probe, clients=clients, tenant=tenant)
+    work = Workload(base, accounts, probe, clients=clients, tenant=tenant, api_key=api_key)
     work.start()
     try:
         time.sleep(before_s)
@@ -529,9 +539,9 @@ def switchover(cluster: Cluster, base: str, before_s: float = 3.0, after_s: floa
                clients: int = 16) -> dict[str, Any]:
     """A planned switchover under load; returns figures and the verification."""
     tenant = f"bank-{uuid.uuid4().hex[:8]}"
-    accounts, probe = seed_bank(cluster.layout.url(), tenant)
+    accounts, probe, api_key = seed_bank(cluster.layout.url(), tenant)
     timelines_before = cluster.timelines()
-    work = Workload(base, accounts, probe, clients=clients, seed=11, tenant=tenant)
+    work = Workload(base, accounts, probe, clients=clients, seed=11, tenant=tenant, api_key=api_key)
     work.start()
     try:
         time.sleep(before_s)
@@ -553,8 +563,7 @@ def switchover(cluster: Cluster, base: str, before_s: float = 3.0, after_s: floa
 def run(h: Harness) -> dict[str, float]:
     with private_cluster("ha-bench", say=h.progress) as cluster:
         h.progress("API on the cluster")
-        with api_server(cluster.layout.app_url(), cluster.layout.log_dir / "api.log",
-                        env={"SHIELDX_AUTH": "false"}) as base:
+        with api_server(cluster.layout.app_url(), cluster.layout.log_dir / "api.log") as base:
             wait_until(lambda: _ready(base), 30, "API readiness")
             h.progress("workload, then kill -9 of the primary")
             result = failover(cluster, base)
