@@ -73,11 +73,16 @@ class Harness:
     def api_server(self, database_url: str, port: int = 8765, workers: int = 2,
                    env: dict[str, str] | None = None) -> Iterator[str]:
         """Run `shieldx serve` against a database; yields its base URL."""
+        # The server's output goes to a file: a pipe nobody reads fills up and
+        # stalls the server as soon as it logs a lot (an outage, say).
+        log_path = ROOT / ".local" / f"bench-api-{port}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = log_path.open("wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "shieldx.cli.serve_main", "--host", "127.0.0.1", "--port", str(port),
              "--workers", str(workers)],
             env={**os.environ, "DATABASE_URL": database_url, **(env or {})},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=log, stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{port}"
         try:
@@ -88,7 +93,7 @@ class Harness:
                     break
                 except OSError:
                     if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"API did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+                        raise RuntimeError(f"API did not start; see {log_path}")
                     time.sleep(0.2)
             yield base
         finally:
@@ -97,6 +102,7 @@ class Harness:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+            log.close()
 
     def wrk(self, url: str, script: str | None = None, connections: int = 16, threads: int = 2,
             seconds: float | None = None, env: dict[str, str] | None = None) -> dict[str, float]:
