@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import msgspec
 from litestar import Controller, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from psycopg.types.json import Jsonb
 
 from ..auth import READERS  # no declaration = platform operator only (cross-tenant routes)
@@ -36,6 +37,11 @@ def _seconds(value: float) -> timedelta | None:
         return timedelta(days=999_999_999)
 
 
+# Documented answers beyond the defaults every route gets (see shieldx/auth.py).
+EXPIRED = {410: ResponseSpec(None, description="hold_expired: the hold passed its deadline (SX104)",
+                             media_type="application/problem+json")}
+
+
 def _legs(legs: list) -> Jsonb:
     return Jsonb(msgspec.to_builtins(legs))
 
@@ -45,7 +51,8 @@ class HoldsController(Controller):
     tags = ["holds"]
 
     @post("/accounts/{account_id:int}/holds", summary="Reserve (hold) credits for a time-to-live",
-          opt={"roles": ["consumer"]})
+          opt={"roles": ["consumer"]},
+          responses={200: ResponseSpec(Hold, description="Replayed: the original hold")})
     async def reserve(self, tenant_id: str, account_id: int, data: ReserveIn, db: DB,
                       idempotency_key: IdempotencyKey = None) -> Response[Hold]:
         row = await db.one("SELECT * FROM credits.reserve(%s, %s::bigint, %s::bigint, %s, %s::interval, %s)",
@@ -68,7 +75,7 @@ class HoldsController(Controller):
         return HoldView(**await db.one("SELECT * FROM credits.get_hold(%s, %s::bigint)", (tenant_id, hold_id)))
 
     @post("/holds/{hold_id:int}/commit", summary="Commit (capture) a hold, fully or partly", status_code=200,
-          opt={"roles": ["consumer"]})
+          opt={"roles": ["consumer"]}, responses=EXPIRED)
     async def commit(self, tenant_id: str, hold_id: int, db: DB, data: CommitIn | None = None) -> Capture:
         data = data or CommitIn()
         row = await db.one("SELECT * FROM credits.commit_hold(%s, %s::bigint, %s::bigint, %s)",
@@ -76,7 +83,7 @@ class HoldsController(Controller):
         return Capture(**row)
 
     @post("/holds/{hold_id:int}/abort", summary="Abort (void) a hold", status_code=200,
-          opt={"roles": ["consumer"]})
+          opt={"roles": ["consumer"]}, responses=EXPIRED)
     async def abort(self, tenant_id: str, hold_id: int, db: DB) -> Void:
         return Void(**await db.one("SELECT * FROM credits.abort_hold(%s, %s::bigint)", (tenant_id, hold_id)))
 
@@ -85,7 +92,8 @@ class DistController(Controller):
     path = "/v1/dist-transactions"
     tags = ["distributed transactions"]
 
-    @post("", summary="Begin a distributed transaction (idempotent by xid)")
+    @post("", summary="Begin a distributed transaction (idempotent by xid)",
+          responses={200: ResponseSpec(DistBegun, description="Replayed: the original transaction")})
     async def begin(self, data: DistBeginIn, db: DB) -> Response[DistBegun]:
         row = await db.one("SELECT * FROM credits.dist_begin(%s, %s::jsonb, %s::interval)",
                            (data.xid, _legs(data.legs), _seconds(data.timeout_seconds)))
