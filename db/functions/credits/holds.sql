@@ -127,12 +127,17 @@ BEGIN
     -- A replay must answer as before even if the funds are gone by now.
     h := credits._replayed_hold(p_tenant, p_idem_key, p_account, p_amount, p_reason);
     IF h.hold_id IS NULL THEN
-      -- Expired holds may still count in held: return their funds, try once more.
-      IF credits._release_expired_holds(p_account) > 0 THEN
-        UPDATE credits.accounts a SET held = a.held + p_amount
-         WHERE a.account_id = p_account AND a.tenant_id = p_tenant AND a.status = 'open'
-           AND a.balance - a.held >= p_amount;
-        ok := FOUND;
+      -- Expired holds may still count in held: return their funds, try once more
+      -- (only for this tenant's open account that has holds at all).
+      PERFORM 1 FROM credits.accounts a
+       WHERE a.account_id = p_account AND a.tenant_id = p_tenant AND a.status = 'open' AND a.held > 0;
+      IF FOUND THEN
+        IF credits._release_expired_holds(p_account) > 0 THEN
+          UPDATE credits.accounts a SET held = a.held + p_amount
+           WHERE a.account_id = p_account AND a.tenant_id = p_tenant AND a.status = 'open'
+             AND a.balance - a.held >= p_amount;
+          ok := FOUND;
+        END IF;
       END IF;
       IF NOT ok THEN
         PERFORM credits._debit_refused(p_tenant, p_account, p_amount);
