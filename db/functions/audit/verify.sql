@@ -189,6 +189,9 @@ $$;
 CREATE OR REPLACE FUNCTION audit._ledger_problems(p_since bigint, p_from text DEFAULT NULL, p_to text DEFAULT NULL)
 RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
 LANGUAGE plpgsql STABLE
+-- Hash anti-joins in memory (parallel) rather than sorting a million keys.
+SET work_mem = '256MB'
+SET enable_sort = off
 AS $$
 BEGIN
   IF p_since IS NOT NULL THEN  -- incremental: per account, entries past the checkpoint's head
