@@ -105,10 +105,13 @@ class Harness:
             log.close()
 
     def wrk(self, url: str, script: str | None = None, connections: int = 16, threads: int = 2,
-            seconds: float | None = None, env: dict[str, str] | None = None) -> dict[str, float]:
+            seconds: float | None = None, env: dict[str, str] | None = None,
+            headers: dict[str, str] | None = None) -> dict[str, float]:
         """Requests/s and latency percentiles (ms) from wrk --latency."""
         cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(seconds or self.seconds)}s",
                "--latency"]
+        for name, value in (headers or {}).items():
+            cmd += ["-H", f"{name}: {value}"]
         if script:
             cmd += ["-s", str(WRK_DIR / script)]
         out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True,

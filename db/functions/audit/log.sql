@@ -95,3 +95,52 @@ BEGIN
   RETURN NULL;
 END
 $$;
+
+-- Row trigger for tables whose writers of one key are already serialized by a
+-- row lock they hold until commit: every change of credits.holds updates its
+-- account's row (held, balance) first, and a credits.accounts change updates
+-- that very row. TG_ARGV[0] names the key column; the chain is
+-- '<table>/<key>', so its order is that lock's commit order and no shared
+-- head is locked (the 16 shared heads of _log_row serialized unrelated
+-- accounts and were held through commit). The previous link is the stream's
+-- last entry (or its retention anchor, or genesis): one index probe. A writer
+-- that skipped the lock would collide on audit.log's (stream, seq) key and
+-- fail: the chain can refuse a write, never fork. Further arguments name
+-- columns never to copy into the log.
+CREATE OR REPLACE FUNCTION audit._log_row_keyed()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_new    jsonb;
+  v_old    jsonb;
+  v_row    jsonb;
+  v_omit   text[] := coalesce(TG_ARGV[1:], '{}');
+  v_stream text;
+  v_seq    bigint;
+  v_prev   bytea;
+  v_payload text;
+BEGIN
+  IF TG_OP <> 'DELETE' THEN v_new := to_jsonb(NEW) - v_omit; END IF;
+  IF TG_OP <> 'INSERT' THEN v_old := to_jsonb(OLD) - v_omit; END IF;
+  v_row := coalesce(v_new, v_old);
+  v_stream := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME || '/' || coalesce(v_row ->> TG_ARGV[0], '');
+  SELECT l.seq, l.hash INTO v_seq, v_prev FROM audit.log l WHERE l.stream = v_stream ORDER BY l.seq DESC LIMIT 1;
+  IF NOT FOUND THEN
+    SELECT a.seq, a.hash INTO v_seq, v_prev FROM audit.anchors a WHERE a.stream = v_stream ORDER BY a.seq DESC LIMIT 1;
+    IF NOT FOUND THEN
+      v_seq := 0; v_prev := audit._genesis(v_stream);
+    END IF;
+  END IF;
+  v_payload := CASE TG_OP WHEN 'UPDATE' THEN jsonb_build_object('old', v_old, 'new', v_new) ELSE v_row END::text;
+  INSERT INTO audit.log (stream, seq, source, op, actor, app, txid, logged_at, payload, prev_hash, hash)
+  SELECT v_stream, v_seq + 1, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP, x.actor, x.app, x.txid, x.at,
+         v_payload, v_prev,
+         audit._hash_v1(v_prev, v_stream, v_seq + 1, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP,
+                        x.actor, x.app, x.txid, x.at, v_payload)
+    FROM (SELECT session_user::text AS actor, current_setting('application_name') AS app,
+                 txid_current() AS txid, now() AS at OFFSET 0) x;
+  RETURN NULL;
+END
+$$;

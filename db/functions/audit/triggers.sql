@@ -2,8 +2,11 @@
 -- tables other domains add later (holds, distributed transactions, shadow
 -- deployments) get their trigger on the next `shieldx db migrate`. Every audit
 -- trigger is ENABLE ALWAYS: it fires even under session_replication_role = replica.
+DROP FUNCTION IF EXISTS audit._attach(text, text, text, text[]);  -- the signature before p_locked_by
+-- p_locked_by names a column whose row lock every writer of this table holds
+-- until commit (see audit._log_row_keyed): the chain is then per value of it.
 CREATE OR REPLACE FUNCTION audit._attach(p_table text, p_when text DEFAULT NULL, p_events text DEFAULT NULL,
-                                         p_omit text[] DEFAULT '{}')
+                                         p_omit text[] DEFAULT '{}', p_locked_by text DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -20,10 +23,11 @@ BEGIN
   SELECT a.attname INTO v_key
     FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
    WHERE i.indrelid = v_rel AND i.indisprimary;
-  SELECT string_agg(quote_literal(x), ', ') INTO v_args FROM unnest(coalesce(v_key, '') || p_omit) x;
-  EXECUTE format('CREATE OR REPLACE TRIGGER audit_log AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION audit._log_row(%s)',
+  SELECT string_agg(quote_literal(x), ', ') INTO v_args FROM unnest(coalesce(p_locked_by, v_key, '') || p_omit) x;
+  EXECUTE format('CREATE OR REPLACE TRIGGER audit_log AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION audit.%s(%s)',
                  coalesce(p_events, 'INSERT OR UPDATE OR DELETE'), v_rel,
-                 CASE WHEN p_when IS NOT NULL THEN 'WHEN (' || p_when || ')' ELSE '' END, v_args);
+                 CASE WHEN p_when IS NOT NULL THEN 'WHEN (' || p_when || ')' ELSE '' END,
+                 CASE WHEN p_locked_by IS NULL THEN '_log_row' ELSE '_log_row_keyed' END, v_args);
   EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER audit_log', v_rel);
   RETURN true;
 END
@@ -36,16 +40,17 @@ ALTER TABLE credits.entries ENABLE ALWAYS TRIGGER audit_log;
 
 -- Accounts: opened, renamed, frozen, closed. Not balance updates: each of
 -- those is a journal entry, already logged above.
+-- One chain per account: the changed row itself is the lock that orders them.
 CREATE OR REPLACE TRIGGER audit_log_open AFTER INSERT OR DELETE ON credits.accounts
-  FOR EACH ROW EXECUTE FUNCTION audit._log_row('account_id');
+  FOR EACH ROW EXECUTE FUNCTION audit._log_row_keyed('account_id');
 CREATE OR REPLACE TRIGGER audit_log AFTER UPDATE OF status, name ON credits.accounts
   FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.name IS DISTINCT FROM NEW.name)
-  EXECUTE FUNCTION audit._log_row('account_id');
+  EXECUTE FUNCTION audit._log_row_keyed('account_id');
 ALTER TABLE credits.accounts ENABLE ALWAYS TRIGGER audit_log_open;
 ALTER TABLE credits.accounts ENABLE ALWAYS TRIGGER audit_log;
 
 SELECT audit._attach('credits.tenants');
-SELECT audit._attach('credits.holds');
+SELECT audit._attach('credits.holds', p_locked_by => 'account_id');  -- every hold change updates its account first
 SELECT audit._attach('credits.dist_transactions');
 SELECT audit._attach('credits.dist_participants');
 SELECT audit._attach('shadow.deployment_events');

@@ -334,24 +334,14 @@ BEGIN
 END
 $$;
 
--- Audited writes (the audit engineer's triggers on credits.holds and the
--- distributed tables) lock one of 16 chain heads per table until commit, and a
--- chain is shared by rows of many accounts. Two transactions that each write
--- several holds could take two chains in opposite orders and deadlock, so:
---   * a call that writes several holds writes them in chain order (below);
---   * distributed-transaction calls, which write several audited tables,
---     hold credits._dist_serialize()'s lock exclusively, and the multi-hold
---     writers here hold it shared: the two kinds never interleave;
---   * calls that write a single hold need neither (they never wait for a
---     chain while holding another).
--- The chain of a hold, as audit._log_row picks it (first primary-key column).
-CREATE OR REPLACE FUNCTION credits._audit_chain(p_id bigint)
-RETURNS int
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-  SELECT abs(hashtext(p_id::text)) % 16;
-$$;
+-- Audited writes: a hold's audit entries are chained per account
+-- (audit._log_row_keyed), ordered by the account row lock every hold writer
+-- takes first, so writers of different accounts never share a chain. The
+-- distributed tables still use shared chain heads (audit._log_row), locked
+-- until commit; two transactions taking two heads in opposite orders could
+-- deadlock, so distributed-transaction calls hold credits._dist_serialize()'s
+-- lock exclusively and the multi-hold writers here hold it shared: the two
+-- kinds never interleave.
 
 CREATE OR REPLACE FUNCTION credits._dist_lock_key()
 RETURNS bigint
@@ -382,7 +372,7 @@ BEGIN
   -- holds these rows; it only guards against a writer that breaks the order.
   FOR h IN SELECT y.hold_id, y.amount FROM credits.holds y
             WHERE y.account_id = ANY (p_accounts) AND y.status = 'active' AND y.expires_at <= p_now
-            ORDER BY credits._audit_chain(y.hold_id), y.hold_id
+            ORDER BY y.hold_id
             FOR UPDATE SKIP LOCKED LOOP
     UPDATE credits.holds x SET status = 'expired', resolved_at = now() WHERE x.hold_id = h.hold_id;
     v_ids := v_ids || h.hold_id;
