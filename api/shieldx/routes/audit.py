@@ -16,7 +16,7 @@ from ..auth import READERS
 from ..models_audit import (
     CardTopUp, CardTopUpIn, Checkpoint, CheckpointDoc, Erasure, ExportVerification, Payment, Verification,
 )
-from .params import DB, IdempotencyKey
+from .params import DB, IdempotencyKey, created, replayed
 
 
 def _ip(host: str | None) -> str | None:
@@ -54,7 +54,7 @@ class PaymentsController(Controller):
     tags = ["payments"]
 
     @post("/accounts/{account_id:int}/card-top-ups", summary="Top up by card (card data encrypted, masked)",
-          opt={"roles": ["billing", "admin"]})
+          opt={"roles": ["billing", "admin"]}, responses=replayed(CardTopUp))
     async def card_top_up(self, tenant_id: str, account_id: int, data: CardTopUpIn, db: DB, request: Request,
                           idempotency_key: IdempotencyKey = None) -> Response[CardTopUp]:
         ip = _ip(request.client.host if request.client else None)
@@ -63,7 +63,7 @@ class PaymentsController(Controller):
             (tenant_id, account_id, data.amount, idempotency_key, data.card_number, data.expiry, data.holder,
              data.subject, ip if data.subject else None,
              request.headers.get("user-agent") if data.subject else None))
-        return Response(CardTopUp(**row), status_code=200 if row["replayed"] else 201)
+        return created(CardTopUp, row)
 
     @get("/payments/{entry_id:int}", summary="A card payment, masked", opt={"roles": READERS})
     async def get_payment(self, tenant_id: str, entry_id: int, db: DB) -> Payment:
@@ -74,10 +74,11 @@ class PrivacyController(Controller):
     path = "/v1/privacy"
     tags = ["privacy"]
 
-    @post("/subjects/{subject_id:str}/erasure", summary="Erase a data subject (destroy their key)")
+    @post("/subjects/{subject_id:str}/erasure", summary="Erase a data subject (destroy their key)",
+          responses=replayed(Erasure, "the subject was already erased"))
     async def erase(self, subject_id: str, db: DB, idempotency_key: IdempotencyKey = None) -> Response[Erasure]:
         row = await db.one("SELECT * FROM privacy.erase_subject(%s, %s)", (subject_id, idempotency_key))
-        return Response(Erasure(**row), status_code=200 if row["replayed"] else 201)
+        return created(Erasure, row)
 
 
 ROUTES = [AuditController, PaymentsController, PrivacyController]

@@ -6,13 +6,10 @@ from litestar import Controller, Request, Response, get, post
 from litestar.openapi import ResponseSpec
 
 from ..models_auth import KeyCreated, KeyIn, KeyPage, KeyRevoked, KeyRotated, KeySummary, RotateIn
-from .params import DB, IdempotencyKey, Limit
+from .params import DB, IdempotencyKey, Limit, created
 
 ADMIN = {"roles": ["admin"]}
 
-
-def _created(model: type, row: dict) -> Response:
-    return Response(model(**row), status_code=200 if row["replayed"] else 201)
 
 
 class KeysController(Controller):
@@ -26,7 +23,7 @@ class KeysController(Controller):
         row = await db.one(
             "SELECT * FROM auth.create_key(%s, %s, %s::text[], %s, %s::float8, %s::float8, %s::timestamptz)",
             (tenant_id, data.name, data.roles, idempotency_key, data.rate_per_s, data.burst, data.expires_at))
-        return _created(KeyCreated, row)
+        return created(KeyCreated, row)
 
     @get("", summary="List the tenant's keys, masked", opt=ADMIN)
     async def list_keys(self, tenant_id: str, db: DB, after: str | None = None, limit: Limit = 100) -> KeyPage:
@@ -41,7 +38,7 @@ class KeysController(Controller):
         row = await db.one("SELECT * FROM auth.rotate_key(%s, %s, %s, %s::int)",
                            (tenant_id, key_id, idempotency_key, data.grace_s))
         request.app.state.auth.forget(key_id)
-        return _created(KeyRotated, row)
+        return created(KeyRotated, row)
 
     @post("/{key_id:str}/revoke", summary="Revoke a key at once", status_code=200, opt=ADMIN)
     async def revoke_key(self, request: Request, tenant_id: str, key_id: str, db: DB) -> KeyRevoked:

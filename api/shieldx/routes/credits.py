@@ -8,11 +8,8 @@ from ..models import (
     StatusChange, StatusIn, Tenant, TenantIn, Transfer, TransferIn,
 )
 from ..auth import READERS  # roles: see shieldx/auth.py; no declaration = platform operator only
-from .params import DB, IdempotencyKey, Limit
+from .params import DB, IdempotencyKey, Limit, created
 
-
-def _created(model: type, row: dict) -> Response:
-    return Response(model(**row), status_code=200 if row["replayed"] else 201)
 
 
 class CreditsController(Controller):
@@ -23,7 +20,7 @@ class CreditsController(Controller):
          responses={200: ResponseSpec(Tenant, description="Replayed: the tenant already existed")})
     async def put_tenant(self, tenant_id: str, data: TenantIn, db: DB) -> Response[Tenant]:
         row = await db.one("SELECT * FROM credits.create_tenant(%s, %s)", (tenant_id, data.name))
-        return _created(Tenant, row)
+        return created(Tenant, row)
 
     @post("/accounts", summary="Open an account", opt={"roles": ["admin"]},
           responses={200: ResponseSpec(AccountCreated, description="Replayed: the original result")})
@@ -31,7 +28,7 @@ class CreditsController(Controller):
                              idempotency_key: IdempotencyKey = None) -> Response[AccountCreated]:
         row = await db.one("SELECT * FROM credits.create_account(%s, %s, %s)",
                            (tenant_id, data.name, idempotency_key))
-        return _created(AccountCreated, row)
+        return created(AccountCreated, row)
 
     @get("/accounts", summary="List accounts (keyset pagination)", opt={"roles": READERS})
     async def list_accounts(self, tenant_id: str, db: DB, after: int | None = None,

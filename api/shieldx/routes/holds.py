@@ -22,11 +22,8 @@ from ..models_holds import (
     Capture, CommitIn, DistBeginIn, DistBegun, DistDecideIn, DistOutcome, DistPrepared, DistTransaction,
     ExtOutcome, ExtPrepareIn, ExtVote, Hold, HoldPage, HoldSummary, HoldView, ReserveIn, Void,
 )
-from .params import DB, IdempotencyKey, Limit
+from .params import DB, IdempotencyKey, Limit, created
 
-
-def _created(model: type, row: dict) -> Response:
-    return Response(model(**row), status_code=200 if row["replayed"] else 201)
 
 
 def _seconds(value: float) -> timedelta | None:
@@ -58,7 +55,7 @@ class HoldsController(Controller):
         row = await db.one("SELECT * FROM credits.reserve(%s, %s::bigint, %s::bigint, %s, %s::interval, %s)",
                            (tenant_id, account_id, data.amount, idempotency_key, _seconds(data.ttl_seconds),
                             data.reason))
-        return _created(Hold, row)
+        return created(Hold, row)
 
     @get("/accounts/{account_id:int}/holds", summary="An account's holds, newest first (keyset pagination)",
          opt={"roles": READERS})
@@ -97,7 +94,7 @@ class DistController(Controller):
     async def begin(self, data: DistBeginIn, db: DB) -> Response[DistBegun]:
         row = await db.one("SELECT * FROM credits.dist_begin(%s, %s::jsonb, %s::interval)",
                            (data.xid, _legs(data.legs), _seconds(data.timeout_seconds)))
-        return _created(DistBegun, row)
+        return created(DistBegun, row)
 
     @get("/{xid:str}", summary="A distributed transaction, its legs and its history")
     async def get(self, xid: str, db: DB) -> DistTransaction:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from litestar import Response
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, QueryParameter
 
 from ..db import Database
@@ -18,3 +20,13 @@ Limit = Annotated[int, QueryParameter(name="limit", description="Page size, 1 to
 
 # The pooled database, injected by name.
 DB = NamedDependency[Database]
+
+
+def created(model: type, row: dict) -> Response:
+    """201 for a call that created something, 200 when the SQL function says it replayed."""
+    return Response(model(**row), status_code=200 if row["replayed"] else 201)
+
+
+def replayed(model: type, what: str = "the original result") -> dict[int, ResponseSpec]:
+    """OpenAPI for the 200 a replayed create answers with (see `created`)."""
+    return {200: ResponseSpec(model, description=f"Replayed: {what}")}

@@ -13,11 +13,8 @@ from ..models_shadow import (
     Action, ActionIn, Assignment, BatchAccepted, Event, EventPage, ExperimentCreated, ExperimentIn, ExperimentPage,
     ExperimentStatus, ExperimentSummary, ObservationBatchIn, Rule, RuleIn, RuleVersion, RuleVersionIn,
 )
-from .params import DB, IdempotencyKey, Limit
+from .params import DB, IdempotencyKey, Limit, created
 
-
-def _created(model: type, row: dict) -> Response:
-    return Response(model(**row), status_code=200 if row["replayed"] else 201)
 
 
 class ShadowController(Controller):
@@ -27,7 +24,7 @@ class ShadowController(Controller):
     @put("/rules/{rule_id:str}", summary="Create a rule (idempotent by its id)", status_code=201,
           responses={200: ResponseSpec(Rule, description="Replayed: the rule already existed")})
     async def put_rule(self, rule_id: str, data: RuleIn, db: DB) -> Response[Rule]:
-        return _created(Rule, await db.one("SELECT * FROM shadow.create_rule(%s, %s)", (rule_id, data.name)))
+        return created(Rule, await db.one("SELECT * FROM shadow.create_rule(%s, %s)", (rule_id, data.name)))
 
     @post("/rules/{rule_id:str}/versions", summary="Add an immutable rule version", status_code=201,
           responses={200: ResponseSpec(RuleVersion, description="Replayed: the original result")})
@@ -35,7 +32,7 @@ class ShadowController(Controller):
                           idempotency_key: IdempotencyKey = None) -> Response[RuleVersion]:
         row = await db.one("SELECT * FROM shadow.add_rule_version(%s, %s::jsonb, %s)",
                            (rule_id, msgspec.json.encode(data.definition).decode(), idempotency_key))
-        return _created(RuleVersion, row)
+        return created(RuleVersion, row)
 
     @post("/experiments", summary="Start a champion/challenger experiment with a canary plan", status_code=201,
           responses={200: ResponseSpec(ExperimentCreated, description="Replayed: the original result")})
@@ -53,7 +50,7 @@ class ShadowController(Controller):
              data.metric, data.steps, data.min_obs_per_step, data.min_step_seconds, data.max_error_rate,
              data.max_error_rate_increase, data.max_p95_ms, data.max_p95_ratio, data.guardrail_min_obs,
              data.breach_limit, data.breach_mode))
-        return _created(ExperimentCreated, row)
+        return created(ExperimentCreated, row)
 
     @get("/experiments", summary="List experiments (keyset pagination)")
     async def list_experiments(self, db: DB, after: int | None = None, limit: Limit = 100) -> ExperimentPage:
@@ -82,7 +79,7 @@ class ShadowController(Controller):
                      idempotency_key: IdempotencyKey = None) -> Response[BatchAccepted]:
         row = await db.one("SELECT * FROM shadow.record_observations(%s::bigint, %s::jsonb, %s)",
                            (experiment_id, msgspec.json.encode(data.observations).decode(), idempotency_key))
-        return _created(BatchAccepted, row)
+        return created(BatchAccepted, row)
 
     @get("/experiments/{experiment_id:int}/assignments/{unit_id:str}", summary="The arm a unit is assigned to")
     async def assign(self, experiment_id: int, unit_id: str, db: DB) -> Assignment:
@@ -98,7 +95,7 @@ class ShadowController(Controller):
     async def _act(self, fn: str, experiment_id: int, data: ActionIn, db, key: str | None) -> Response[Action]:
         row = await db.one(f"SELECT * FROM shadow.{fn}(%s::bigint, %s, %s, %s)",
                            (experiment_id, data.actor, data.reason, key))
-        return _created(Action, row)
+        return created(Action, row)
 
     @post("/experiments/{experiment_id:int}/pause", summary="Pause the canary (guardrails still protect)", status_code=201,
           responses={200: ResponseSpec(Action, description="Replayed: the original result")})
