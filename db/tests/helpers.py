@@ -1,6 +1,7 @@
 """Calling the SQL API the way a DBA does, and checking named errors."""
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import Any
 
@@ -45,3 +46,24 @@ def setup_accounts(conn: psycopg.Connection, tenant: str = "acme", n: int = 2, g
             call(conn, "credits.grant_credits", tenant, acc, grant, f"seed-{tenant}-{i}")
         ids.append(acc)
     return ids
+
+
+def run_threads(n: int, target) -> list[BaseException]:
+    """Start n threads at once (a barrier), run target(i) in each, return what they raised."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n)
+
+    def wrapper(i: int) -> None:
+        try:
+            barrier.wait()
+            target(i)
+        except BaseException as exc:  # collected and asserted by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=wrapper, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a worker hung"
+    return errors

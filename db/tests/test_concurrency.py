@@ -2,31 +2,10 @@
 from __future__ import annotations
 
 import random
-import threading
 
 import psycopg
 
-from helpers import call, rows, setup_accounts
-
-
-def _run_threads(n: int, target) -> list[BaseException]:
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(n)
-
-    def wrapper(i: int) -> None:
-        try:
-            barrier.wait()
-            target(i)
-        except BaseException as exc:  # collected and asserted by the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=wrapper, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a worker hung"
-    return errors
+from helpers import call, rows, run_threads, setup_accounts
 
 
 def test_32_consumers_on_one_account_end_exact_and_never_negative(db, connect):
@@ -45,7 +24,7 @@ def test_32_consumers_on_one_account_end_exact_and_never_negative(db, connect):
                 assert exc.sqlstate == "SX004", exc
                 refused[i] += 1
 
-    assert _run_threads(32, consumer) == []
+    assert run_threads(32, consumer) == []
     assert sum(done) == 1000 and sum(refused) == 280
     account = call(db, "credits.get_account", "acme", acc)
     assert account["balance"] == 0 and account["entry_seq"] == 1001
@@ -66,7 +45,7 @@ def test_opposite_transfers_never_deadlock_and_conserve_credits(db, connect):
             except psycopg.Error as exc:
                 assert exc.sqlstate == "SX004", exc  # never 40P01 (deadlock)
 
-    assert _run_threads(16, mover) == []
+    assert run_threads(16, mover) == []
     total = db.execute("SELECT sum(balance) AS s FROM credits.accounts").fetchone()["s"]
     assert total == 40_000
     assert rows(db, "credits.reconcile") == []
@@ -80,7 +59,7 @@ def test_same_key_raced_by_many_clients_applies_once(db, connect):
     def racer(i: int) -> None:
         results.append(call(conns[i], "credits.transfer", "acme", a, b, 7, "the-one-key"))
 
-    assert _run_threads(12, racer) == []
+    assert run_threads(12, racer) == []
     assert sum(1 for r in results if not r["replayed"]) == 1
     assert len({r["debit_entry_id"] for r in results}) == 1
     assert call(db, "credits.get_account", "acme", a)["balance"] == 993

@@ -8,27 +8,7 @@ import time
 import psycopg
 from psycopg.rows import dict_row
 
-from helpers import call, rows, setup_accounts
-
-
-def _run_threads(n: int, target) -> list[BaseException]:
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(n)
-
-    def wrapper(i: int) -> None:
-        try:
-            barrier.wait()
-            target(i)
-        except BaseException as exc:  # collected and asserted by the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=wrapper, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a worker hung"
-    return errors
+from helpers import call, rows, run_threads, setup_accounts
 
 
 def test_many_clients_reserving_against_one_account_never_overdraw(db, connect):
@@ -51,7 +31,7 @@ def test_many_clients_reserving_against_one_account_never_overdraw(db, connect):
                 except psycopg.Error as exc:
                     assert exc.sqlstate == "SX004", exc
 
-    assert _run_threads(24, reserver) == []
+    assert run_threads(24, reserver) == []
     a = call(db, "credits.get_account", "acme", acc)
     total_holds = sum(len(h) for h in holds)
     assert a["held"] == 2 * total_holds and a["available"] >= 0
@@ -79,7 +59,7 @@ def test_many_clients_reserving_against_one_account_never_overdraw(db, connect):
             except psycopg.Error as exc:
                 assert exc.sqlstate in ("SX102", "SX103"), exc
 
-    assert _run_threads(24, resolver) == []
+    assert run_threads(24, resolver) == []
     for h, seen in outcomes.items():
         assert seen.count("first") == 1, (h, seen)
     a = call(db, "credits.get_account", "acme", acc)
@@ -110,7 +90,7 @@ def test_commit_racing_expiry_job_resolves_each_hold_once(db, connect):
                 assert exc.sqlstate == "SX104", exc
                 results[h] = "expired"
 
-    assert _run_threads(6, worker) == []
+    assert run_threads(6, worker) == []
     call(db, "credits.expire_holds")
     st = {r["hold_id"]: r["status"] for r in db.execute("SELECT hold_id, status FROM credits.holds").fetchall()}
     assert all(st[h] == results[h] for h in ids)
@@ -141,7 +121,7 @@ def test_distributed_transactions_in_opposite_orders_never_deadlock(db, connect)
             h = call(conns[i], "credits.reserve", "acme", c, 1, f"h-{i}-{k}")["hold_id"]
             call(conns[i], "credits.commit_hold", "acme", h)
 
-    assert _run_threads(8, mover) == []  # a 40P01 would surface here
+    assert run_threads(8, mover) == []  # a 40P01 would surface here
     total = db.execute("SELECT sum(balance) AS s, sum(held) AS h FROM credits.accounts").fetchone()
     assert total["s"] == 40_000 - 8 * 25 and total["h"] == 0
     assert rows(db, "credits.reconcile_holds") == [] and rows(db, "credits.reconcile") == []

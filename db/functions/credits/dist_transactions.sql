@@ -539,60 +539,47 @@ BEGIN
 END
 $$;
 
--- Commit: decide commit and apply it, in one call. Again: a replay.
-CREATE OR REPLACE FUNCTION credits.dist_commit(
-  p_xid text, OUT xid text, OUT state text, OUT decision text, OUT replayed boolean)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+-- Commit or abort: decide and apply it, in one call; a decision already
+-- logged the same way makes it a replay, the other way a named error.
+-- Abort is allowed until commit is logged, also past the deadline.
+CREATE OR REPLACE FUNCTION credits._dist_finish(
+  p_xid text, p_decision text, OUT xid text, OUT state text, OUT decision text, OUT replayed boolean)
+LANGUAGE plpgsql
 AS $$
 DECLARE
   t credits.dist_transactions;
+  v_final text := CASE p_decision WHEN 'commit' THEN 'committed' ELSE 'aborted' END;
+  v_doing text := CASE p_decision WHEN 'commit' THEN 'committing' ELSE 'aborting' END;
 BEGIN
   t := credits._dist_lock(p_xid);
   replayed := t.decision IS NOT NULL;
-  IF t.decision = 'abort' THEN
+  IF t.decision <> p_decision THEN
     PERFORM credits._dist_decided_otherwise(t);
   END IF;
-  IF t.state <> 'committed' THEN
+  IF t.state <> v_final THEN
     PERFORM credits._dist_lock_accounts(t);
   END IF;
   IF t.decision IS NULL THEN
-    t := credits._dist_decide(t, 'commit', 'coordinator committed');
+    t := credits._dist_decide(t, p_decision, 'coordinator ' || v_final);
   END IF;
-  IF t.state = 'committing' THEN
+  IF t.state = v_doing THEN
     t := credits._dist_complete(t);
   END IF;
   xid := t.xid; state := t.state; decision := t.decision;
 END
 $$;
 
--- Abort: decide abort and apply it, in one call (allowed until commit is
--- logged, also past the deadline). Again: a replay.
+CREATE OR REPLACE FUNCTION credits.dist_commit(
+  p_xid text, OUT xid text, OUT state text, OUT decision text, OUT replayed boolean)
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM credits._dist_finish(p_xid, 'commit') $$;
+
 CREATE OR REPLACE FUNCTION credits.dist_abort(
   p_xid text, OUT xid text, OUT state text, OUT decision text, OUT replayed boolean)
-LANGUAGE plpgsql SECURITY DEFINER
+LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  t credits.dist_transactions;
-BEGIN
-  t := credits._dist_lock(p_xid);
-  replayed := t.decision IS NOT NULL;
-  IF t.decision = 'commit' THEN
-    PERFORM credits._dist_decided_otherwise(t);
-  END IF;
-  IF t.state <> 'aborted' THEN
-    PERFORM credits._dist_lock_accounts(t);
-  END IF;
-  IF t.decision IS NULL THEN
-    t := credits._dist_decide(t, 'abort', 'coordinator aborted');
-  END IF;
-  IF t.state = 'aborting' THEN
-    t := credits._dist_complete(t);
-  END IF;
-  xid := t.xid; state := t.state; decision := t.decision;
-END
-$$;
+AS $$ SELECT * FROM credits._dist_finish(p_xid, 'abort') $$;
 
 -- A transaction, its legs and its history.
 CREATE OR REPLACE FUNCTION credits.get_dist_transaction(
