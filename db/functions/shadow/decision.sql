@@ -8,14 +8,8 @@ LANGUAGE plpython3u IMMUTABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $py$
 import json
-ver = plpy.execute("SELECT shadow._stats_version() AS v")[0]["v"]
-S = GD.get("shadow_stats")
-if S is None or S.VERSION != ver:
-    import types
-    S = types.ModuleType("shadow_stats")
-    exec(compile(plpy.execute("SELECT shadow._stats_source() AS s")[0]["s"], "shadow/stats.py", "exec"), S.__dict__)
-    S.VERSION = ver
-    GD["shadow_stats"] = S
+plpy.execute("SELECT shadow._stats_load()")
+S = GD["shadow_stats"]
 if not (0 <= champion_successes <= champion_n and 0 <= challenger_successes <= challenger_n):
     plpy.error("successes must be between 0 and n", sqlstate="SX007")
 return json.dumps(S.sequential_decision(champion_n, champion_successes, challenger_n, challenger_successes))

@@ -6,14 +6,8 @@ RETURNS text
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $py$
-ver = plpy.execute("SELECT shadow._stats_version() AS v")[0]["v"]
-S = GD.get("shadow_stats")
-if S is None or S.VERSION != ver:
-    import types
-    S = types.ModuleType("shadow_stats")
-    exec(compile(plpy.execute("SELECT shadow._stats_source() AS s")[0]["s"], "shadow/stats.py", "exec"), S.__dict__)
-    S.VERSION = ver
-    GD["shadow_stats"] = S
+plpy.execute("SELECT shadow._stats_load()")
+S = GD["shadow_stats"]
 import json
 plan = GD.get("shadow_svg_plan")
 if plan is None:

@@ -11,14 +11,8 @@ RETURNS jsonb
 LANGUAGE plpython3u
 AS $py$
 import json
-ver = plpy.execute("SELECT shadow._stats_version() AS v")[0]["v"]
-S = GD.get("shadow_stats")
-if S is None or S.VERSION != ver:
-    import types
-    S = types.ModuleType("shadow_stats")
-    exec(compile(plpy.execute("SELECT shadow._stats_source() AS s")[0]["s"], "shadow/stats.py", "exec"), S.__dict__)
-    S.VERSION = ver
-    GD["shadow_stats"] = S
+plpy.execute("SELECT shadow._stats_load()")
+S = GD["shadow_stats"]
 return json.dumps(S.summary(n_a, s_a, n_b, s_b))
 $py$;
 
@@ -31,14 +25,8 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $py$
-ver = plpy.execute("SELECT shadow._stats_version() AS v")[0]["v"]
-S = GD.get("shadow_stats")
-if S is None or S.VERSION != ver:
-    import types
-    S = types.ModuleType("shadow_stats")
-    exec(compile(plpy.execute("SELECT shadow._stats_source() AS s")[0]["s"], "shadow/stats.py", "exec"), S.__dict__)
-    S.VERSION = ver
-    GD["shadow_stats"] = S
+plpy.execute("SELECT shadow._stats_load()")
+S = GD["shadow_stats"]
 if min(champion_alpha, champion_beta, challenger_alpha, challenger_beta) <= 0:
     plpy.error("Beta parameters must be positive", sqlstate="SX007")
 return S.prob_greater(champion_alpha, champion_beta, challenger_alpha, challenger_beta)
@@ -52,14 +40,8 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $py$
-ver = plpy.execute("SELECT shadow._stats_version() AS v")[0]["v"]
-S = GD.get("shadow_stats")
-if S is None or S.VERSION != ver:
-    import types
-    S = types.ModuleType("shadow_stats")
-    exec(compile(plpy.execute("SELECT shadow._stats_source() AS s")[0]["s"], "shadow/stats.py", "exec"), S.__dict__)
-    S.VERSION = ver
-    GD["shadow_stats"] = S
+plpy.execute("SELECT shadow._stats_load()")
+S = GD["shadow_stats"]
 if min(champion_alpha, champion_beta, challenger_alpha, challenger_beta) <= 0:
     plpy.error("Beta parameters must be positive", sqlstate="SX007")
 return S.expected_loss(champion_alpha, champion_beta, challenger_alpha, challenger_beta)
