@@ -4,20 +4,6 @@
 -- The one exception is retention (audit.cleanup_old_transactions), which
 -- removes a chain's oldest entries behind a signed anchor: it marks its own
 -- transaction, and verify() checks that every chain starts at its anchor.
-CREATE OR REPLACE FUNCTION audit._refuse_change()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  IF TG_OP = 'DELETE' AND current_setting('shieldx.retention_txid', true) = txid_current()::text THEN
-    RETURN NULL;
-  END IF;
-  RAISE EXCEPTION '%.% is append-only: % refused', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
-    USING ERRCODE = 'insufficient_privilege';
-END
-$$;
-
 DO $$
 DECLARE
   t text;
@@ -25,15 +11,15 @@ BEGIN
   FOREACH t IN ARRAY ARRAY['audit.log', 'audit.checkpoints', 'audit.checkpoint_heads', 'audit.anchors',
                            'credits.entries_archive', 'privacy.erasures'] LOOP
     EXECUTE format('CREATE OR REPLACE TRIGGER append_only BEFORE UPDATE OR DELETE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION audit._refuse_change()', t);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION ops._refuse_change()', t);
     EXECUTE format('CREATE OR REPLACE TRIGGER no_truncate BEFORE TRUNCATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION audit._refuse_change()', t);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION ops._refuse_change()', t);
     EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER append_only', t);
     EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER no_truncate', t);
   END LOOP;
   -- Chain heads move forward (UPDATE) but are never removed.
   CREATE OR REPLACE TRIGGER no_delete BEFORE DELETE OR TRUNCATE ON audit.heads
-    FOR EACH STATEMENT EXECUTE FUNCTION audit._refuse_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION ops._refuse_change();
   ALTER TABLE audit.heads ENABLE ALWAYS TRIGGER no_delete;
 END
 $$;

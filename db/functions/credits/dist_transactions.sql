@@ -83,10 +83,10 @@ ALTER TABLE credits.dist_participants ENABLE ALWAYS TRIGGER dist_participants_gu
 
 CREATE OR REPLACE TRIGGER dist_events_append_only
   BEFORE UPDATE OR DELETE ON credits.dist_events
-  FOR EACH STATEMENT EXECUTE FUNCTION credits._refuse_change();
+  FOR EACH STATEMENT EXECUTE FUNCTION ops._refuse_change();
 CREATE OR REPLACE TRIGGER dist_events_no_truncate
   BEFORE TRUNCATE ON credits.dist_events
-  FOR EACH STATEMENT EXECUTE FUNCTION credits._refuse_change();
+  FOR EACH STATEMENT EXECUTE FUNCTION ops._refuse_change();
 ALTER TABLE credits.dist_events ENABLE ALWAYS TRIGGER dist_events_append_only;
 ALTER TABLE credits.dist_events ENABLE ALWAYS TRIGGER dist_events_no_truncate;
 

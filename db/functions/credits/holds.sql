@@ -52,11 +52,11 @@ CREATE OR REPLACE TRIGGER holds_transition_guard
 ALTER TABLE credits.holds ENABLE ALWAYS TRIGGER holds_transition_guard;
 CREATE OR REPLACE TRIGGER holds_no_delete
   BEFORE DELETE ON credits.holds
-  FOR EACH STATEMENT EXECUTE FUNCTION credits._refuse_change();
+  FOR EACH STATEMENT EXECUTE FUNCTION ops._refuse_change();
 ALTER TABLE credits.holds ENABLE ALWAYS TRIGGER holds_no_delete;
 CREATE OR REPLACE TRIGGER holds_no_truncate
   BEFORE TRUNCATE ON credits.holds
-  FOR EACH STATEMENT EXECUTE FUNCTION credits._refuse_change();
+  FOR EACH STATEMENT EXECUTE FUNCTION ops._refuse_change();
 ALTER TABLE credits.holds ENABLE ALWAYS TRIGGER holds_no_truncate;
 
 -- Arguments of a reservation beyond those of any movement.

@@ -62,7 +62,7 @@ $$;
 
 CREATE OR REPLACE TRIGGER prepared_reaper_log_append_only
   BEFORE UPDATE OR DELETE ON credits.prepared_reaper_log
-  FOR EACH STATEMENT EXECUTE FUNCTION credits._refuse_change();
+  FOR EACH STATEMENT EXECUTE FUNCTION ops._refuse_change();
 ALTER TABLE credits.prepared_reaper_log ENABLE ALWAYS TRIGGER prepared_reaper_log_append_only;
 
 SELECT ops._register_job('shieldx-report-prepared', '* * * * *', 'SELECT credits.report_prepared()',

@@ -1,0 +1,20 @@
+-- Append-only tables: one trigger function for every schema. The triggers that
+-- use it are ENABLE ALWAYS, so they fire even under session_replication_role =
+-- replica; only the table owner (or a superuser) could drop them, and the
+-- application role owns nothing and has no write privilege anyway.
+-- The one exception is retention (audit.cleanup_old_transactions), which
+-- archives or removes the oldest rows behind a signed anchor in a transaction
+-- it marks; audit.verify() checks that every chain starts at its anchor.
+CREATE OR REPLACE FUNCTION ops._refuse_change()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF TG_OP = 'DELETE' AND current_setting('shieldx.retention_txid', true) = txid_current()::text THEN
+    RETURN NULL;
+  END IF;
+  RAISE EXCEPTION '%.% is append-only: % refused', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
+    USING ERRCODE = 'insufficient_privilege';
+END
+$$;
