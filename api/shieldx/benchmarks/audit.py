@@ -18,26 +18,11 @@ import time
 
 import psycopg
 
-from .harness import Harness
+from .harness import Harness, seed_ledger
 
 ACCOUNTS = 10_000
 VERIFY_ACCOUNTS = 1_000
 VERIFY_PER_ACCOUNT = 1_000
-
-
-def _seed(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT credits.create_tenant('bench', 'Bench')")
-        conn.execute("""SELECT count(*) FROM generate_series(1, %s) g,
-                        LATERAL credits.create_account('bench', 'a' || g, 'open-' || g) a,
-                        LATERAL credits.grant_credits('bench', a.account_id, 1000000000000, 'seed-' || g) s""",
-                     (ACCOUNTS,))
-        conn.execute("CREATE TABLE public.bench_bare (id int PRIMARY KEY, balance bigint NOT NULL) "
-                     "WITH (fillfactor = 80)")
-        conn.execute("INSERT INTO public.bench_bare SELECT g, 1000000000000 FROM generate_series(1, %s) g",
-                     (ACCOUNTS,))
-        conn.execute("VACUUM ANALYZE")
-        conn.execute("CHECKPOINT")
 
 
 def _audit(url: str, on: bool) -> None:
@@ -78,7 +63,7 @@ def run(h: Harness) -> dict[str, float]:
     h.progress("seeding")
     url = h.fresh_database("audit")
     try:
-        _seed(url)
+        seed_ledger(url, ACCOUNTS)
         d = {"naccounts": ACCOUNTS}
         tps: dict[str, list[float]] = {"bare": [], "on": [], "off": []}
         for name in ["bare", "on", "off", "off", "on", "bare"]:

@@ -13,26 +13,9 @@ from __future__ import annotations
 import re
 import urllib.request
 
-import psycopg
-
-from .harness import Harness
+from .harness import Harness, seed_ledger
 
 ACCOUNTS = 1_000
-
-
-def _seed(url: str) -> str:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT credits.create_tenant('bench', 'Bench')")
-        conn.execute("""SELECT count(*) FROM generate_series(1, %s) g,
-                        LATERAL credits.create_account('bench', 'a' || g, 'open-' || g) a,
-                        LATERAL credits.grant_credits('bench', a.account_id, 1000000000000, 'seed-' || g) s""",
-                     (ACCOUNTS,))
-        # Limits high enough never to refuse: this measures the limiter's cost, not its refusals.
-        key = conn.execute("SELECT api_key FROM auth.create_key('bench', 'bench', ARRAY['consumer'], 'bench-key', "
-                           "1000000, 1000000)").fetchone()[0]
-        conn.execute("VACUUM ANALYZE")
-        conn.execute("CHECKPOINT")
-    return key
 
 
 def _metric(text: str, name: str) -> float:
@@ -44,7 +27,7 @@ def run(h: Harness) -> dict[str, float]:
     h.progress("seeding")
     url = h.fresh_database("auth")
     try:
-        key = _seed(url)
+        key = seed_ledger(url, ACCOUNTS)
         app_url = url.replace("postgres@", "shieldx_app@", 1)
         env = {"NACCOUNTS": str(ACCOUNTS), "API_KEY": key}
         rps: dict[str, list[float]] = {"on": [], "off": []}

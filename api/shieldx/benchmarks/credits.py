@@ -10,37 +10,16 @@ Each ratio's two sides run back to back, twice, alternating, within one run.
 """
 from __future__ import annotations
 
-import psycopg
-
-from .harness import Harness
+from .harness import Harness, seed_ledger
 
 ACCOUNTS = 10_000
-
-
-def _seed(url: str) -> str:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT credits.create_tenant('bench', 'Bench')")
-        conn.execute("""SELECT count(*) FROM generate_series(1, %s) g,
-                        LATERAL credits.create_account('bench', 'a' || g, 'open-' || g) a,
-                        LATERAL credits.grant_credits('bench', a.account_id, 1000000000000, 'seed-' || g) s""",
-                     (ACCOUNTS,))
-        # The baseline: a table of the same size, updated the same way.
-        conn.execute("CREATE TABLE public.bench_bare (id int PRIMARY KEY, balance bigint NOT NULL) "
-                     "WITH (fillfactor = 80)")
-        conn.execute("INSERT INTO public.bench_bare SELECT g, 1000000000000 FROM generate_series(1, %s) g",
-                     (ACCOUNTS,))
-        conn.execute("VACUUM ANALYZE")
-        conn.execute("CHECKPOINT")
-        # A consumer key whose limits never refuse: the limiter's cost is measured, not its refusals.
-        return conn.execute("SELECT api_key FROM auth.create_key('bench', 'bench', ARRAY['consumer'], "
-                            "'bench-key', 1000000, 1000000)").fetchone()[0]
 
 
 def run(h: Harness) -> dict[str, float]:
     h.progress("seeding")
     url = h.fresh_database("credits")
     try:
-        key = _seed(url)
+        key = seed_ledger(url, ACCOUNTS)
         d = {"naccounts": ACCOUNTS}
         tps: dict[str, list[float]] = {"bare": [], "consume": [], "transfer": []}
         for round_no in range(2):

@@ -128,6 +128,28 @@ class Harness:
         return result
 
 
+def seed_ledger(url: str, accounts: int) -> str:
+    """Tenant `bench` with `accounts` funded accounts (ids 1..accounts), the
+    baseline table `bench_bare` of the same size, updated the same way, and a
+    consumer API key whose limits never refuse (a limiter's cost is measured,
+    not its refusals). Returns the key."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT credits.create_tenant('bench', 'Bench')")
+        conn.execute("""SELECT count(*) FROM generate_series(1, %s) g,
+                        LATERAL credits.create_account('bench', 'a' || g, 'open-' || g) a,
+                        LATERAL credits.grant_credits('bench', a.account_id, 1000000000000, 'seed-' || g) s""",
+                     (accounts,))
+        conn.execute("CREATE TABLE public.bench_bare (id int PRIMARY KEY, balance bigint NOT NULL) "
+                     "WITH (fillfactor = 80)")
+        conn.execute("INSERT INTO public.bench_bare SELECT g, 1000000000000 FROM generate_series(1, %s) g",
+                     (accounts,))
+        key = conn.execute("SELECT api_key FROM auth.create_key('bench', 'bench', ARRAY['consumer'], "
+                           "'bench-key', 1000000, 1000000)").fetchone()[0]
+        conn.execute("VACUUM ANALYZE")
+        conn.execute("CHECKPOINT")
+    return key
+
+
 def load_results() -> dict[str, float]:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
 

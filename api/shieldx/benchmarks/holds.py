@@ -23,15 +23,8 @@ from urllib.parse import urlparse
 
 import psycopg
 
-from .credits import ACCOUNTS, _seed
-from .harness import Harness
-
-
-def _api_key(url: str) -> str:
-    """A consumer key of the bench tenant, with limits high enough never to refuse."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute("SELECT api_key FROM auth.create_key('bench', 'bench-holds', ARRAY['consumer'], "
-                            "'bench-holds-key', 1000000, 1000000)").fetchone()[0]
+from .credits import ACCOUNTS
+from .harness import Harness, seed_ledger
 
 
 def _api_pairs(base: str, key: str, seconds: float) -> list[float]:
@@ -102,7 +95,7 @@ def run(h: Harness) -> dict[str, float]:
     h.progress("seeding")
     url = h.fresh_database("holds")
     try:
-        _seed(url)
+        key = seed_ledger(url, ACCOUNTS)
         d = {"naccounts": ACCOUNTS}
         tps: dict[str, list[float]] = {"bare": [], "rc": [], "rc1": []}
         for round_no in range(2):
@@ -121,7 +114,6 @@ def run(h: Harness) -> dict[str, float]:
             "sql.reserve_commit_one_tx_vs_bare_update": rc1 / bare,
         }
         h.progress("API reserve + commit at low load")
-        key = _api_key(url)
         with h.api_server(url.replace("postgres@", "shieldx_app@", 1)) as base:
             _api_pairs(base, key, 2)  # warm the workers' pools, key caches and prepared statements
             lat = _api_pairs(base, key, h.seconds)
