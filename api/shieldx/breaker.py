@@ -66,6 +66,7 @@ class Breaker:
         self.opened_at = 0.0
         self.probing = False
         self.counters = {"opened": 0, "closed": 0, "rejected": 0, "probes": 0, "outages": 0}
+        self._flushing: asyncio.Future[None] | None = None
 
     # --- the state machine -------------------------------------------------
     def retry_after(self) -> float:
@@ -118,6 +119,23 @@ class Breaker:
         self.counters["opened"] += 1
         log.warning("circuit open for %.1fs after %d outage failure(s)", self.open_for, self.failures)
 
+    def _flush(self, pool: Any) -> None:
+        """After an outage failure, test every idle pooled connection at once, in
+        the background: connections that died with the old server are dropped
+        together instead of failing one request each (and re-opening the breaker
+        each time) after a failover."""
+        if self._flushing is not None and not self._flushing.done():
+            return
+
+        async def check() -> None:
+            try:
+                await pool.check()
+            except Exception as exc:  # the pool closing, say: nothing to flush
+                log.debug("pool check after an outage failed: %s", exc)
+
+        if hasattr(pool, "check"):
+            self._flushing = asyncio.ensure_future(check())
+
     # --- use -----------------------------------------------------------------
     @asynccontextmanager
     async def connection(self, pool: Any) -> AsyncIterator[Any]:
@@ -132,6 +150,7 @@ class Breaker:
         except BaseException as exc:
             if is_outage(exc):
                 self.failure(probe)
+                self._flush(pool)
             else:  # the database answered, even if with an error
                 self.success(probe)
             raise

@@ -482,12 +482,18 @@ def failover(cluster: Cluster, base: str, before_s: float = 4.0, after_s: float 
     cluster.start_node(old)
     wait_until(cluster.healthy, 120, "the old primary to rejoin as a standby", 0.5)
     timelines_after = cluster.timelines()
+    # Readiness must be back once a primary is reachable: a bounded wait, since
+    # the breaker may still be closing after the old primary's dead connections.
+    deadline = time.monotonic() + 20
+    while not _ready(base) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    ready_final = 200 if _ready(base) else 503
     result = verify(cluster, work, tenant)
     result.update({
         "unavailable_s": unavailable, "old_leader": old, "new_leader": new, "acked_before_kill": acked_before,
         "timelines_before": timelines_before, "timelines_after": timelines_after,
         "ready_statuses_during_outage": sorted(set(ready_during)),
-        "ready_final": work.ready[-1][1] if work.ready else None,
+        "ready_final": ready_final,
         "retries": work.retries, "unexpected": work.unexpected, "phases_s": phases,
         "probe_story": _story(work.probe_log, t_kill),
     })
