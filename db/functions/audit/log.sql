@@ -36,6 +36,34 @@ BEGIN
 END
 $$;
 
+-- Write entry p_seq of a chain after the entry whose hash is p_prev, stamped
+-- with the session's user, application and transaction; returns its hash.
+-- Every chain but the ledger's (whose trigger inlines it, on the hot path)
+-- writes through here.
+CREATE OR REPLACE FUNCTION audit._write(p_stream text, p_seq bigint, p_prev bytea, p_source text, p_op text,
+                                        p_payload text)
+RETURNS bytea
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+  INSERT INTO audit.log AS l (stream, seq, source, op, actor, app, txid, logged_at, payload, prev_hash, hash)
+  SELECT p_stream, p_seq, p_source, p_op, x.actor, x.app, x.txid, x.at, p_payload, p_prev,
+         audit._hash_v1(p_prev, p_stream, p_seq, p_source, p_op, x.actor, x.app, x.txid, x.at, p_payload)
+    FROM (SELECT session_user::text AS actor, current_setting('application_name') AS app,
+                 txid_current() AS txid, now() AS at OFFSET 0) x
+  RETURNING l.hash;
+$$;
+
+-- What a row trigger logs: the row (inserted or deleted), or both versions of
+-- an updated one.
+CREATE OR REPLACE FUNCTION audit._row_payload(p_op text, p_new jsonb, p_old jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+  SELECT CASE p_op WHEN 'UPDATE' THEN jsonb_build_object('old', p_old, 'new', p_new)
+                   ELSE coalesce(p_new, p_old) END::text;
+$$;
+
 -- Append to any other chain. The chain's head row is locked (UPDATE) until
 -- commit, so concurrent writers of one chain queue and the chain is in commit
 -- order; writers of different chains never meet.
@@ -60,12 +88,7 @@ BEGIN
       FROM audit.log l WHERE l.stream = p_stream
     ON CONFLICT (stream) DO NOTHING;
   END LOOP;
-  INSERT INTO audit.log AS l (stream, seq, source, op, actor, app, txid, logged_at, payload, prev_hash, hash)
-  SELECT p_stream, v_seq, p_source, p_op, x.actor, x.app, x.txid, x.at, p_payload, v_prev,
-         audit._hash_v1(v_prev, p_stream, v_seq, p_source, p_op, x.actor, x.app, x.txid, x.at, p_payload)
-    FROM (SELECT session_user::text AS actor, current_setting('application_name') AS app,
-                 txid_current() AS txid, now() AS at OFFSET 0) x
-  RETURNING l.hash INTO v_hash;
+  v_hash := audit._write(p_stream, v_seq, v_prev, p_source, p_op, p_payload);
   UPDATE audit.heads h SET hash = v_hash WHERE h.stream = p_stream;
   RETURN v_seq;
 END
@@ -90,8 +113,7 @@ BEGIN
   v_row := coalesce(v_new, v_old);
   PERFORM audit._append(
     TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME || '/' || (abs(hashtext(coalesce(v_row ->> TG_ARGV[0], ''))) % 16),
-    TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP,
-    CASE TG_OP WHEN 'UPDATE' THEN jsonb_build_object('old', v_old, 'new', v_new) ELSE v_row END::text);
+    TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP, audit._row_payload(TG_OP, v_new, v_old));
   RETURN NULL;
 END
 $$;
@@ -120,7 +142,6 @@ DECLARE
   v_stream text;
   v_seq    bigint;
   v_prev   bytea;
-  v_payload text;
 BEGIN
   IF TG_OP <> 'DELETE' THEN v_new := to_jsonb(NEW) - v_omit; END IF;
   IF TG_OP <> 'INSERT' THEN v_old := to_jsonb(OLD) - v_omit; END IF;
@@ -133,14 +154,8 @@ BEGIN
       v_seq := 0; v_prev := audit._genesis(v_stream);
     END IF;
   END IF;
-  v_payload := CASE TG_OP WHEN 'UPDATE' THEN jsonb_build_object('old', v_old, 'new', v_new) ELSE v_row END::text;
-  INSERT INTO audit.log (stream, seq, source, op, actor, app, txid, logged_at, payload, prev_hash, hash)
-  SELECT v_stream, v_seq + 1, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP, x.actor, x.app, x.txid, x.at,
-         v_payload, v_prev,
-         audit._hash_v1(v_prev, v_stream, v_seq + 1, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP,
-                        x.actor, x.app, x.txid, x.at, v_payload)
-    FROM (SELECT session_user::text AS actor, current_setting('application_name') AS app,
-                 txid_current() AS txid, now() AS at OFFSET 0) x;
+  PERFORM audit._write(v_stream, v_seq + 1, v_prev, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP,
+                       audit._row_payload(TG_OP, v_new, v_old));
   RETURN NULL;
 END
 $$;
