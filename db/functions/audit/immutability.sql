@@ -10,12 +10,7 @@ DECLARE
 BEGIN
   FOREACH t IN ARRAY ARRAY['audit.log', 'audit.checkpoints', 'audit.checkpoint_heads', 'audit.anchors',
                            'credits.entries_archive', 'privacy.erasures'] LOOP
-    EXECUTE format('CREATE OR REPLACE TRIGGER append_only BEFORE UPDATE OR DELETE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION ops._refuse_change()', t);
-    EXECUTE format('CREATE OR REPLACE TRIGGER no_truncate BEFORE TRUNCATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION ops._refuse_change()', t);
-    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER append_only', t);
-    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER no_truncate', t);
+    PERFORM ops._make_append_only(t::regclass);
   END LOOP;
   -- Chain heads move forward (UPDATE) but are never removed.
   CREATE OR REPLACE TRIGGER no_delete BEFORE DELETE OR TRUNCATE ON audit.heads

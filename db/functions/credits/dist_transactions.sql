@@ -81,14 +81,7 @@ CREATE OR REPLACE TRIGGER dist_participants_guard
   FOR EACH ROW EXECUTE FUNCTION credits._dist_participant_guard();
 ALTER TABLE credits.dist_participants ENABLE ALWAYS TRIGGER dist_participants_guard;
 
-CREATE OR REPLACE TRIGGER dist_events_append_only
-  BEFORE UPDATE OR DELETE ON credits.dist_events
-  FOR EACH STATEMENT EXECUTE FUNCTION ops._refuse_change();
-CREATE OR REPLACE TRIGGER dist_events_no_truncate
-  BEFORE TRUNCATE ON credits.dist_events
-  FOR EACH STATEMENT EXECUTE FUNCTION ops._refuse_change();
-ALTER TABLE credits.dist_events ENABLE ALWAYS TRIGGER dist_events_append_only;
-ALTER TABLE credits.dist_events ENABLE ALWAYS TRIGGER dist_events_no_truncate;
+SELECT ops._make_append_only('credits.dist_events', 'dist_events_');
 
 -- A prepared credit leg must be able to land: closing its account is refused
 -- until the transaction is complete (prepare locks the account while it

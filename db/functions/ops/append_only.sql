@@ -18,3 +18,20 @@ BEGIN
     USING ERRCODE = 'insufficient_privilege';
 END
 $$;
+
+-- Make a table append-only: <prefix>append_only refuses UPDATE and DELETE,
+-- <prefix>no_truncate refuses TRUNCATE; both ENABLE ALWAYS.
+CREATE OR REPLACE FUNCTION ops._make_append_only(p_table regclass, p_prefix text DEFAULT '')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  EXECUTE format('CREATE OR REPLACE TRIGGER %I BEFORE UPDATE OR DELETE ON %s '
+                 'FOR EACH STATEMENT EXECUTE FUNCTION ops._refuse_change()', p_prefix || 'append_only', p_table);
+  EXECUTE format('CREATE OR REPLACE TRIGGER %I BEFORE TRUNCATE ON %s '
+                 'FOR EACH STATEMENT EXECUTE FUNCTION ops._refuse_change()', p_prefix || 'no_truncate', p_table);
+  EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', p_table, p_prefix || 'append_only');
+  EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', p_table, p_prefix || 'no_truncate');
+END
+$$;
