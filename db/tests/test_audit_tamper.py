@@ -307,3 +307,32 @@ def test_audit_triggers_are_attached_always_to_every_audited_table(db):
                            FROM unnest(%s::text[]) t WHERE to_regclass(t) IS NOT NULL""", (tables,)).fetchall()
     assert {r["tbl"] for r in rows} >= {"credits.entries", "credits.accounts", "vault.keys"}
     assert [r for r in rows if r["enabled"] != "A"] == []
+
+
+def test_superuser_deletes_a_journal_row_in_the_middle(db):
+    # Same first and last seq on both sides: the per-account counts disagree,
+    # and the per-entry check then names the entry.
+    a, _ = history(db)
+    db.execute("ALTER TABLE credits.entries DISABLE TRIGGER entries_append_only")
+    db.execute("DELETE FROM credits.entries WHERE account_id = %s AND seq = 3", (a,))
+    db.execute("ALTER TABLE credits.entries ENABLE ALWAYS TRIGGER entries_append_only")
+    assert call(db, "audit.verify", False, False)["ok"]  # the chain alone cannot tell
+    r = verify(db)
+    assert (r["ok"], r["stream"], r["seq"], r["problem"]) == (False, f"ledger/{a}", 3,
+                                                              "audit entry has no journal entry")
+
+
+def test_a_broken_chain_also_gets_the_per_entry_journal_check(db):
+    # The audit entry of seq 2 is gone: the chain check names the gap, and the
+    # journal check (which the per-account summary alone would not trigger
+    # here: both sides still start at 1 and end at the same seq) names the
+    # journal row left without its audit entry.
+    a, _ = history(db)
+    tamper(db, "DELETE FROM audit.log WHERE stream = %s AND seq = 2", f"ledger/{a}")
+    found = {row["problem"] for row in db.execute(
+        "SELECT problem FROM audit.verify_streams(false, true) WHERE stream = %s AND seq = %s",
+        (f"ledger/{a}", 3))}
+    assert "entries 2 to 2 are missing" in found
+    journal = db.execute("SELECT seq, problem FROM audit.verify_streams(false, true) WHERE stream = %s "
+                         "AND problem LIKE 'journal entry%%'", (f"ledger/{a}",)).fetchall()
+    assert journal == [{"seq": 2, "problem": "journal entry has no audit entry (written with auditing disabled?)"}]
