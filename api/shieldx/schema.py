@@ -52,6 +52,9 @@ def apply_functions(conn: Any) -> None:
             cur.execute(path.read_text())
         except Exception as exc:  # name the file: the driver's message does not
             raise RuntimeError(f"{path.relative_to(FUNCTIONS_DIR)}: {exc}") from exc
+    # The DDL watch (audit/ddl_watch.sql) switches on once everything is in
+    # place, so installing a fresh database is not logged as DDL on audited objects.
+    cur.execute("SELECT audit._ddl_watch_start()")
     # pg_cron follows the job registry (a no-op where pg_cron is absent).
     cur.execute("SELECT * FROM ops._sync_cron()")
 

@@ -291,10 +291,11 @@ AS $$
 $$;
 
 -- Problems found, at most one per stream and kind of check (the chain, the
--- checkpoints, the journal). p_from/p_to restrict the chains examined to a
--- range of stream names (the CLI verifies in slices to show progress);
--- checkpoints are examined in the first slice (p_from IS NULL). Each check is
--- its own statement so the chain scan may use parallel workers.
+-- checkpoints, the DDL watch, the journal). p_from/p_to restrict the chains
+-- examined to a range of stream names (the CLI verifies in slices to show
+-- progress); checkpoints and the DDL watch are examined in the first slice
+-- (p_from IS NULL). Each check is its own statement so the chain scan may use
+-- parallel workers.
 CREATE OR REPLACE FUNCTION audit.verify_streams(p_incremental boolean DEFAULT false, p_ledger boolean DEFAULT true,
                                                 p_from text DEFAULT NULL, p_to text DEFAULT NULL)
 RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
@@ -316,6 +317,7 @@ BEGIN
   END LOOP;
   IF p_from IS NULL THEN
     RETURN QUERY SELECT * FROM audit._checkpoint_problems();
+    RETURN QUERY SELECT * FROM audit._ddl_watch_problems();
   END IF;
   IF p_ledger THEN
     RETURN QUERY SELECT * FROM audit._ledger_problems(v_since, p_from, p_to, v_broken);
