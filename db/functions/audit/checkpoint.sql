@@ -114,6 +114,11 @@ BEGIN
   IF NOT FOUND THEN
     PERFORM ops._fail('SX206', 'no such checkpoint', jsonb_build_object('checkpoint_id', p_checkpoint));
   END IF;
+  IF EXISTS (SELECT 1 FROM audit.checkpoint_prunes p WHERE p.through_checkpoint >= c.checkpoint_id) THEN
+    PERFORM ops._fail('SX207', format('the chain heads of checkpoint %s were pruned (older than the keep window); '
+                                      'export a newer checkpoint', c.checkpoint_id),
+                      jsonb_build_object('checkpoint_id', c.checkpoint_id));
+  END IF;
   RETURN jsonb_build_object(
     'format', 'shieldx-audit-checkpoint/1', 'database', current_database(),
     'checkpoint_id', c.checkpoint_id, 'created_at_us', audit._micros(c.created_at), 'created_at', c.created_at,

@@ -5,6 +5,7 @@ INSERT INTO ops.error_catalog (sqlstate, name, http_status, title) VALUES
   ('SX203', 'decryption_failed',  409, 'Decryption failed'),
   ('SX204', 'unknown_payment',    404, 'Unknown card payment'),
   ('SX205', 'subject_erased',     410, 'Data subject was erased'),
-  ('SX206', 'invalid_checkpoint', 422, 'Invalid or unknown audit checkpoint')
+  ('SX206', 'invalid_checkpoint', 422, 'Invalid or unknown audit checkpoint'),
+  ('SX207', 'checkpoint_pruned',  410, 'Audit checkpoint heads were pruned')
 ON CONFLICT (sqlstate) DO UPDATE
   SET name = excluded.name, http_status = excluded.http_status, title = excluded.title;

@@ -6,4 +6,5 @@ GRANT EXECUTE ON FUNCTION audit.verify(boolean, boolean), audit.verify_streams(b
 -- Verification reads credits.entries through SECURITY DEFINER functions only.
 -- Retention and key management are the operator's (pg_cron, psql), not the
 -- application's: an API key must not be able to age the trail away.
-REVOKE EXECUTE ON FUNCTION audit.cleanup_old_transactions(int, int) FROM shieldx_app;
+REVOKE EXECUTE ON FUNCTION audit.cleanup_old_transactions(int, int), audit.prune_checkpoint_heads(interval, int)
+  FROM shieldx_app;
