@@ -88,10 +88,7 @@ DECLARE
   k auth.keys;
 BEGIN
   v_roles := auth._check_key_args(p_name, p_roles, p_rate_per_s, p_burst, p_idem_key);
-  PERFORM 1 FROM credits.tenants t WHERE t.tenant_id = p_tenant;
-  IF NOT FOUND THEN
-    PERFORM ops._fail('SX001', format('tenant %s not found', p_tenant), jsonb_build_object('tenant_id', p_tenant));
-  END IF;
+  PERFORM credits._require_tenant(p_tenant);
   api_key := auth._insert_key(p_tenant, p_name, v_roles, p_rate_per_s, p_burst, p_expires_at, p_idem_key);
   replayed := api_key IS NULL;
   SELECT * INTO k FROM auth.keys x WHERE x.tenant_id = p_tenant AND x.idem_key = p_idem_key;
@@ -143,13 +140,8 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
-    PERFORM ops._fail('SX007', 'limit must be between 1 and 1000', jsonb_build_object('argument', 'limit'));
-  END IF;
-  PERFORM 1 FROM credits.tenants t WHERE t.tenant_id = p_tenant;
-  IF NOT FOUND THEN
-    PERFORM ops._fail('SX001', format('tenant %s not found', p_tenant), jsonb_build_object('tenant_id', p_tenant));
-  END IF;
+  PERFORM credits._check_limit(p_limit);
+  PERFORM credits._require_tenant(p_tenant);
   RETURN QUERY
     SELECT k.key_id, 'sx_' || k.key_id || '_' || repeat('*', 8), k.name, k.roles, k.rate_per_s, k.burst,
            CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked'

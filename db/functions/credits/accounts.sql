@@ -15,10 +15,7 @@ BEGIN
   IF p_idem_key IS NULL OR length(p_idem_key) NOT BETWEEN 1 AND 255 THEN
     PERFORM ops._fail('SX006', 'idempotency key must be 1 to 255 characters', '{}');
   END IF;
-  PERFORM 1 FROM credits.tenants t WHERE t.tenant_id = p_tenant;
-  IF NOT FOUND THEN
-    PERFORM ops._fail('SX001', format('tenant %s not found', p_tenant), jsonb_build_object('tenant_id', p_tenant));
-  END IF;
+  PERFORM credits._require_tenant(p_tenant);
   -- Either constraint may fire: the key (a replay) or the name (taken).
   INSERT INTO credits.accounts AS x (tenant_id, name, idem_key) VALUES (p_tenant, p_name, p_idem_key)
   ON CONFLICT DO NOTHING

@@ -475,17 +475,12 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
-    PERFORM ops._fail('SX007', 'limit must be between 1 and 1000', jsonb_build_object('argument', 'limit'));
-  END IF;
+  PERFORM credits._check_limit(p_limit);
   IF p_status IS NOT NULL AND p_status NOT IN ('active', 'captured', 'voided', 'expired') THEN
     PERFORM ops._fail('SX007', 'status must be active, captured, voided or expired',
                       jsonb_build_object('argument', 'status'));
   END IF;
-  PERFORM 1 FROM credits.accounts a WHERE a.account_id = p_account AND a.tenant_id = p_tenant;
-  IF NOT FOUND THEN
-    PERFORM ops._fail('SX002', format('account %s not found', p_account), jsonb_build_object('account_id', p_account));
-  END IF;
+  PERFORM credits._require_account(p_tenant, p_account);
   RETURN QUERY
     SELECT s.hold_id, s.amount, s.eff, s.captured, s.reason, s.idem_key, s.expires_at, s.created_at,
            s.resolved_at, s.dist_tx_id

@@ -27,13 +27,8 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
-    PERFORM ops._fail('SX007', 'limit must be between 1 and 1000', jsonb_build_object('argument', 'limit'));
-  END IF;
-  PERFORM 1 FROM credits.tenants t WHERE t.tenant_id = p_tenant;
-  IF NOT FOUND THEN
-    PERFORM ops._fail('SX001', format('tenant %s not found', p_tenant), jsonb_build_object('tenant_id', p_tenant));
-  END IF;
+  PERFORM credits._check_limit(p_limit);
+  PERFORM credits._require_tenant(p_tenant);
   RETURN QUERY
     SELECT a.account_id, a.name, a.status, a.balance, a.held, a.balance - a.held, a.created_at
       FROM credits.accounts a
@@ -52,13 +47,8 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
-    PERFORM ops._fail('SX007', 'limit must be between 1 and 1000', jsonb_build_object('argument', 'limit'));
-  END IF;
-  PERFORM 1 FROM credits.accounts a WHERE a.account_id = p_account AND a.tenant_id = p_tenant;
-  IF NOT FOUND THEN
-    PERFORM ops._fail('SX002', format('account %s not found', p_account), jsonb_build_object('account_id', p_account));
-  END IF;
+  PERFORM credits._check_limit(p_limit);
+  PERFORM credits._require_account(p_tenant, p_account);
   RETURN QUERY
     SELECT e.entry_id, e.seq, e.kind, e.amount, e.balance_after, e.reason, e.idem_key, e.counterparty, e.created_at
       FROM credits.entries e

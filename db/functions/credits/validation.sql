@@ -82,3 +82,40 @@ BEGIN
   END IF;
 END
 $$;
+
+-- Arguments and existence checks shared by the list and read functions.
+CREATE OR REPLACE FUNCTION credits._check_limit(p_limit int)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+    PERFORM ops._fail('SX007', 'limit must be between 1 and 1000', jsonb_build_object('argument', 'limit'));
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION credits._require_tenant(p_tenant text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+  PERFORM 1 FROM credits.tenants t WHERE t.tenant_id = p_tenant;
+  IF NOT FOUND THEN
+    PERFORM ops._fail('SX001', format('tenant %s not found', p_tenant), jsonb_build_object('tenant_id', p_tenant));
+  END IF;
+END
+$$;
+
+-- Unknown also when the account belongs to another tenant: ids leak nothing.
+CREATE OR REPLACE FUNCTION credits._require_account(p_tenant text, p_account bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+  PERFORM 1 FROM credits.accounts a WHERE a.account_id = p_account AND a.tenant_id = p_tenant;
+  IF NOT FOUND THEN
+    PERFORM ops._fail('SX002', format('account %s not found', p_account), jsonb_build_object('account_id', p_account));
+  END IF;
+END
+$$;
