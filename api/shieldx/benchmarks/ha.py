@@ -35,7 +35,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from ..cli.ha import Cluster, Layout, port_free, wait_until
+from ..cli.ha import Cluster, Layout, pid_alive, port_free, wait_until
 from ..paths import ROOT
 from .harness import Harness
 
@@ -46,16 +46,6 @@ RETRYABLE = (503, 502, 504, 429)
 
 
 CLAIMS = ROOT / ".local" / "ha-claims"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def claim_offset(start: int = 100, step: int = 100, tries: int = 40) -> int:
@@ -72,7 +62,7 @@ def claim_offset(start: int = 100, step: int = 100, tries: int = 40) -> int:
             owner = int(claim.read_text() or 0)
         except (OSError, ValueError):
             owner = None
-        if owner is not None and owner != os.getpid() and _pid_alive(owner):
+        if owner is not None and owner != os.getpid() and pid_alive(owner):
             continue
         if owner is not None:
             claim.unlink(missing_ok=True)
@@ -108,7 +98,7 @@ def _sweep(prefix: str) -> None:
     for base in (ROOT / ".local").glob(f"{prefix}-*"):
         if base.suffix == ".logs" or not base.name.rsplit("-", 1)[1].isdigit():
             continue
-        if _pid_alive(int(base.name.rsplit("-", 1)[1])):
+        if pid_alive(int(base.name.rsplit("-", 1)[1])):
             continue  # another run, still going
         try:
             offset = int((base / "offset").read_text())

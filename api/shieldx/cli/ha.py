@@ -105,7 +105,8 @@ def _pg_env() -> dict[str, str]:
             "LOGNAME": OSUSER, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process runs (a zombie does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -294,7 +295,7 @@ class Cluster:
         except (OSError, ValueError, IndexError):
             return None
         marker = {"etcd": "etcd", "haproxy": "haproxy"}.get(proc, "patroni")
-        if _alive(pid) and marker in _cmdline(pid) and str(self.layout.base) in _cmdline(pid):
+        if pid_alive(pid) and marker in _cmdline(pid) and str(self.layout.base) in _cmdline(pid):
             return pid
         return None
 
@@ -303,7 +304,7 @@ class Cluster:
             pid = int((self.layout.data_dir(name) / "postmaster.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if _alive(pid) and "postgres" in _cmdline(pid) else None
+        return pid if pid_alive(pid) and "postgres" in _cmdline(pid) else None
 
     def _spawn(self, proc: str, argv: list[str]) -> int:
         log = open(self.layout.log_dir / f"{proc}.log", "ab")
@@ -340,10 +341,10 @@ class Cluster:
             return
         os.kill(pid, signal.SIGTERM)
         try:
-            wait_until(lambda: not _alive(pid), timeout, f"{proc} to stop")
+            wait_until(lambda: not pid_alive(pid), timeout, f"{proc} to stop")
         except TimeoutError:
             os.kill(pid, signal.SIGKILL)
-            wait_until(lambda: not _alive(pid), 10, f"{proc} to die")
+            wait_until(lambda: not pid_alive(pid), 10, f"{proc} to die")
         self._pidfile(proc).unlink(missing_ok=True)
 
     def kill_node(self, name: str) -> float:
@@ -364,7 +365,7 @@ class Cluster:
                 pass
         crashed_at = time.monotonic()
         for pid in targets:
-            wait_until(lambda pid=pid: not _alive(pid), 10, f"pid {pid} of {name} to die", 0.05)
+            wait_until(lambda pid=pid: not pid_alive(pid), 10, f"pid {pid} of {name} to die", 0.05)
         return crashed_at
 
     def stop_node(self, name: str) -> None:
