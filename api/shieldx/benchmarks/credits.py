@@ -21,15 +21,9 @@ def run(h: Harness) -> dict[str, float]:
     try:
         key = seed_ledger(url, ACCOUNTS)
         d = {"naccounts": ACCOUNTS}
-        tps: dict[str, list[float]] = {"bare": [], "consume": [], "transfer": []}
-        for round_no in range(2):
-            for name, script in [("bare", "bare_update.sql"), ("consume", "consume.sql"),
-                                 ("bare", "bare_update.sql"), ("transfer", "transfer.sql")]:
-                h.progress(f"pgbench {name} (round {round_no + 1})")
-                tps[name].append(h.pgbench(url, script, defines=d))
-        bare = sum(tps["bare"]) / len(tps["bare"])
-        consume = sum(tps["consume"]) / len(tps["consume"])
-        transfer = sum(tps["transfer"]) / len(tps["transfer"])
+        tps = h.alternate(url, [("bare", "bare_update.sql"), ("consume", "consume.sql"),
+                                ("bare", "bare_update.sql"), ("transfer", "transfer.sql")], defines=d)
+        bare, consume, transfer = tps["bare"], tps["consume"], tps["transfer"]
         out = {
             "sql.bare_update_tps": bare,
             "sql.consume_tps": consume,

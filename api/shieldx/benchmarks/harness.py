@@ -69,6 +69,17 @@ class Harness:
             raise RuntimeError(f"pgbench {path.name}: {failed.group(1)} failed transactions\n{out}")
         return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
+    def alternate(self, url: str, plan: list[tuple[str, str]], rounds: int = 2, clients: int = 8,
+                  defines: dict[str, object] | None = None) -> dict[str, float]:
+        """Mean TPS per name of the pgbench scripts in plan, run in that order
+        `rounds` times over, so drift on a shared machine hits every side alike."""
+        tps: dict[str, list[float]] = {}
+        for round_no in range(rounds):
+            for name, script in plan:
+                self.progress(f"pgbench {name} (round {round_no + 1})")
+                tps.setdefault(name, []).append(self.pgbench(url, script, clients=clients, defines=defines))
+        return {name: sum(v) / len(v) for name, v in tps.items()}
+
     @contextmanager
     def api_server(self, database_url: str, port: int = 8765, workers: int = 2,
                    env: dict[str, str] | None = None) -> Iterator[str]:

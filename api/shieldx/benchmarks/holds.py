@@ -104,15 +104,9 @@ def run(h: Harness) -> dict[str, float]:
         h.pgbench(url, "reserve_commit.sql", seconds=3, defines=d)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE credits.holds, credits.accounts, credits.entries, audit.log")
-        tps: dict[str, list[float]] = {"bare": [], "rc": [], "rc1": []}
-        for round_no in range(2):
-            for name, script in [("bare", "bare_update.sql"), ("rc", "reserve_commit.sql"),
-                                 ("bare", "bare_update.sql"), ("rc1", "reserve_commit_one_tx.sql")]:
-                h.progress(f"pgbench {name} (round {round_no + 1})")
-                tps[name].append(h.pgbench(url, script, defines=d))
-        bare = statistics.mean(tps["bare"])
-        rc = statistics.mean(tps["rc"])
-        rc1 = statistics.mean(tps["rc1"])
+        tps = h.alternate(url, [("bare", "bare_update.sql"), ("rc", "reserve_commit.sql"),
+                                ("bare", "bare_update.sql"), ("rc1", "reserve_commit_one_tx.sql")], defines=d)
+        bare, rc, rc1 = tps["bare"], tps["rc"], tps["rc1"]
         out = {
             "sql.holds_bare_update_tps": bare,
             "sql.reserve_commit_tps": rc,

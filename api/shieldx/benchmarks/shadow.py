@@ -43,13 +43,10 @@ def run(h: Harness) -> dict[str, float]:
     try:
         _seed(url)
         d = {"batch": BATCH}
-        tps: dict[str, list[float]] = {"bare": [], "shadow": []}
-        for round_no in range(2):
-            for name, script in [("bare", "shadow_bare_insert.sql"), ("shadow", "shadow_ingest.sql")]:
-                h.progress(f"pgbench {name} (round {round_no + 1})")
-                tps[name].append(h.pgbench(url, script, clients=4, defines=d))
-        bare = sum(tps["bare"]) / 2 * BATCH
-        ingest = sum(tps["shadow"]) / 2 * BATCH
+        tps = h.alternate(url, [("bare", "shadow_bare_insert.sql"), ("shadow", "shadow_ingest.sql")], clients=4,
+                          defines=d)
+        bare = tps["bare"] * BATCH
+        ingest = tps["shadow"] * BATCH
         out = {"shadow.ingest_obs_per_s": ingest, "shadow.ingest_vs_bare_insert": ingest / bare}
         with psycopg.connect(url, autocommit=True) as conn:
             backlog = conn.execute("SELECT count(*) FROM shadow.observations").fetchone()[0]
