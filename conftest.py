@@ -5,6 +5,7 @@ unprivileged postgres user, since the server refuses to run as root). A
 template database is migrated once per session; every test gets a fresh clone.
 The template is never the pg_cron database (cron.database_name = shieldx).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,9 @@ def _load(host: str, port: int, user: str, dbname: str, password: str | None = N
     schema.migrate(f"postgresql://{user}@{host}:{port}/{dbname}")
 
 
-postgresql_noproc = factories.postgresql_noproc(host="127.0.0.1", port=PORT, user="postgres", dbname=TEST_DB,
-                                                load=[_load])
+postgresql_noproc = factories.postgresql_noproc(
+    host="127.0.0.1", port=PORT, user="postgres", dbname=TEST_DB, load=[_load]
+)
 postgresql = factories.postgresql("postgresql_noproc")
 
 

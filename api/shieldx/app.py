@@ -1,18 +1,18 @@
 """The Litestar application: routes, the database pool, error mapping."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.datastructures import State
 
 from .auth import ApiProblem, KeyAuth, document, problem_handler, provide_principal
 from .breaker import Breaker, CircuitOpen, circuit_open_handler
-
 from .config import Settings
 from .db import Database, make_pool
 from .errors import HANDLERS, catalog
@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await pool.open(wait=False)
         try:
             catalog.load(await database.all("SELECT * FROM ops.error_codes()"))
-        except Exception:  # database not up yet: readiness says so; errors map on first success
+        except Exception:  # noqa: BLE001, S110 - database not up yet: readiness says so; errors map on first success
             pass
         try:
             yield

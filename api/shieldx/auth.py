@@ -18,6 +18,7 @@ secret, never the secret) and trusted from an in-process cache for
 `auth_cache_s`; every lease re-checks it, so a revocation takes effect on
 every replica within one lease (<= LEASE_S).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,6 +50,7 @@ MAX_LEASE = 100
 
 class Principal(msgspec.Struct, frozen=True):
     """Who is calling: injected into handlers that ask for `principal`."""
+
     key_id: str | None
     tenant_id: str | None  # None: the platform operator
     roles: frozenset[str]
@@ -64,8 +66,15 @@ ANONYMOUS_OPERATOR = Principal(key_id=None, tenant_id=None, roles=frozenset({OPE
 class ApiProblem(Exception):
     """A refusal the API decides itself (no SQL function involved)."""
 
-    def __init__(self, status: int, name: str, title: str, detail: str, headers: dict[str, str] | None = None,
-                 sqlstate: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        name: str,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        sqlstate: str | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status, self.name, self.title, self.detail = status, name, title, detail
         self.headers, self.sqlstate = headers, sqlstate
@@ -77,13 +86,18 @@ def problem_handler(request: Request, exc: ApiProblem) -> Response:
 
 
 def unauthenticated(detail: str = "a valid API key is required") -> ApiProblem:
-    return ApiProblem(401, "unauthenticated", "Missing, malformed, unknown, revoked or expired API key", detail,
-                      headers={"WWW-Authenticate": 'Bearer realm="shieldx"'}, sqlstate="SX301")
+    return ApiProblem(
+        401,
+        "unauthenticated",
+        "Missing, malformed, unknown, revoked or expired API key",
+        detail,
+        headers={"WWW-Authenticate": 'Bearer realm="shieldx"'},
+        sqlstate="SX301",
+    )
 
 
 def forbidden(detail: str) -> ApiProblem:
-    return ApiProblem(403, "forbidden", "The API key lacks a role this operation requires", detail,
-                      sqlstate="SX302")
+    return ApiProblem(403, "forbidden", "The API key lacks a role this operation requires", detail, sqlstate="SX302")
 
 
 def unknown_tenant(tenant: str) -> ApiProblem:
@@ -93,12 +107,18 @@ def unknown_tenant(tenant: str) -> ApiProblem:
 
 def rate_limited(retry_after_s: float) -> ApiProblem:
     seconds = max(1, math.ceil(retry_after_s))
-    return ApiProblem(429, "rate_limited", "Rate limit exceeded", f"too many requests; retry in {seconds}s",
-                      headers={"Retry-After": str(seconds)}, sqlstate="SX303")
+    return ApiProblem(
+        429,
+        "rate_limited",
+        "Rate limit exceeded",
+        f"too many requests; retry in {seconds}s",
+        headers={"Retry-After": str(seconds)},
+        sqlstate="SX303",
+    )
 
 
 class _Entry:
-    __slots__ = ("principal", "digest", "valid_until", "tokens", "lease_until", "rate", "burst")
+    __slots__ = ("burst", "digest", "lease_until", "principal", "rate", "tokens", "valid_until")
 
     def __init__(self, principal: Principal, digest: bytes, valid_until: float, rate: float, burst: float) -> None:
         self.principal, self.digest, self.valid_until = principal, digest, valid_until
@@ -119,7 +139,11 @@ class KeyAuth:
         self.database, self.enabled, self.cache_s, self.clock = database, enabled, cache_s, clock
         self.cache: dict[str, _Entry] = {}
         self.counters: dict[str, int] = {
-            "cache_hits": 0, "verifications": 0, "leases": 0, "rate_limited": 0, "forbidden": 0,
+            "cache_hits": 0,
+            "verifications": 0,
+            "leases": 0,
+            "rate_limited": 0,
+            "forbidden": 0,
             "tenant_mismatch": 0,
         }
         self.failures: dict[str, int] = {}
@@ -216,8 +240,11 @@ class KeyAuth:
         connection.state.principal = principal
 
     def snapshot(self) -> dict[str, Any]:
-        return {**{f"{k}_total": v for k, v in self.counters.items()},
-                "failures_total": dict(self.failures), "cached_keys": len(self.cache)}
+        return {
+            **{f"{k}_total": v for k, v in self.counters.items()},
+            "failures_total": dict(self.failures),
+            "cached_keys": len(self.cache),
+        }
 
 
 async def provide_principal(request: Request) -> Principal:
@@ -230,8 +257,12 @@ PROBLEM_SCHEMA = {
     "type": "object",
     "required": ["type", "title", "status", "detail"],
     "properties": {
-        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-        "detail": {"type": "string"}, "sqlstate": {"type": "string"}, "facts": {"type": "object"},
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "sqlstate": {"type": "string"},
+        "facts": {"type": "object"},
         "errors": {"type": "array"},
     },
     "additionalProperties": True,
@@ -254,24 +285,44 @@ PUBLIC_ERRORS = ("400", "405", "413", "422", "503")
 def document(app: Any) -> None:
     """Add the bearer scheme, and problem+json answers to every operation."""
     from litestar.openapi.spec import (
-        Components, OpenAPIHeader, OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Reference, Schema, SecurityScheme,
+        Components,
+        OpenAPIHeader,
+        OpenAPIMediaType,
+        OpenAPIResponse,
+        OpenAPIType,
+        Reference,
+        Schema,
+        SecurityScheme,
     )
 
     openapi = app.openapi_schema
     components = openapi.components or Components()
-    components.security_schemes = {**(components.security_schemes or {}), "ApiKey": SecurityScheme(
-        type="http", scheme="bearer",
-        description="Authorization: Bearer sx_<key_id>_<secret> (or the X-API-Key header)")}
-    components.schemas = {**(components.schemas or {}), "Problem": Schema(
-        type=OpenAPIType.OBJECT, required=PROBLEM_SCHEMA["required"], description="RFC 9457 problem details",
-        properties={k: Schema(type=OpenAPIType(v["type"])) for k, v in PROBLEM_SCHEMA["properties"].items()})}
+    components.security_schemes = {
+        **(components.security_schemes or {}),
+        "ApiKey": SecurityScheme(
+            type="http",
+            scheme="bearer",
+            description="Authorization: Bearer sx_<key_id>_<secret> (or the X-API-Key header)",
+        ),
+    }
+    components.schemas = {
+        **(components.schemas or {}),
+        "Problem": Schema(
+            type=OpenAPIType.OBJECT,
+            required=PROBLEM_SCHEMA["required"],
+            description="RFC 9457 problem details",
+            properties={k: Schema(type=OpenAPIType(v["type"])) for k, v in PROBLEM_SCHEMA["properties"].items()},
+        ),
+    }
     openapi.components = components
     problem_schema = Reference(ref="#/components/schemas/Problem")
     retry = {"Retry-After": OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING), description="seconds")}
     public_ops = {
         (route.path_format, method.lower())
-        for route in app.routes for handler in getattr(route, "route_handlers", ())
-        if handler.opt.get("public") for method in getattr(handler, "http_methods", ())
+        for route in app.routes
+        for handler in getattr(route, "route_handlers", ())
+        if handler.opt.get("public")
+        for method in getattr(handler, "http_methods", ())
     }
     for path, item in (openapi.paths or {}).items():
         for method in ("get", "put", "post", "delete", "patch"):
@@ -285,7 +336,9 @@ def document(app: Any) -> None:
                 if (public and code not in PUBLIC_ERRORS) or (code in op.responses and code != "400"):
                     continue
                 op.responses[code] = OpenAPIResponse(
-                    description=text, content={PROBLEM: OpenAPIMediaType(schema=problem_schema)},
-                    headers=retry if code in ("429", "503") else None)
+                    description=text,
+                    content={PROBLEM: OpenAPIMediaType(schema=problem_schema)},
+                    headers=retry if code in ("429", "503") else None,
+                )
             if not public:
                 op.security = [{"ApiKey": []}]

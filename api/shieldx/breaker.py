@@ -11,6 +11,7 @@ down, the pool timing out. An SQL error is an answer from a working database
 and counts as a success. State is per process (each replica finds out for
 itself); it is exposed by /health/ready and /metrics.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -56,8 +57,7 @@ def is_outage(exc: BaseException) -> bool:
 class Breaker:
     # max_open_s bounds how late a recovered primary is noticed: a Patroni
     # failover takes ~10 s, so backing off to 30 s would triple the outage.
-    def __init__(self, threshold: int = 3, open_s: float = 2.0, max_open_s: float = 4.0,
-                 clock=time.monotonic) -> None:
+    def __init__(self, threshold: int = 3, open_s: float = 2.0, max_open_s: float = 4.0, clock=time.monotonic) -> None:
         self.threshold, self.open_s, self.max_open_s = max(1, threshold), open_s, max_open_s
         self.clock = clock
         self.state = CLOSED
@@ -130,7 +130,7 @@ class Breaker:
         async def check() -> None:
             try:
                 await pool.check()
-            except Exception as exc:  # the pool closing, say: nothing to flush
+            except Exception as exc:  # noqa: BLE001 - the pool closing, say: nothing to flush
                 log.debug("pool check after an outage failed: %s", exc)
 
         if hasattr(pool, "check"):
@@ -158,13 +158,21 @@ class Breaker:
             self.success(probe)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"state": self.state, "consecutive_failures": self.failures,
-                "retry_after_s": round(self.retry_after(), 3), **{f"{k}_total": v for k, v in self.counters.items()}}
+        return {
+            "state": self.state,
+            "consecutive_failures": self.failures,
+            "retry_after_s": round(self.retry_after(), 3),
+            **{f"{k}_total": v for k, v in self.counters.items()},
+        }
 
 
 def circuit_open_handler(request: Any, exc: CircuitOpen) -> Any:
     from .errors import problem
 
-    return problem(503, "circuit_open", "Database unavailable (circuit open)",
-                   "the database was unreachable moments ago; retry later with the same Idempotency-Key",
-                   headers={"Retry-After": exc.retry_after_header})
+    return problem(
+        503,
+        "circuit_open",
+        "Database unavailable (circuit open)",
+        "the database was unreachable moments ago; retry later with the same Idempotency-Key",
+        headers={"Retry-After": exc.retry_after_header},
+    )

@@ -1,4 +1,5 @@
 """Settings, read once from environment variables."""
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,7 @@ class Settings(msgspec.Struct, frozen=True):
     breaker_open_s: float = 2.0
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         names = {
             "database_url": "DATABASE_URL",

@@ -3,6 +3,7 @@
 Connections are autocommit (each SQL function is its own transaction) and
 prepare every statement on first use, so a route costs one round trip.
 """
+
 from __future__ import annotations
 
 import time
@@ -15,7 +16,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from .breaker import Breaker
 from .config import Settings
-
 
 # A connection returned to the pool less than this long ago is handed out
 # without a round trip to check it: a failure on it is reported as 503

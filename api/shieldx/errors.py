@@ -4,6 +4,7 @@ The mapping for the product's own errors (SXnnn) is read from the database's
 ops.error_catalog at start-up: the rule lives once, in SQL. Only PostgreSQL's
 own classes (connection loss, timeouts, bad input types) are mapped here.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,15 +33,17 @@ class ErrorCatalog:
 catalog = ErrorCatalog()
 
 
-def problem(status: int, name: str, title: str, detail: str, headers: dict[str, str] | None = None,
-            **extra: Any) -> Response:
+def problem(
+    status: int, name: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
     body = {"type": f"urn:shieldx:error:{name}", "title": title, "status": status, "detail": detail, **extra}
     return Response(content=body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def unavailable(detail: str) -> Response:
-    return problem(503, "database_unavailable", "Database unavailable", detail,
-                   headers={"Retry-After": str(RETRY_AFTER_S)})
+    return problem(
+        503, "database_unavailable", "Database unavailable", detail, headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
 
 
 def database_error(request: Request, exc: psycopg.Error) -> Response:
@@ -54,16 +57,19 @@ def database_error(request: Request, exc: psycopg.Error) -> Response:
         except ValueError:
             facts = {}
         return problem(status, name, title, diag.message_primary or title, sqlstate=state, facts=facts)
-    if state.startswith("08") or state in ("57P01", "57P02", "57P03", "25006") or isinstance(
-        exc, psycopg.OperationalError
+    if (
+        state.startswith("08")
+        or state in ("57P01", "57P02", "57P03", "25006")
+        or isinstance(exc, psycopg.OperationalError)
     ):
         # Connection lost, server shutting down, or a read-only (standby) server.
         return unavailable("the database is unreachable or not the primary; retry with the same Idempotency-Key")
     if state in ("40001", "40P01", "57014", "55P03"):
         return unavailable("the operation did not complete in time; retry with the same Idempotency-Key")
     if state.startswith("22"):
-        return problem(422, "invalid_argument", "Invalid argument", diag.message_primary or "invalid input",
-                       sqlstate=state)
+        return problem(
+            422, "invalid_argument", "Invalid argument", diag.message_primary or "invalid input", sqlstate=state
+        )
     log.error("unmapped database error %s: %s", state, diag.message_primary)
     return problem(500, "internal_error", "Internal error", "unexpected database error", sqlstate=state)
 
@@ -73,8 +79,13 @@ def pool_timeout(request: Request, exc: PoolTimeout) -> Response:
 
 
 def validation_error(request: Request, exc: ValidationException) -> Response:
-    return problem(422, "invalid_request", "Invalid request", str(exc.detail),
-                   errors=exc.extra if isinstance(exc.extra, list) else [])
+    return problem(
+        422,
+        "invalid_request",
+        "Invalid request",
+        str(exc.detail),
+        errors=exc.extra if isinstance(exc.extra, list) else [],
+    )
 
 
 def http_error(request: Request, exc: HTTPException) -> Response:

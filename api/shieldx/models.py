@@ -1,4 +1,5 @@
 """Request and response bodies (msgspec structs)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -120,6 +121,7 @@ class EntryPage(msgspec.Struct):
 
 class Problem(msgspec.Struct):
     """RFC 9457 problem details; extra members carry the error's facts."""
+
     type: str
     title: str
     status: int

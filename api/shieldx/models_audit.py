@@ -2,6 +2,7 @@
 
 No response carries more of a card number than its last four digits.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -42,6 +43,7 @@ class ExportVerification(msgspec.Struct):
 
 class CheckpointDoc(msgspec.Struct, forbid_unknown_fields=False):
     """An exported checkpoint, as written by `shieldx audit checkpoint export`."""
+
     format: str
     checkpoint_id: int
     heads: dict[str, Any]

@@ -1,4 +1,5 @@
 """Request and response bodies of holds and distributed transactions (msgspec structs)."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """Request and response bodies of the shadow-evaluation routes (msgspec structs)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -114,10 +115,18 @@ class ExperimentStatus(msgspec.Struct):
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, r: dict[str, Any]) -> "ExperimentStatus":
-        arms = {side: Arm(n=r[f"{side}_n"], successes=r[f"{side}_successes"], alpha=r[f"{side}_alpha"],
-                          beta=r[f"{side}_beta"], ci_low=r[f"{side}_ci_low"], ci_high=r[f"{side}_ci_high"])
-                for side in ("champion", "challenger")}
+    def from_row(cls, r: dict[str, Any]) -> ExperimentStatus:
+        arms = {
+            side: Arm(
+                n=r[f"{side}_n"],
+                successes=r[f"{side}_successes"],
+                alpha=r[f"{side}_alpha"],
+                beta=r[f"{side}_beta"],
+                ci_low=r[f"{side}_ci_low"],
+                ci_high=r[f"{side}_ci_high"],
+            )
+            for side in ("champion", "challenger")
+        }
         fields = {k: r[k] for k in cls.__struct_fields__ if k in r}
         return cls(**fields, **arms)
 

@@ -1,4 +1,5 @@
 """Where the repository's database files live."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Migrations (yoyo) and the function files re-applied after every migrate."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,7 +39,7 @@ def apply_functions(conn: Any) -> None:
             cur.execute("SAVEPOINT function_file")
             try:
                 cur.execute(path.read_text())
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported to the caller as a failed step
                 cur.execute("ROLLBACK TO SAVEPOINT function_file")
                 failed.append((path, exc))
             else:
@@ -62,15 +63,15 @@ def apply_functions(conn: Any) -> None:
 def migration_ids() -> list[str]:
     """Migration ids on disk (what a current database must have applied)."""
     return sorted(
-        p.stem for p in MIGRATIONS_DIR.glob("*.*")
-        if p.suffix in (".sql", ".py") and not p.name.startswith("post-apply")
-        and not p.stem.endswith(".rollback")
+        p.stem
+        for p in MIGRATIONS_DIR.glob("*.*")
+        if p.suffix in (".sql", ".py") and not p.name.startswith("post-apply") and not p.stem.endswith(".rollback")
     )
 
 
 def yoyo_url(conninfo: str) -> str:
     """yoyo wants a URL with an explicit driver."""
-    if conninfo.startswith("postgresql://") or conninfo.startswith("postgres://"):
+    if conninfo.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + conninfo.split("://", 1)[1]
     return conninfo
 

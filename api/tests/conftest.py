@@ -1,10 +1,11 @@
 """API tests: the real Litestar app on a real test database, as the application role."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-import pytest
 import psycopg
+import pytest
 from litestar.testing import TestClient
 
 from shieldx.app import create_app
@@ -40,7 +41,10 @@ def accounts(client, tenant) -> list[int]:
         r = client.post(f"/v1/tenants/{tenant}/accounts", json={"name": f"a{i}"}, headers={"Idempotency-Key": f"o{i}"})
         assert r.status_code == 201, r.text
         ids.append(r.json()["account_id"])
-        g = client.post(f"/v1/tenants/{tenant}/accounts/{ids[-1]}/grants", json={"amount": 100},
-                        headers={"Idempotency-Key": f"g{i}"})
+        g = client.post(
+            f"/v1/tenants/{tenant}/accounts/{ids[-1]}/grants",
+            json={"amount": 100},
+            headers={"Idempotency-Key": f"g{i}"},
+        )
         assert g.status_code == 200, g.text
     return ids

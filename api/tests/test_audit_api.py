@@ -1,4 +1,5 @@
 """Audit, card top-up and erasure over HTTP: masked everywhere, verifiable."""
+
 from __future__ import annotations
 
 import logging
@@ -11,16 +12,27 @@ PAN = "4111111111111111"
 def test_card_top_up_is_masked_and_audited(client, accounts, dsn, caplog):
     caplog.set_level(logging.DEBUG)
     a = accounts[0]
-    body = {"amount": 25, "card_number": "4111 1111 1111 1111", "expiry": "12/29", "holder": "Jane Doe",
-            "subject": "jane"}
-    r = client.post(f"/v1/tenants/acme/accounts/{a}/card-top-ups", json=body, headers={"Idempotency-Key": "p1",
-                                                                                      "User-Agent": "tests/1.0"})
+    body = {
+        "amount": 25,
+        "card_number": "4111 1111 1111 1111",
+        "expiry": "12/29",
+        "holder": "Jane Doe",
+        "subject": "jane",
+    }
+    r = client.post(
+        f"/v1/tenants/acme/accounts/{a}/card-top-ups",
+        json=body,
+        headers={"Idempotency-Key": "p1", "User-Agent": "tests/1.0"},
+    )
     assert r.status_code == 201, r.text
     assert r.json()["card"] == "**** **** **** 1111" and r.json()["balance_after"] == 125
     again = client.post(f"/v1/tenants/acme/accounts/{a}/card-top-ups", json=body, headers={"Idempotency-Key": "p1"})
     assert again.status_code == 200 and again.json()["replayed"]
-    bad = client.post(f"/v1/tenants/acme/accounts/{a}/card-top-ups", json={**body, "card_number": "4111111111111112"},
-                      headers={"Idempotency-Key": "p2"})
+    bad = client.post(
+        f"/v1/tenants/acme/accounts/{a}/card-top-ups",
+        json={**body, "card_number": "4111111111111112"},
+        headers={"Idempotency-Key": "p2"},
+    )
     assert bad.status_code == 422 and bad.json()["sqlstate"] == "SX201"
     p = client.get(f"/v1/tenants/acme/payments/{r.json()['entry_id']}")
     assert p.status_code == 200 and p.json()["card"] == "**** **** **** 1111" and p.json()["holder"] == "Jane Doe"

@@ -1,4 +1,5 @@
 """`shieldx audit verify` and `shieldx audit checkpoint export` on a real database."""
+
 from __future__ import annotations
 
 import json

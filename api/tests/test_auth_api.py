@@ -1,4 +1,5 @@
 """Access control over HTTP: keys, roles, tenant isolation, rate limits, 413, default deny."""
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,9 @@ def bearer(key: str) -> dict[str, str]:
 
 
 def make_key(client, tenant: str, roles: list[str], idem: str, **extra) -> str:
-    r = client.post(f"/v1/tenants/{tenant}/keys", json={"name": idem, "roles": roles, **extra},
-                    headers={"Idempotency-Key": idem})
+    r = client.post(
+        f"/v1/tenants/{tenant}/keys", json={"name": idem, "roles": roles, **extra}, headers={"Idempotency-Key": idem}
+    )
     assert r.status_code == 201, r.text
     return r.json()["api_key"]
 
@@ -31,8 +33,9 @@ def two_tenants(client, accounts) -> dict[str, object]:
     """acme (from `accounts`) and zeta, each with one funded account."""
     assert client.put("/v1/tenants/zeta", json={"name": "Zeta"}).status_code == 201
     z = client.post("/v1/tenants/zeta/accounts", json={"name": "z0"}, headers={"Idempotency-Key": "z0"}).json()
-    client.post(f"/v1/tenants/zeta/accounts/{z['account_id']}/grants", json={"amount": 100},
-                headers={"Idempotency-Key": "zg0"})
+    client.post(
+        f"/v1/tenants/zeta/accounts/{z['account_id']}/grants", json={"amount": 100}, headers={"Idempotency-Key": "zg0"}
+    )
     return {"acme": accounts, "zeta": [z["account_id"]]}
 
 
@@ -51,11 +54,16 @@ def test_requests_without_a_valid_key_are_refused_alike_and_counted(client, acco
     url = f"/v1/tenants/acme/accounts/{a}"
     caplog.set_level(logging.WARNING, logger="shieldx.auth")
     answers = []
-    for headers in ({"Authorization": ""}, {"Authorization": "Basic Zm9vOmJhcg=="}, bearer("sx_nope"),
-                    bearer(f"sx_000000000000_{'a' * 64}"), bearer(wrong_secret)):
+    for headers in (
+        {"Authorization": ""},
+        {"Authorization": "Basic Zm9vOmJhcg=="},
+        bearer("sx_nope"),
+        bearer(f"sx_000000000000_{'a' * 64}"),
+        bearer(wrong_secret),
+    ):
         r = client.get(url, headers=headers)
         _is_401(r)
-        answers.append({k: v for k, v in r.json().items()})
+        answers.append(dict(r.json().items()))
     assert all(x == answers[0] for x in answers), "every failure must look the same to the caller"
     # Counted in the database (real key ids only), and logged without any secret.
     counts = {(r["reason"], r["key_id"]): r["failures"] for r in db.execute("SELECT * FROM auth.failure_counts()")}
@@ -120,12 +128,18 @@ def test_a_tenant_never_reaches_another_tenants_data(client, two_tenants):
     before = client.get(f"/v1/tenants/zeta/accounts/{z}").json()
     # Naming the other tenant: 404, exactly as for a tenant that does not exist.
     for tenant in ("zeta", "nobody"):
-        for method, path, body in [("get", f"/accounts/{z}", None), ("get", "/accounts", None),
-                                   ("post", f"/accounts/{z}/consume", {"amount": 1}),
-                                   ("post", f"/accounts/{z}/grants", {"amount": 1}),
-                                   ("get", "/keys", None)]:
-            r = getattr(client, method)(f"/v1/tenants/{tenant}{path}", headers={**acme, "Idempotency-Key": "x"},
-                                        **({"json": body} if body else {}))
+        for method, path, body in [
+            ("get", f"/accounts/{z}", None),
+            ("get", "/accounts", None),
+            ("post", f"/accounts/{z}/consume", {"amount": 1}),
+            ("post", f"/accounts/{z}/grants", {"amount": 1}),
+            ("get", "/keys", None),
+        ]:
+            r = getattr(client, method)(
+                f"/v1/tenants/{tenant}{path}",
+                headers={**acme, "Idempotency-Key": "x"},
+                **({"json": body} if body else {}),
+            )
             assert r.status_code == 404, r.text
             assert r.json()["type"] == "urn:shieldx:error:unknown_tenant"
             assert "zeta" not in r.json()["detail"] or tenant == "zeta"
@@ -133,11 +147,17 @@ def test_a_tenant_never_reaches_another_tenants_data(client, two_tenants):
     for guess in (z, z + 1, a + 100):
         r = client.get(f"/v1/tenants/acme/accounts/{guess}", headers=acme)
         assert r.status_code == 404 and r.json()["type"] == "urn:shieldx:error:unknown_account"
-        r = client.post(f"/v1/tenants/acme/accounts/{guess}/consume", json={"amount": 1},
-                        headers={**acme, "Idempotency-Key": f"g{guess}"})
+        r = client.post(
+            f"/v1/tenants/acme/accounts/{guess}/consume",
+            json={"amount": 1},
+            headers={**acme, "Idempotency-Key": f"g{guess}"},
+        )
         assert r.status_code == 404
-        r = client.post("/v1/tenants/acme/transfers", json={"from_account": a, "to_account": guess, "amount": 1},
-                        headers={**acme, "Idempotency-Key": f"t{guess}"})
+        r = client.post(
+            "/v1/tenants/acme/transfers",
+            json={"from_account": a, "to_account": guess, "amount": 1},
+            headers={**acme, "Idempotency-Key": f"t{guess}"},
+        )
         assert r.status_code == 404
     assert client.get(f"/v1/tenants/zeta/accounts/{z}").json() == before
     # Another tenant's key id: unknown to this tenant's key admin too.
@@ -170,15 +190,17 @@ def test_key_lifecycle_create_list_rotate_revoke(client, accounts, db):
     assert listed[0]["masked"] == f"sx_{key_id}_********" and key.split("_")[2] not in str(listed)
     assert client.get(url, headers=bearer(key)).status_code == 200
     # Rotate with a grace period: both work; then the old one expires.
-    rot = client.post(f"/v1/tenants/acme/keys/{key_id}/rotate", json={"grace_s": 60},
-                      headers={"Idempotency-Key": "rot-1"})
+    rot = client.post(
+        f"/v1/tenants/acme/keys/{key_id}/rotate", json={"grace_s": 60}, headers={"Idempotency-Key": "rot-1"}
+    )
     assert rot.status_code == 201, rot.text
     new = rot.json()["api_key"]
     assert rot.json()["replaced_key_id"] == key_id and rot.json()["roles"] == ["consumer"]
     assert client.get(url, headers=bearer(new)).status_code == 200
     assert client.get(url, headers=bearer(key)).status_code == 200
-    replay = client.post(f"/v1/tenants/acme/keys/{key_id}/rotate", json={"grace_s": 60},
-                         headers={"Idempotency-Key": "rot-1"})
+    replay = client.post(
+        f"/v1/tenants/acme/keys/{key_id}/rotate", json={"grace_s": 60}, headers={"Idempotency-Key": "rot-1"}
+    )
     assert replay.status_code == 200 and replay.json()["key_id"] == rot.json()["key_id"]
     twice = client.post(f"/v1/tenants/acme/keys/{key_id}/rotate", json={}, headers={"Idempotency-Key": "rot-2"})
     assert twice.status_code == 409 and twice.json()["type"] == "urn:shieldx:error:key_not_active"
@@ -192,14 +214,17 @@ def test_key_lifecycle_create_list_rotate_revoke(client, accounts, db):
     assert states == {key_id: "active", new_id: "revoked"}
 
 
-@pytest.mark.parametrize("body,name", [
-    ({"name": "x", "roles": []}, "invalid_role"),
-    ({"name": "x", "roles": ["operator"]}, "invalid_role"),
-    ({"name": "x", "roles": ["root"]}, "invalid_role"),
-    ({"name": "x", "roles": ["consumer"], "rate_per_s": 0}, "invalid_rate_limit"),
-    ({"name": "x", "roles": ["consumer"], "burst": 1e12}, "invalid_rate_limit"),
-    ({"name": "", "roles": ["consumer"]}, "invalid_argument"),
-])
+@pytest.mark.parametrize(
+    "body,name",
+    [
+        ({"name": "x", "roles": []}, "invalid_role"),
+        ({"name": "x", "roles": ["operator"]}, "invalid_role"),
+        ({"name": "x", "roles": ["root"]}, "invalid_role"),
+        ({"name": "x", "roles": ["consumer"], "rate_per_s": 0}, "invalid_rate_limit"),
+        ({"name": "x", "roles": ["consumer"], "burst": 1e12}, "invalid_rate_limit"),
+        ({"name": "", "roles": ["consumer"]}, "invalid_argument"),
+    ],
+)
 def test_bad_key_arguments_are_named_errors(client, tenant, body, name):
     r = client.post("/v1/tenants/acme/keys", json=body, headers={"Idempotency-Key": "bad"})
     assert r.status_code == 422, r.text
@@ -244,8 +269,11 @@ def test_oversized_body_is_413_and_not_processed(app_dsn, operator_key, db):
         r = c.post("/v1/tenants/acme/accounts", json={"name": "x" * 10_000}, headers={"Idempotency-Key": "big"})
         assert r.status_code == 413, r.text
         assert r.headers["content-type"].startswith(PROBLEM)
-        r = c.post("/v1/tenants/acme/keys", json={"name": "k", "roles": ["consumer"] * 5000},
-                   headers={"Idempotency-Key": "big2"})
+        r = c.post(
+            "/v1/tenants/acme/keys",
+            json={"name": "k", "roles": ["consumer"] * 5000},
+            headers={"Idempotency-Key": "big2"},
+        )
         assert r.status_code == 413
     assert db.execute("SELECT count(*) AS n FROM credits.accounts").fetchone()["n"] == 0
     assert db.execute("SELECT count(*) AS n FROM auth.keys WHERE tenant_id IS NOT NULL").fetchone()["n"] == 0

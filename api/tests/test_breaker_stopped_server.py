@@ -3,6 +3,7 @@
 The server is a throwaway cluster of this test module (initdb into a temporary
 directory, run as the postgres OS user on a free port), never the shared one.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,13 +46,19 @@ class Throwaway:
     def _run(self, *args: str) -> None:
         cmd = list(args)
         if self.uid is not None:  # the server refuses to run as root
-            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
 
     def init(self) -> None:
         self._run(f"{PGBIN}/initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "--encoding=UTF8")
-        conf = [f"port = {self.port}", "listen_addresses = '127.0.0.1'", f"unix_socket_directories = '{self.dir}'",
-                "max_connections = 40", "shared_buffers = 32MB", "fsync = off"]
+        conf = [
+            f"port = {self.port}",
+            "listen_addresses = '127.0.0.1'",
+            f"unix_socket_directories = '{self.dir}'",
+            "max_connections = 40",
+            "shared_buffers = 32MB",
+            "fsync = off",
+        ]
         # Settings other domains' migrations read (e.g. the keyring path), as on the shared cluster.
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:{SHARED_PORT}/postgres") as conn:
             for name in ("shieldx.key_dir", "shieldx.env"):
@@ -101,8 +108,14 @@ def _until(predicate, timeout: float = 20.0):
 def test_fail_fast_while_down_probe_then_close(server):
     with psycopg.connect(server.url(), autocommit=True) as conn:
         key = conn.execute("SELECT api_key FROM auth.create_operator_key('breaker', 'breaker')").fetchone()[0]
-    settings = Settings(database_url=server.url("shieldx_app"), pool_min=1, pool_max=2, pool_timeout=1.0,
-                        breaker_threshold=2, breaker_open_s=1.0)
+    settings = Settings(
+        database_url=server.url("shieldx_app"),
+        pool_min=1,
+        pool_max=2,
+        pool_timeout=1.0,
+        breaker_threshold=2,
+        breaker_open_s=1.0,
+    )
     app = create_app(settings)
     with TestClient(app) as c:
         c.headers["Authorization"] = f"Bearer {key}"
@@ -136,6 +149,7 @@ def test_fail_fast_while_down_probe_then_close(server):
         def served():
             r = c.get("/v1/tenants/acme/accounts")
             return r.status_code == 200
+
         assert _until(served), "the breaker never closed after the server came back"
         assert app.state.database.breaker.state == CLOSED
         ready = c.get("/health/ready")

@@ -1,4 +1,5 @@
 """Configuration from the environment, including libpq multi-host URLs."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,14 +10,19 @@ from shieldx.config import Settings
 
 
 def test_settings_from_environment():
-    s = Settings.from_env({"DATABASE_URL": "postgresql://a@h1:5432,h2:5433/db?target_session_attrs=read-write",
-                           "SHIELDX_POOL_MAX": "32", "SHIELDX_POOL_TIMEOUT": "2.5"})
+    s = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://a@h1:5432,h2:5433/db?target_session_attrs=read-write",
+            "SHIELDX_POOL_MAX": "32",
+            "SHIELDX_POOL_TIMEOUT": "2.5",
+        }
+    )
     assert s.database_url.startswith("postgresql://a@h1:5432,h2:5433/")
     assert (s.pool_max, s.pool_timeout, s.pool_min) == (32, 2.5, Settings().pool_min)
 
 
 def test_bad_setting_is_refused():
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):
         Settings.from_env({"SHIELDX_POOL_MAX": "many"})
 
 

@@ -1,4 +1,5 @@
 """HTTP API: one SQL call per route, named errors as problem+json."""
+
 from __future__ import annotations
 
 import pytest
@@ -41,19 +42,27 @@ def test_replay_by_header_returns_original(client, accounts):
     assert clash.json()["type"] == "urn:shieldx:error:idempotency_conflict"
 
 
-@pytest.mark.parametrize("path,body,headers,status,name", [
-    ("/v1/tenants/acme/accounts/{a}/consume", {"amount": 1000}, key("x1"), 409, "insufficient_funds"),
-    ("/v1/tenants/acme/accounts/999999/consume", {"amount": 1}, key("x2"), 404, "unknown_account"),
-    ("/v1/tenants/zeta/accounts/{a}/consume", {"amount": 1}, key("x3"), 404, "unknown_account"),
-    ("/v1/tenants/acme/accounts/{a}/consume", {"amount": 0}, key("x4"), 422, "invalid_amount"),
-    ("/v1/tenants/acme/accounts/{a}/consume", {"amount": -5}, key("x5"), 422, "invalid_amount"),
-    ("/v1/tenants/acme/accounts/{a}/consume", {"amount": 1}, {}, 422, "invalid_idempotency_key"),
-    ("/v1/tenants/acme/accounts/{a}/consume", {"amount": "one"}, key("x6"), 422, "invalid_request"),
-    ("/v1/tenants/acme/accounts/{a}/consume", {"amount": 1, "extra": 1}, key("x7"), 422, "invalid_request"),
-    ("/v1/tenants/acme/accounts/{a}/consume", {"amount": 2**70}, key("x8"), 422, None),
-    ("/v1/tenants/acme/transfers", {"from_account": "{a}", "to_account": "{a}", "amount": 1}, key("x9"), 422,
-     "same_account"),
-])
+@pytest.mark.parametrize(
+    "path,body,headers,status,name",
+    [
+        ("/v1/tenants/acme/accounts/{a}/consume", {"amount": 1000}, key("x1"), 409, "insufficient_funds"),
+        ("/v1/tenants/acme/accounts/999999/consume", {"amount": 1}, key("x2"), 404, "unknown_account"),
+        ("/v1/tenants/zeta/accounts/{a}/consume", {"amount": 1}, key("x3"), 404, "unknown_account"),
+        ("/v1/tenants/acme/accounts/{a}/consume", {"amount": 0}, key("x4"), 422, "invalid_amount"),
+        ("/v1/tenants/acme/accounts/{a}/consume", {"amount": -5}, key("x5"), 422, "invalid_amount"),
+        ("/v1/tenants/acme/accounts/{a}/consume", {"amount": 1}, {}, 422, "invalid_idempotency_key"),
+        ("/v1/tenants/acme/accounts/{a}/consume", {"amount": "one"}, key("x6"), 422, "invalid_request"),
+        ("/v1/tenants/acme/accounts/{a}/consume", {"amount": 1, "extra": 1}, key("x7"), 422, "invalid_request"),
+        ("/v1/tenants/acme/accounts/{a}/consume", {"amount": 2**70}, key("x8"), 422, None),
+        (
+            "/v1/tenants/acme/transfers",
+            {"from_account": "{a}", "to_account": "{a}", "amount": 1},
+            key("x9"),
+            422,
+            "same_account",
+        ),
+    ],
+)
 def test_errors_map_to_problem_json(client, accounts, path, body, headers, status, name):
     a, _ = accounts
     body = {k: (a if v == "{a}" else v) for k, v in body.items()}
@@ -77,8 +86,9 @@ def test_malformed_json_is_a_client_error(client, accounts):
 def test_transfer_and_entries_pagination(client, accounts):
     a, b = accounts
     for i in range(5):
-        r = client.post("/v1/tenants/acme/transfers", json={"from_account": a, "to_account": b, "amount": 1},
-                        headers=key(f"t{i}"))
+        r = client.post(
+            "/v1/tenants/acme/transfers", json={"from_account": a, "to_account": b, "amount": 1}, headers=key(f"t{i}")
+        )
         assert r.status_code == 200, r.text
     page = client.get(f"/v1/tenants/acme/accounts/{a}/entries", params={"limit": 4}).json()
     assert [e["seq"] for e in page["items"]] == [6, 5, 4, 3] and page["next_before"] == 3
@@ -112,6 +122,7 @@ def test_health(client):
 
 def test_readiness_reports_pending_migrations(client, dsn):
     import psycopg
+
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DELETE FROM public._yoyo_migration WHERE migration_id = '0004_credits'")
     r = client.get("/health/ready")
@@ -128,6 +139,9 @@ def test_openapi_and_docs_are_served(client):
 
 def test_oversized_body_is_refused(client, accounts):
     a, _ = accounts
-    r = client.post(f"/v1/tenants/acme/accounts/{a}/consume", content=b'{"amount": 1, "reason": "' + b"x" * 2_000_000 + b'"}',
-                    headers={**key("big"), "content-type": "application/json"})
+    r = client.post(
+        f"/v1/tenants/acme/accounts/{a}/consume",
+        content=b'{"amount": 1, "reason": "' + b"x" * 2_000_000 + b'"}',
+        headers={**key("big"), "content-type": "application/json"},
+    )
     assert r.status_code == 413

@@ -1,4 +1,5 @@
 """HTTP API of holds, distributed transactions and the external 2PC participant."""
+
 from __future__ import annotations
 
 import time
@@ -25,13 +26,19 @@ def problem(r, status: int, name: str) -> None:
 
 def test_reserve_commit_abort_roundtrip(client, accounts):
     a, _ = accounts
-    r = client.post(f"/v1/tenants/acme/accounts/{a}/holds", json={"amount": 40, "ttl_seconds": 60, "reason": "scan"},
-                    headers=key("h1"))
+    r = client.post(
+        f"/v1/tenants/acme/accounts/{a}/holds",
+        json={"amount": 40, "ttl_seconds": 60, "reason": "scan"},
+        headers=key("h1"),
+    )
     assert r.status_code == 201, r.text
     hold = r.json()
     assert (hold["status"], hold["amount"], hold["replayed"]) == ("active", 40, False)
-    again = client.post(f"/v1/tenants/acme/accounts/{a}/holds", json={"amount": 40, "ttl_seconds": 60, "reason": "scan"},
-                        headers=key("h1"))
+    again = client.post(
+        f"/v1/tenants/acme/accounts/{a}/holds",
+        json={"amount": 40, "ttl_seconds": 60, "reason": "scan"},
+        headers=key("h1"),
+    )
     assert again.status_code == 200 and again.json()["hold_id"] == hold["hold_id"] and again.json()["replayed"]
     assert account(client, a) == (100, 40, 60)
     c = client.post(f"/v1/tenants/acme/holds/{hold['hold_id']}/commit", json={"amount": 25})
@@ -54,8 +61,9 @@ def test_reserve_commit_abort_roundtrip(client, accounts):
     assert client.post(f"/v1/tenants/acme/holds/{h3['hold_id']}/abort").json()["replayed"] is True
     page = client.get(f"/v1/tenants/acme/accounts/{a}/holds?limit=2").json()
     assert [h["status"] for h in page["items"]] == ["voided", "captured"] and page["next_before"] == h2["hold_id"]
-    assert [h["hold_id"] for h in client.get(
-        f"/v1/tenants/acme/accounts/{a}/holds?status=voided").json()["items"]] == [h3["hold_id"]]
+    assert [h["hold_id"] for h in client.get(f"/v1/tenants/acme/accounts/{a}/holds?status=voided").json()["items"]] == [
+        h3["hold_id"]
+    ]
 
 
 def test_hold_errors_map_to_problem_json(client, accounts):
@@ -69,20 +77,36 @@ def test_hold_errors_map_to_problem_json(client, accounts):
     problem(client.post(f"/v1/tenants/acme/holds/{h}/commit", json={"amount": 3}), 409, "idempotency_conflict")
     problem(client.post("/v1/tenants/acme/holds/999999/commit"), 404, "unknown_hold")
     problem(client.get("/v1/tenants/acme/holds/999999"), 404, "unknown_hold")
-    problem(client.post(f"/v1/tenants/acme/accounts/{a}/holds", json={"amount": 1000}, headers=key("e3")),
-            409, "insufficient_funds")
-    problem(client.post(f"/v1/tenants/acme/accounts/{a}/holds", json={"amount": 1, "ttl_seconds": 0},
-                        headers=key("e4")), 422, "invalid_ttl")
-    problem(client.post(f"/v1/tenants/acme/accounts/{a}/holds", json={"amount": 1, "ttl_seconds": 1e300},
-                        headers=key("e5")), 422, "invalid_ttl")
+    problem(
+        client.post(f"/v1/tenants/acme/accounts/{a}/holds", json={"amount": 1000}, headers=key("e3")),
+        409,
+        "insufficient_funds",
+    )
+    problem(
+        client.post(f"/v1/tenants/acme/accounts/{a}/holds", json={"amount": 1, "ttl_seconds": 0}, headers=key("e4")),
+        422,
+        "invalid_ttl",
+    )
+    problem(
+        client.post(
+            f"/v1/tenants/acme/accounts/{a}/holds", json={"amount": 1, "ttl_seconds": 1e300}, headers=key("e5")
+        ),
+        422,
+        "invalid_ttl",
+    )
     problem(client.post(f"/v1/tenants/acme/accounts/{a}/holds", json={"amount": 1}), 422, "invalid_idempotency_key")
-    problem(client.post(f"/v1/tenants/acme/accounts/{a}/holds", json={"amount": 1, "x": 1}, headers=key("e6")),
-            422, "invalid_request")
+    problem(
+        client.post(f"/v1/tenants/acme/accounts/{a}/holds", json={"amount": 1, "x": 1}, headers=key("e6")),
+        422,
+        "invalid_request",
+    )
     big = client.post(f"/v1/tenants/acme/accounts/{a}/holds", json={"amount": 50}, headers=key("e7")).json()
-    problem(client.post(f"/v1/tenants/acme/holds/{big['hold_id']}/commit", json={"amount": 51}),
-            422, "capture_exceeds_hold")
-    short = client.post(f"/v1/tenants/acme/accounts/{a}/holds", json={"amount": 1, "ttl_seconds": 0.05},
-                        headers=key("e8")).json()
+    problem(
+        client.post(f"/v1/tenants/acme/holds/{big['hold_id']}/commit", json={"amount": 51}), 422, "capture_exceeds_hold"
+    )
+    short = client.post(
+        f"/v1/tenants/acme/accounts/{a}/holds", json={"amount": 1, "ttl_seconds": 0.05}, headers=key("e8")
+    ).json()
     time.sleep(0.1)
     assert client.get(f"/v1/tenants/acme/holds/{short['hold_id']}").json()["status"] == "expired"
     problem(client.post(f"/v1/tenants/acme/holds/{short['hold_id']}/commit"), 410, "hold_expired")
@@ -93,8 +117,10 @@ def test_distributed_transaction_over_http(client, accounts):
     legs = [{"tenant_id": "acme", "account_id": a, "amount": -30}, {"tenant_id": "acme", "account_id": b, "amount": 30}]
     r = client.post("/v1/dist-transactions", json={"xid": "order-1", "legs": legs, "timeout_seconds": 30})
     assert r.status_code == 201, r.text
-    assert client.post("/v1/dist-transactions", json={"xid": "order-1", "legs": legs, "timeout_seconds": 30}
-                       ).status_code == 200
+    assert (
+        client.post("/v1/dist-transactions", json={"xid": "order-1", "legs": legs, "timeout_seconds": 30}).status_code
+        == 200
+    )
     p = client.post("/v1/dist-transactions/order-1/prepare")
     assert p.status_code == 200 and p.json()["state"] == "prepared", p.text
     assert account(client, a) == (100, 30, 70)
@@ -116,17 +142,22 @@ def test_distributed_transaction_over_http(client, accounts):
 
 
 def test_external_participant_over_http(client, accounts):
-    a, b = accounts
+    a, _b = accounts
     legs = [{"tenant_id": "acme", "account_id": a, "amount": -10}]
     v = client.post("/v1/external-transactions/ext-9/prepare", json={"legs": legs, "timeout_seconds": 30})
     assert v.status_code == 200 and v.json()["vote"] == "yes", v.text
     assert client.post("/v1/external-transactions/ext-9/commit").json()["state"] == "committed"
     assert client.post("/v1/external-transactions/ext-9/commit").json()["replayed"] is True
-    no = client.post("/v1/external-transactions/ext-10/prepare",
-                     json={"legs": [{"tenant_id": "acme", "account_id": a, "amount": -1000}]}).json()
+    no = client.post(
+        "/v1/external-transactions/ext-10/prepare",
+        json={"legs": [{"tenant_id": "acme", "account_id": a, "amount": -1000}]},
+    ).json()
     assert (no["vote"], no["state"]) == ("no", "aborted")
-    assert client.post("/v1/external-transactions/ext-11/abort").json() == \
-        {"xid": "ext-11", "state": "aborted", "replayed": False}
+    assert client.post("/v1/external-transactions/ext-11/abort").json() == {
+        "xid": "ext-11",
+        "state": "aborted",
+        "replayed": False,
+    }
     problem(client.post("/v1/external-transactions/ext-12/commit"), 404, "unknown_dist_transaction")
 
 
@@ -134,10 +165,12 @@ def test_tenant_consumer_key_reserves_its_own_holds_only(client, accounts, dsn):
     a, _ = accounts
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT credits.create_tenant('beta', 'Beta')")
-        acme = conn.execute("SELECT api_key FROM auth.create_key('acme', 'c', ARRAY['consumer'], 'kc', 100, 100)"
-                            ).fetchone()[0]
-        beta = conn.execute("SELECT api_key FROM auth.create_key('beta', 'c', ARRAY['consumer'], 'kb', 100, 100)"
-                            ).fetchone()[0]
+        acme = conn.execute(
+            "SELECT api_key FROM auth.create_key('acme', 'c', ARRAY['consumer'], 'kc', 100, 100)"
+        ).fetchone()[0]
+        beta = conn.execute(
+            "SELECT api_key FROM auth.create_key('beta', 'c', ARRAY['consumer'], 'kb', 100, 100)"
+        ).fetchone()[0]
     as_acme = {"Authorization": f"Bearer {acme}"}
     as_beta = {"Authorization": f"Bearer {beta}"}
     r = client.post(f"/v1/tenants/acme/accounts/{a}/holds", json={"amount": 5}, headers={**as_acme, **key("t1")})
@@ -150,7 +183,5 @@ def test_tenant_consumer_key_reserves_its_own_holds_only(client, accounts, dsn):
     assert client.post(f"/v1/tenants/acme/holds/{hold}/commit", headers=as_acme).json()["captured"] == 5
     # Distributed and external transactions span tenants: operator keys only.
     legs = [{"tenant_id": "acme", "account_id": a, "amount": -1}]
-    assert client.post("/v1/dist-transactions", json={"xid": "t-x", "legs": legs},
-                       headers=as_acme).status_code == 403
-    assert client.post("/v1/external-transactions/t-e/prepare", json={"legs": legs},
-                       headers=as_acme).status_code == 403
+    assert client.post("/v1/dist-transactions", json={"xid": "t-x", "legs": legs}, headers=as_acme).status_code == 403
+    assert client.post("/v1/external-transactions/t-e/prepare", json={"legs": legs}, headers=as_acme).status_code == 403

@@ -5,13 +5,15 @@ platform operator's key, a tenant key with every role, a wrong key and no key.
 Every response must be documented (status, content type, body schema) and
 none may be a 5xx. The run is bounded (EXAMPLES per operation and key kind).
 """
+
 from __future__ import annotations
 
 import os
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.generation import GenerationMode
 
 EXAMPLES = int(os.environ.get("SHIELDX_SCHEMATHESIS_EXAMPLES", "80"))
@@ -20,9 +22,16 @@ MIN_REQUESTS = 1000
 
 @pytest.fixture
 def keys(client, accounts) -> dict[str, str | None]:
-    r = client.post("/v1/tenants/acme/keys", json={"name": "fuzz", "roles": ["admin", "auditor", "billing", "consumer"],
-                                                   "rate_per_s": 100000, "burst": 100000},
-                    headers={"Idempotency-Key": "fuzz"})
+    r = client.post(
+        "/v1/tenants/acme/keys",
+        json={
+            "name": "fuzz",
+            "roles": ["admin", "auditor", "billing", "consumer"],
+            "rate_per_s": 100000,
+            "burst": 100000,
+        },
+        headers={"Idempotency-Key": "fuzz"},
+    )
     assert r.status_code == 201, r.text
     tenant_key = r.json()["api_key"]
     operator = client.headers["Authorization"].split(" ", 1)[1]
@@ -59,11 +68,18 @@ def test_no_5xx_and_no_schema_violation(client, accounts, keys):
         case.validate_response(response, excluded_checks=_excluded())
 
     for op in operations:
-        strategy = st.one_of(op.as_strategy(generation_mode=GenerationMode.POSITIVE),
-                             op.as_strategy(generation_mode=GenerationMode.NEGATIVE))
+        strategy = st.one_of(
+            op.as_strategy(generation_mode=GenerationMode.POSITIVE),
+            op.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+        )
 
-        @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=strategy, key_kind=st.sampled_from(list(keys)), pin=st.booleans())
         def run(case, key_kind, pin):
             send(case, key_kind, pin)
@@ -84,10 +100,23 @@ def _excluded():
     # Checks about the *request* the generator thinks is invalid: our keys,
     # pinned ids and headers change the request after generation, so the
     # generator's own expectation (accept / reject) no longer applies.
-    names = {"negative_data_rejection", "positive_data_acceptance", "ignored_auth", "missing_required_header",
-             "unsupported_method", "use_after_free", "ensure_resource_availability", "max_response_time"}
+    names = {
+        "negative_data_rejection",
+        "positive_data_acceptance",
+        "ignored_auth",
+        "missing_required_header",
+        "unsupported_method",
+        "use_after_free",
+        "ensure_resource_availability",
+        "max_response_time",
+    }
     excluded = [c for c in CHECKS.get_all() if c.__name__ in names]
     kept = {c.__name__ for c in CHECKS.get_all()} - names
-    assert {"not_a_server_error", "status_code_conformance", "content_type_conformance",
-            "response_schema_conformance", "response_headers_conformance"} <= kept, kept
+    assert {
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+        "response_headers_conformance",
+    } <= kept, kept
     return excluded

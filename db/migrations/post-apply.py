@@ -3,6 +3,7 @@
 `shieldx db migrate` calls the same loader even when no migration is pending,
 so an edited function file reaches the database on every migrate.
 """
+
 from yoyo import step
 
 from shieldx.schema import apply_functions

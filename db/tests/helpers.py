@@ -1,4 +1,5 @@
 """Calling the SQL API the way a DBA does, and checking named errors."""
+
 from __future__ import annotations
 
 import threading
@@ -34,7 +35,7 @@ def snapshot(conn: psycopg.Connection) -> tuple:
     """Everything the ledger holds, to prove a refused call changed nothing."""
     accounts = conn.execute("SELECT * FROM credits.accounts ORDER BY account_id").fetchall()
     entries = conn.execute("SELECT * FROM credits.entries ORDER BY entry_id").fetchall()
-    return (tuple(map(lambda r: tuple(r.values()), accounts)), tuple(map(lambda r: tuple(r.values()), entries)))
+    return (tuple(tuple(r.values()) for r in accounts), tuple(tuple(r.values()) for r in entries))
 
 
 def setup_accounts(conn: psycopg.Connection, tenant: str = "acme", n: int = 2, grant: int = 100) -> list[int]:

@@ -1,4 +1,5 @@
 """Shadow evaluation test helpers: an experiment, observations, the job."""
+
 from __future__ import annotations
 
 import itertools
@@ -17,19 +18,36 @@ def setup_experiment(db: psycopg.Connection, name: str = "exp", **kw: Any) -> in
         db.execute("SELECT shadow.add_rule_version('waf', %s::jsonb, %s)", (f'{{"v": {v}}}', f"waf-v{v}"))
     kw.setdefault("p_min_step_duration", "0")
     named = "".join(f", {k} => %s" for k in kw)
-    return db.execute(f"SELECT experiment_id FROM shadow.create_experiment(%s, 'waf', 1, 2, %s, 'alice'{named})",
-                      (name, f"create-{name}", *kw.values())).fetchone()["experiment_id"]
+    return db.execute(
+        f"SELECT experiment_id FROM shadow.create_experiment(%s, 'waf', 1, 2, %s, 'alice'{named})",
+        (name, f"create-{name}", *kw.values()),
+    ).fetchone()["experiment_id"]
 
 
-def send(db: psycopg.Connection, exp: int, arm: str, n: int, successes: int = 0, errors: int = 0,
-         latency_ms: float | list[float] = 10.0, key: str | None = None) -> dict:
+def send(
+    db: psycopg.Connection,
+    exp: int,
+    arm: str,
+    n: int,
+    successes: int = 0,
+    errors: int = 0,
+    latency_ms: float | list[float] = 10.0,
+    key: str | None = None,
+) -> dict:
     """n observations of one arm: the first `successes` succeed, the first `errors` are errors."""
     lat = latency_ms if isinstance(latency_ms, list) else [latency_ms] * n
     return db.execute(
         "SELECT * FROM shadow.record_observation_arrays(%s, %s::text[], %s::boolean[], %s::boolean[], "
         "%s::float8[], %s)",
-        (exp, [arm] * n, [i < successes for i in range(n)], [i < errors for i in range(n)], lat,
-         key or f"batch-{next(_keys)}")).fetchone()
+        (
+            exp,
+            [arm] * n,
+            [i < successes for i in range(n)],
+            [i < errors for i in range(n)],
+            lat,
+            key or f"batch-{next(_keys)}",
+        ),
+    ).fetchone()
 
 
 def settle(db: psycopg.Connection, timeout: float = 60.0) -> None:

@@ -2,6 +2,7 @@
 checkpoint keeps every head, verification (full, incremental, against an
 export) still finds truncation and rewrites, and a pruned checkpoint cannot be
 exported."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,10 @@ from test_audit_tamper import history, rechain, tamper, verify
 
 
 def heads_per_checkpoint(db):
-    return {r["checkpoint_id"]: r["n"] for r in db.execute(
-        "SELECT checkpoint_id, count(*) AS n FROM audit.checkpoint_heads GROUP BY 1 ORDER BY 1")}
+    return {
+        r["checkpoint_id"]: r["n"]
+        for r in db.execute("SELECT checkpoint_id, count(*) AS n FROM audit.checkpoint_heads GROUP BY 1 ORDER BY 1")
+    }
 
 
 def prune(db, keep="0", max_checkpoints=100):
@@ -22,7 +25,7 @@ def prune(db, keep="0", max_checkpoints=100):
 
 
 def test_growth_is_bounded_by_the_keep_window(db):
-    a, b = history(db)
+    a, _b = history(db)
     for i in range(5):
         call(db, "credits.consume", "acme", a, 1, f"round-{i}")
         last = call(db, "audit.checkpoint")
@@ -46,8 +49,9 @@ def test_pruning_is_batched_idempotent_and_recorded(db):
     again = prune(db, max_checkpoints=2)  # only the last is left: nothing to do, twice
     assert (again["through_checkpoint"], again["checkpoints_pruned"], again["heads_removed"]) == (ids[2], 0, 0)
     assert list(heads_per_checkpoint(db)) == [ids[3]]
-    recorded = db.execute("SELECT through_checkpoint, checkpoints, heads_removed FROM audit.checkpoint_prunes "
-                          "ORDER BY 1").fetchall()
+    recorded = db.execute(
+        "SELECT through_checkpoint, checkpoints, heads_removed FROM audit.checkpoint_prunes ORDER BY 1"
+    ).fetchall()
     assert [(r["through_checkpoint"], r["checkpoints"]) for r in recorded] == [(ids[0], 2), (ids[2], 2)]
     assert sum(r["heads_removed"] for r in recorded) == first["heads_removed"] + second["heads_removed"] > 0
 
@@ -108,8 +112,12 @@ def test_verification_after_pruning_still_finds_a_rewritten_chain(db):
     a, _ = history(db)
     call(db, "audit.checkpoint")
     prune(db)
-    tamper(db, "UPDATE audit.log SET payload = replace(payload, '\"amount\":-1', '\"amount\":-2') "
-               "WHERE stream = %s AND seq = 2", f"ledger/{a}")
+    tamper(
+        db,
+        "UPDATE audit.log SET payload = replace(payload, '\"amount\":-1', '\"amount\":-2') "
+        "WHERE stream = %s AND seq = 2",
+        f"ledger/{a}",
+    )
     rechain(db, f"ledger/{a}", 2)
     for incremental in (False, True):
         r = call(db, "audit.verify", incremental, False)
@@ -119,8 +127,11 @@ def test_verification_after_pruning_still_finds_a_rewritten_chain(db):
 def test_only_the_operator_prunes(db, connect):
     history(db)
     app = connect("shieldx_app")
-    for statement in ("SELECT * FROM audit.prune_checkpoint_heads('0')", "DELETE FROM audit.checkpoint_heads",
-                      "DELETE FROM audit.checkpoint_prunes"):
+    for statement in (
+        "SELECT * FROM audit.prune_checkpoint_heads('0')",
+        "DELETE FROM audit.checkpoint_heads",
+        "DELETE FROM audit.checkpoint_prunes",
+    ):
         with raises("42501"):
             app.execute(statement)
     # The superuser too is refused outside the marked transaction.

@@ -1,6 +1,7 @@
 """The DDL watch: switching an audit or append-only guard off and on again is
 itself written to the audit log (a chain 'ddl/<object>' per object), with the
 session user and the command; a migrate that changes nothing logs nothing."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ import pytest
 from helpers import call, raises
 from shieldx import schema
 from test_audit_tamper import history, verify
-
 
 DDL = "SELECT stream, seq, source, op, actor, payload FROM audit.log WHERE stream LIKE 'ddl/%%' "
 
@@ -36,10 +36,14 @@ def test_disable_write_enable_is_logged_and_verify_still_finds_the_gap(db):
     for e in (off, on):
         assert (e["source"], e["op"], e["actor"]) == ("credits.entries", "ALTER TABLE", "postgres")
         assert e["payload"]["object"] == "credits.entries" and e["payload"]["kind"] == "table"
-    assert (off["payload"]["removed"], off["payload"]["added"]) == (["trigger audit_log: ENABLE ALWAYS"],
-                                                                    ["trigger audit_log: DISABLE"])
-    assert (on["payload"]["removed"], on["payload"]["added"]) == (["trigger audit_log: DISABLE"],
-                                                                  ["trigger audit_log: ENABLE ALWAYS"])
+    assert (off["payload"]["removed"], off["payload"]["added"]) == (
+        ["trigger audit_log: ENABLE ALWAYS"],
+        ["trigger audit_log: DISABLE"],
+    )
+    assert (on["payload"]["removed"], on["payload"]["added"]) == (
+        ["trigger audit_log: DISABLE"],
+        ["trigger audit_log: ENABLE ALWAYS"],
+    )
     assert off["payload"]["query"] == "ALTER TABLE credits.entries DISABLE TRIGGER audit_log"
     # verify() reports the journal row written meanwhile, exactly as without the watch ...
     r = verify(db)
@@ -59,7 +63,9 @@ def test_one_transaction_under_replica_role_is_logged_too(db, dsn):
         conn.execute("ALTER TABLE audit.log ENABLE ALWAYS TRIGGER append_only")
     entries = ddl(db)
     assert [(e["source"], e["payload"]["added"]) for e in entries] == [
-        ("audit.log", ["trigger append_only: DISABLE"]), ("audit.log", ["trigger append_only: ENABLE ALWAYS"])]
+        ("audit.log", ["trigger append_only: DISABLE"]),
+        ("audit.log", ["trigger append_only: ENABLE ALWAYS"]),
+    ]
     assert {e["payload"]["role"] for e in entries} == {"shieldx_owner"}  # SET ROLE is named; actor stays the login
     assert {e["actor"] for e in entries} == {"postgres"}
 
@@ -70,10 +76,16 @@ def test_a_migrate_that_changes_nothing_logs_nothing(db, dsn):
     assert ddl(db) == []
     # An identical CREATE OR REPLACE keeps the trigger ENABLE ALWAYS (PostgreSQL
     # alone would reset it to ENABLE, skipped under session_replication_role = replica).
-    db.execute("CREATE OR REPLACE TRIGGER audit_log AFTER INSERT ON credits.entries "
-               "FOR EACH ROW EXECUTE FUNCTION audit._log_ledger()")
-    assert db.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'audit_log' "
-                      "AND tgrelid = 'credits.entries'::regclass").fetchone()["tgenabled"] == "A"
+    db.execute(
+        "CREATE OR REPLACE TRIGGER audit_log AFTER INSERT ON credits.entries "
+        "FOR EACH ROW EXECUTE FUNCTION audit._log_ledger()"
+    )
+    assert (
+        db.execute(
+            "SELECT tgenabled FROM pg_trigger WHERE tgname = 'audit_log' AND tgrelid = 'credits.entries'::regclass"
+        ).fetchone()["tgenabled"]
+        == "A"
+    )
     assert ddl(db) == []
 
 
@@ -93,8 +105,9 @@ def test_dropping_a_guard_and_its_function_is_logged(db, dsn):
     txid = last_txid(db)
     with psycopg.connect(dsn) as conn:
         conn.execute("DROP FUNCTION ops._refuse_change() CASCADE")
-        found = conn.execute("SELECT source, payload FROM audit.log WHERE stream LIKE 'ddl/%%' AND txid > %s",
-                             (txid,)).fetchall()
+        found = conn.execute(
+            "SELECT source, payload FROM audit.log WHERE stream LIKE 'ddl/%%' AND txid > %s", (txid,)
+        ).fetchall()
         conn.rollback()
     sources = {s for s, _ in found}
     assert {"ops._refuse_change()", "audit.log", "credits.entries", "credits.holds"} <= sources
@@ -105,10 +118,13 @@ def test_dropping_a_guard_and_its_function_is_logged(db, dsn):
 def test_a_guard_function_rewritten_in_place_is_logged(db, dsn):
     history(db)
     with psycopg.connect(dsn) as conn:
-        conn.execute("CREATE OR REPLACE FUNCTION ops._refuse_change() RETURNS trigger LANGUAGE plpgsql "
-                     "SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN NULL; END $$")
-        (source, op, payload), = conn.execute(
-            "SELECT source, op, payload::jsonb FROM audit.log WHERE stream LIKE 'ddl/%'").fetchall()
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION ops._refuse_change() RETURNS trigger LANGUAGE plpgsql "
+            "SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN NULL; END $$"
+        )
+        ((source, op, payload),) = conn.execute(
+            "SELECT source, op, payload::jsonb FROM audit.log WHERE stream LIKE 'ddl/%'"
+        ).fetchall()
         conn.rollback()
     assert (source, op) == ("ops._refuse_change()", "CREATE FUNCTION")
     assert [f.split(" ")[:2] for f in payload["removed"]] == [["body", "md5"]]
@@ -156,23 +172,29 @@ def test_application_ddl_on_its_own_temp_table_still_works(db, connect):
 
 
 def test_a_watch_switched_off_is_reported_then_caught_up(db, dsn):
-    a, _ = history(db)
+    _a, _ = history(db)
     assert verify(db)["ok"]
     db.execute("ALTER EVENT TRIGGER audit_ddl_watch DISABLE")  # not logged: event triggers skip event-trigger DDL
     db.execute("ALTER TABLE credits.tenants ADD COLUMN note text")
     assert ddl(db) == []
-    problems = {r["problem"] for r in db.execute(
-        "SELECT problem FROM audit.verify_streams() WHERE stream LIKE 'ddl%'").fetchall()}
-    assert problems == {"the DDL watch is off: event trigger audit_ddl_watch is not ENABLE ALWAYS but DISABLE",
-                        "table credits.tenants differs from its last logged state "
-                        "(changed while the DDL watch was off?)"}
+    problems = {
+        r["problem"]
+        for r in db.execute("SELECT problem FROM audit.verify_streams() WHERE stream LIKE 'ddl%'").fetchall()
+    }
+    assert problems == {
+        "the DDL watch is off: event trigger audit_ddl_watch is not ENABLE ALWAYS but DISABLE",
+        "table credits.tenants differs from its last logged state (changed while the DDL watch was off?)",
+    }
     r = verify(db)
     assert (r["ok"], r["stream"], r["seq"]) == (False, "ddl", 0)
     # The next migrate switches it on again and logs what it finds changed.
     schema.migrate(dsn)
     (found,) = ddl(db)
-    assert (found["source"], found["op"], found["payload"]["added"]) == ("credits.tenants", "UNLOGGED DDL",
-                                                                         ["column note text"])
+    assert (found["source"], found["op"], found["payload"]["added"]) == (
+        "credits.tenants",
+        "UNLOGGED DDL",
+        ["column note text"],
+    )
     assert verify(db)["ok"]
     # Dropped altogether: reported, and the migrate re-creates it.
     db.execute("DROP EVENT TRIGGER audit_ddl_watch_drop")

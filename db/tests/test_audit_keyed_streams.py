@@ -1,4 +1,5 @@
 """Hold and account changes are chained per account, under the account's row lock."""
+
 from __future__ import annotations
 
 import threading

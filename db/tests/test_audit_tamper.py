@@ -3,11 +3,11 @@
 Each test plays an attacker with superuser rights (who can disable the
 append-only triggers) but without the audit HMAC key.
 """
+
 from __future__ import annotations
 
 import json
 
-import psycopg
 import pytest
 
 from helpers import call, raises, setup_accounts
@@ -43,14 +43,19 @@ def rechain(db, stream, from_seq):
     db.execute("ALTER TABLE audit.log DISABLE TRIGGER append_only")
     try:
         for seq in range(from_seq, last + 1):
-            db.execute("""
+            db.execute(
+                """
                 UPDATE audit.log l SET prev_hash = p.hash FROM audit.log p
                  WHERE l.stream = %(s)s AND l.seq = %(n)s AND p.stream = %(s)s AND p.seq = %(n)s - 1""",
-                       {"s": stream, "n": seq})
-            db.execute("""
+                {"s": stream, "n": seq},
+            )
+            db.execute(
+                """
                 UPDATE audit.log l SET hash = audit._hash_v1(l.prev_hash, l.stream, l.seq, l.source, l.op, l.actor,
                        l.app, l.txid, l.logged_at, l.payload)
-                 WHERE l.stream = %s AND l.seq = %s""", (stream, seq))
+                 WHERE l.stream = %s AND l.seq = %s""",
+                (stream, seq),
+            )
     finally:
         db.execute("ALTER TABLE audit.log ENABLE ALWAYS TRIGGER append_only")
 
@@ -67,13 +72,19 @@ def test_untouched_history_verifies_in_full_and_incrementally(db):
 
 
 def test_every_change_is_logged_by_triggers_with_the_session_user(db, connect):
-    a, b = history(db)
+    a, _b = history(db)
     app = connect("shieldx_app")
     call(app, "credits.consume", "acme", a, 1, "from-the-api")
-    rows = db.execute("SELECT stream, seq, source, op, actor, payload FROM audit.log ORDER BY logged_at, stream, seq").fetchall()
+    rows = db.execute(
+        "SELECT stream, seq, source, op, actor, payload FROM audit.log ORDER BY logged_at, stream, seq"
+    ).fetchall()
     sources = {(r["source"], r["op"]) for r in rows}
-    assert {("credits.tenants", "INSERT"), ("credits.accounts", "INSERT"), ("credits.accounts", "UPDATE"),
-            ("credits.entries", "INSERT")} <= sources
+    assert {
+        ("credits.tenants", "INSERT"),
+        ("credits.accounts", "INSERT"),
+        ("credits.accounts", "UPDATE"),
+        ("credits.entries", "INSERT"),
+    } <= sources
     ledger = [r for r in rows if r["stream"] == f"ledger/{a}"]
     assert [r["seq"] for r in ledger] == list(range(1, len(ledger) + 1))
     assert ledger[-1]["actor"] == "shieldx_app" and ledger[0]["actor"] == "postgres"
@@ -84,8 +95,12 @@ def test_every_change_is_logged_by_triggers_with_the_session_user(db, connect):
 
 def test_superuser_edits_a_payload(db):
     a, _ = history(db)
-    tamper(db, "UPDATE audit.log SET payload = replace(payload, '\"amount\":-1', '\"amount\":-1000') "
-               "WHERE stream = %s AND seq = 3", f"ledger/{a}")
+    tamper(
+        db,
+        "UPDATE audit.log SET payload = replace(payload, '\"amount\":-1', '\"amount\":-1000') "
+        "WHERE stream = %s AND seq = 3",
+        f"ledger/{a}",
+    )
     r = verify(db)
     assert not r["ok"]
     assert (r["stream"], r["seq"]) == (f"ledger/{a}", 3)
@@ -105,11 +120,15 @@ def test_superuser_deletes_an_entry_in_the_middle(db):
 
 
 def test_superuser_inserts_a_forged_entry(db):
-    a, b = history(db)
+    _a, b = history(db)
     # A forged entry with a made-up hash ...
-    tamper(db, """INSERT INTO audit.log (stream, seq, source, op, actor, txid, logged_at, payload, prev_hash, hash)
+    tamper(
+        db,
+        """INSERT INTO audit.log (stream, seq, source, op, actor, txid, logged_at, payload, prev_hash, hash)
                   SELECT stream, seq + 1, source, op, actor, txid, logged_at, '{"forged":1}', hash, hash
-                    FROM audit.log WHERE stream = %s ORDER BY seq DESC LIMIT 1""", f"ledger/{b}")
+                    FROM audit.log WHERE stream = %s ORDER BY seq DESC LIMIT 1""",
+        f"ledger/{b}",
+    )
     r = verify(db)
     assert not r["ok"] and r["stream"] == f"ledger/{b}" and r["seq"] == 3 and "altered" in r["problem"]
 
@@ -117,11 +136,16 @@ def test_superuser_inserts_a_forged_entry(db):
 def test_forged_entry_with_a_correct_hash_has_no_journal_row(db):
     a, _ = history(db)
     last = db.execute("SELECT max(seq) AS m FROM audit.log WHERE stream = %s", (f"ledger/{a}",)).fetchone()["m"]
-    tamper(db, """INSERT INTO audit.log (stream, seq, source, op, actor, app, txid, logged_at, payload, prev_hash, hash)
+    tamper(
+        db,
+        """INSERT INTO audit.log (stream, seq, source, op, actor, app, txid, logged_at, payload, prev_hash, hash)
                   SELECT stream, seq + 1, source, op, actor, app, txid, logged_at, payload, hash,
                          audit._hash_v1(hash, stream, seq + 1, source, op, actor, app, txid,
                                         logged_at, payload)
-                    FROM audit.log WHERE stream = %s AND seq = %s""", f"ledger/{a}", last)
+                    FROM audit.log WHERE stream = %s AND seq = %s""",
+        f"ledger/{a}",
+        last,
+    )
     assert call(db, "audit.verify", False, False)["ok"]  # the chain alone cannot tell ...
     r = verify(db)  # ... the journal can
     assert (r["ok"], r["stream"], r["seq"]) == (False, f"ledger/{a}", last + 1)
@@ -131,20 +155,23 @@ def test_forged_entry_with_a_correct_hash_has_no_journal_row(db):
 def test_superuser_swaps_two_entries(db):
     a, _ = history(db)
     db.execute("ALTER TABLE audit.log DISABLE TRIGGER append_only")
-    db.execute("""UPDATE audit.log l SET payload = o.payload, hash = o.hash, prev_hash = o.prev_hash
+    db.execute(
+        """UPDATE audit.log l SET payload = o.payload, hash = o.hash, prev_hash = o.prev_hash
                     FROM audit.log o
                    WHERE l.stream = %(s)s AND o.stream = %(s)s AND l.seq IN (3, 4) AND o.seq = 7 - l.seq""",
-               {"s": f"ledger/{a}"})
+        {"s": f"ledger/{a}"},
+    )
     db.execute("ALTER TABLE audit.log ENABLE ALWAYS TRIGGER append_only")
     r = verify(db)
     assert (r["ok"], r["stream"], r["seq"]) == (False, f"ledger/{a}", 3)
 
 
 def test_truncated_tail_is_found_against_an_exported_checkpoint(db, tmp_path):
-    a, b = history(db)
+    _a, _b = history(db)
     doc = db.execute("SELECT audit.export_checkpoint() AS d").fetchone()["d"]
     account_stream = db.execute(
-        "SELECT stream FROM audit.log WHERE source = 'credits.accounts' AND op = 'UPDATE'").fetchone()["stream"]
+        "SELECT stream FROM audit.log WHERE source = 'credits.accounts' AND op = 'UPDATE'"
+    ).fetchone()["stream"]
     # Truncate the tail of a chain AND remove every checkpoint that covered it.
     for t in ("audit.checkpoint_heads", "audit.checkpoints"):
         db.execute(f"ALTER TABLE {t} DISABLE TRIGGER append_only")
@@ -168,8 +195,12 @@ def test_truncated_tail_is_found_by_the_last_checkpoint(db):
 
 def test_whole_chain_recomputed_without_the_key(db):
     a, _ = history(db)
-    tamper(db, "UPDATE audit.log SET payload = replace(payload, '\"amount\":-1', '\"amount\":-2') "
-               "WHERE stream = %s AND seq = 2", f"ledger/{a}")
+    tamper(
+        db,
+        "UPDATE audit.log SET payload = replace(payload, '\"amount\":-1', '\"amount\":-2') "
+        "WHERE stream = %s AND seq = 2",
+        f"ledger/{a}",
+    )
     rechain(db, f"ledger/{a}", 2)
     rows = db.execute("SELECT * FROM audit._chain_problems(NULL)").fetchall()
     assert rows == [], "the hash chain alone is consistent again"
@@ -215,8 +246,12 @@ def test_replica_mode_does_not_skip_auditing(db):
             db.execute("DELETE FROM audit.log")
     finally:
         db.execute("RESET session_replication_role")
-    assert db.execute("SELECT count(*) AS n FROM audit.log WHERE stream = %s AND seq = %s",
-                      (f"ledger/{a}", e["seq"])).fetchone()["n"] == 1
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM audit.log WHERE stream = %s AND seq = %s", (f"ledger/{a}", e["seq"])
+        ).fetchone()["n"]
+        == 1
+    )
 
 
 APP_ATTEMPTS = [
@@ -248,8 +283,14 @@ def test_application_role_cannot_tamper(db, connect, statement):
 
 def test_immutability_refuses_even_the_superuser_unless_triggers_are_dropped(db):
     history(db)
-    for statement in ("UPDATE audit.log SET payload = '{}'", "DELETE FROM audit.log", "TRUNCATE audit.log",
-                      "DELETE FROM audit.checkpoints", "TRUNCATE audit.anchors", "DELETE FROM audit.heads"):
+    for statement in (
+        "UPDATE audit.log SET payload = '{}'",
+        "DELETE FROM audit.log",
+        "TRUNCATE audit.log",
+        "DELETE FROM audit.checkpoints",
+        "TRUNCATE audit.anchors",
+        "DELETE FROM audit.heads",
+    ):
         with raises("42501"):
             db.execute(statement)
 
@@ -257,8 +298,12 @@ def test_immutability_refuses_even_the_superuser_unless_triggers_are_dropped(db)
 def test_application_role_cannot_run_retention_or_key_management(db, connect):
     history(db)
     app = connect("shieldx_app")
-    for statement in ("SELECT audit.cleanup_old_transactions(0)", "SELECT vault.rotate_key('payment')",
-                      "SELECT vault.reencrypt(10)", "SELECT vault.retire_unused_keys()"):
+    for statement in (
+        "SELECT audit.cleanup_old_transactions(0)",
+        "SELECT vault.rotate_key('payment')",
+        "SELECT vault.reencrypt(10)",
+        "SELECT vault.retire_unused_keys()",
+    ):
         with raises("42501"):
             app.execute(statement)
     assert call(app, "audit.verify", False, True)["ok"]  # but it may verify
@@ -279,7 +324,8 @@ def test_superuser_edits_the_journal_row_itself(db):
     db.execute("UPDATE credits.entries SET reason = 'edited' WHERE account_id = %s AND seq = 2", (a,))
     db.execute("ALTER TABLE credits.entries ENABLE ALWAYS TRIGGER entries_append_only")
     assert db.execute("SELECT stream, seq, problem FROM audit.verify_journal()").fetchall() == [
-        {"stream": f"ledger/{a}", "seq": 2, "problem": "journal entry differs from its audit entry"}]
+        {"stream": f"ledger/{a}", "seq": 2, "problem": "journal entry differs from its audit entry"}
+    ]
 
 
 def test_incremental_verify_finds_breaks_after_the_checkpoint(db):
@@ -293,18 +339,32 @@ def test_incremental_verify_finds_breaks_after_the_checkpoint(db):
     db.execute("ALTER TABLE credits.entries DISABLE TRIGGER audit_log")
     call(db, "credits.consume", "acme", a, 1, "hidden-late")
     db.execute("ALTER TABLE credits.entries ENABLE ALWAYS TRIGGER audit_log")
-    found = db.execute("SELECT problem FROM audit.verify_streams(true, true) WHERE stream = %s AND seq = %s",
-                       (f"ledger/{a}", last + 1)).fetchall()
+    found = db.execute(
+        "SELECT problem FROM audit.verify_streams(true, true) WHERE stream = %s AND seq = %s", (f"ledger/{a}", last + 1)
+    ).fetchall()
     assert found == [{"problem": "journal entry has no audit entry (written with auditing disabled?)"}]
 
 
 def test_audit_triggers_are_attached_always_to_every_audited_table(db):
-    tables = ["credits.entries", "credits.accounts", "credits.tenants", "credits.holds", "credits.dist_transactions",
-              "credits.dist_participants", "shadow.deployment_events", "vault.keys", "vault.payments",
-              "privacy.subject_keys", "privacy.erasures"]
-    rows = db.execute("""SELECT t AS tbl, (SELECT tgenabled FROM pg_trigger WHERE tgrelid = to_regclass(t)
+    tables = [
+        "credits.entries",
+        "credits.accounts",
+        "credits.tenants",
+        "credits.holds",
+        "credits.dist_transactions",
+        "credits.dist_participants",
+        "shadow.deployment_events",
+        "vault.keys",
+        "vault.payments",
+        "privacy.subject_keys",
+        "privacy.erasures",
+    ]
+    rows = db.execute(
+        """SELECT t AS tbl, (SELECT tgenabled FROM pg_trigger WHERE tgrelid = to_regclass(t)
                                              AND tgname = 'audit_log') AS enabled
-                           FROM unnest(%s::text[]) t WHERE to_regclass(t) IS NOT NULL""", (tables,)).fetchall()
+                           FROM unnest(%s::text[]) t WHERE to_regclass(t) IS NOT NULL""",
+        (tables,),
+    ).fetchall()
     assert {r["tbl"] for r in rows} >= {"credits.entries", "credits.accounts", "vault.keys"}
     assert [r for r in rows if r["enabled"] != "A"] == []
 
@@ -318,8 +378,12 @@ def test_superuser_deletes_a_journal_row_in_the_middle(db):
     db.execute("ALTER TABLE credits.entries ENABLE ALWAYS TRIGGER entries_append_only")
     assert call(db, "audit.verify", False, False)["ok"]  # the chain alone cannot tell
     r = verify(db)
-    assert (r["ok"], r["stream"], r["seq"], r["problem"]) == (False, f"ledger/{a}", 3,
-                                                              "audit entry has no journal entry")
+    assert (r["ok"], r["stream"], r["seq"], r["problem"]) == (
+        False,
+        f"ledger/{a}",
+        3,
+        "audit entry has no journal entry",
+    )
 
 
 def test_a_broken_chain_also_gets_the_per_entry_journal_check(db):
@@ -329,10 +393,16 @@ def test_a_broken_chain_also_gets_the_per_entry_journal_check(db):
     # journal row left without its audit entry.
     a, _ = history(db)
     tamper(db, "DELETE FROM audit.log WHERE stream = %s AND seq = 2", f"ledger/{a}")
-    found = {row["problem"] for row in db.execute(
-        "SELECT problem FROM audit.verify_streams(false, true) WHERE stream = %s AND seq = %s",
-        (f"ledger/{a}", 3))}
+    found = {
+        row["problem"]
+        for row in db.execute(
+            "SELECT problem FROM audit.verify_streams(false, true) WHERE stream = %s AND seq = %s", (f"ledger/{a}", 3)
+        )
+    }
     assert "entries 2 to 2 are missing" in found
-    journal = db.execute("SELECT seq, problem FROM audit.verify_streams(false, true) WHERE stream = %s "
-                         "AND problem LIKE 'journal entry%%'", (f"ledger/{a}",)).fetchall()
+    journal = db.execute(
+        "SELECT seq, problem FROM audit.verify_streams(false, true) WHERE stream = %s "
+        "AND problem LIKE 'journal entry%%'",
+        (f"ledger/{a}",),
+    ).fetchall()
     assert journal == [{"seq": 2, "problem": "journal entry has no audit entry (written with auditing disabled?)"}]

@@ -1,8 +1,8 @@
 """Card data (AES-256-GCM, key rotation, masking), crypto-shredding, and retention."""
+
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -22,15 +22,29 @@ SERVER_LOG = ROOT / ".local" / "pg" / "server.log"
 
 
 def top_up(conn, account, key, pan=PAN, subject="subject-1", tenant="acme"):
-    return call(conn, "vault.top_up", tenant, account, 50, key, pan, "12/29", "Jane Doe", subject,
-                "203.0.113.77", "Mozilla/5.0 (X11)")
+    return call(
+        conn,
+        "vault.top_up",
+        tenant,
+        account,
+        50,
+        key,
+        pan,
+        "12/29",
+        "Jane Doe",
+        subject,
+        "203.0.113.77",
+        "Mozilla/5.0 (X11)",
+    )
 
 
 def everything_as_text(db) -> str:
     """Every row of every product table, as text."""
     out = []
-    for t in db.execute("""SELECT c.oid::regclass::text AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                            WHERE n.nspname IN ('audit', 'vault', 'privacy', 'credits', 'ops') AND c.relkind = 'r'""").fetchall():
+    for t in db.execute("""SELECT c.oid::regclass::text AS t
+                              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                            WHERE n.nspname IN ('audit', 'vault', 'privacy', 'credits', 'ops')
+                              AND c.relkind = 'r'""").fetchall():
         out += [json.dumps(r, default=str) for r in db.execute(f"SELECT * FROM {t['t']}").fetchall()]
     return "\n".join(out)
 
@@ -70,8 +84,11 @@ def test_nonces_are_random_and_ciphertexts_are_bound_to_their_row(db):
     e2 = top_up(db, b, "pay-b")["entry_id"]
     c1, c2 = (bytes(r["pan_ct"]) for r in db.execute("SELECT pan_ct FROM vault.payments ORDER BY entry_id"))
     assert c1 != c2  # same card, different nonce
-    db.execute("UPDATE vault.payments SET pan_ct = (SELECT pan_ct FROM vault.payments WHERE entry_id = %s) "
-               "WHERE entry_id = %s", (e1, e2))
+    db.execute(
+        "UPDATE vault.payments SET pan_ct = (SELECT pan_ct FROM vault.payments WHERE entry_id = %s) "
+        "WHERE entry_id = %s",
+        (e1, e2),
+    )
     with raises("SX203"):
         call(db, "vault._reveal", e2)
     # Expiry moved into the card-number field of the same row fails too.
@@ -114,10 +131,14 @@ def test_key_rotation_reencrypts_then_retires_the_old_key(own_keyring):
     assert [r["key_id"] for r in db.execute("SELECT * FROM vault.retire_unused_keys()")] == [old]
     assert not (keydir / "payment" / f"{old}.key").exists()
     assert call(db, "vault._reveal", e1)["pan"] == PAN and call(db, "vault._reveal", e2)["pan"] == PAN
-    states = {r["key_id"]: r["state"] for r in db.execute("SELECT key_id, state FROM vault.keys WHERE purpose = 'payment'")}
+    states = {
+        r["key_id"]: r["state"] for r in db.execute("SELECT key_id, state FROM vault.keys WHERE purpose = 'payment'")
+    }
     assert states == {old: "retired", rot["key_id"]: "current"}
     # Every key event is in the audit log, and the log verifies.
-    events = db.execute("SELECT op, payload FROM audit.log WHERE source = 'vault.keys' ORDER BY logged_at, seq").fetchall()
+    events = db.execute(
+        "SELECT op, payload FROM audit.log WHERE source = 'vault.keys' ORDER BY logged_at, seq"
+    ).fetchall()
     assert any('"retired"' in e["payload"] for e in events)
     assert call(db, "audit.verify")["ok"]
 
@@ -145,15 +166,19 @@ def test_erasure_shreds_personal_data_and_the_chain_still_verifies(db, connect):
     p = call(app, "vault.get_payment", "acme", e)
     assert p["holder"] == "[erased]" and p["card"] == "**** **** **** 1111"
     row = db.execute("SELECT * FROM vault.payments WHERE entry_id = %s", (e,)).fetchone()
-    assert db.execute("SELECT privacy._decrypt('jane', %s, '\\x'::bytea) AS v", (row["holder_ct"],)).fetchone()["v"] is None
+    assert (
+        db.execute("SELECT privacy._decrypt('jane', %s, '\\x'::bytea) AS v", (row["holder_ct"],)).fetchone()["v"]
+        is None
+    )
     assert db.execute("SELECT count(*) AS n FROM privacy.subject_keys WHERE subject_id = 'jane'").fetchone()["n"] == 0
     assert call(db, "vault.get_payment", "acme", e + 1)["holder"] == "Jane Doe"  # john's own key is untouched
     with raises("SX205"):
         top_up(app, a, "pay-3", subject="jane")
     assert call(db, "audit.verify")["ok"]
     # The audit log never held the subject's key, only that it was deleted.
-    assert "wrapped" not in "".join(r["payload"] for r in db.execute(
-        "SELECT payload FROM audit.log WHERE source = 'privacy.subject_keys'"))
+    assert "wrapped" not in "".join(
+        r["payload"] for r in db.execute("SELECT payload FROM audit.log WHERE source = 'privacy.subject_keys'")
+    )
 
 
 def test_retention_archives_behind_a_signed_checkpoint_and_what_remains_verifies(db):

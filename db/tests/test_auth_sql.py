@@ -1,10 +1,10 @@
 """The auth.* SQL API as a DBA calls it: keys as hashes, tenant scoping, token buckets, failure counts."""
+
 from __future__ import annotations
 
 import hashlib
 import threading
 
-import psycopg
 import pytest
 
 from helpers import call, raises, rows, setup_accounts
@@ -33,19 +33,22 @@ def test_keys_are_stored_only_as_hashes_and_verify(db):
         call(db, "auth.create_key", "acme", "ci", ["admin"], "k1")
 
 
-@pytest.mark.parametrize("args,state", [
-    (("nobody", "ci", ["consumer"], "k"), "SX001"),
-    (("acme", "ci", [], "k"), "SX305"),
-    (("acme", "ci", ["operator"], "k"), "SX305"),
-    (("acme", "ci", [None], "k"), "SX305"),
-    (("acme", "ci", None, "k"), "SX305"),
-    (("acme", "ci", ["consumer"], ""), "SX006"),
-    (("acme", "", ["consumer"], "k"), "SX007"),
-    (("acme", "ci", ["consumer"], "k", 0), "SX306"),
-    (("acme", "ci", ["consumer"], "k", float("nan")), "SX306"),
-    (("acme", "ci", ["consumer"], "k", 1, 0.5), "SX306"),
-    (("acme", "ci", ["consumer"], "k", float("inf")), "SX306"),
-])
+@pytest.mark.parametrize(
+    "args,state",
+    [
+        (("nobody", "ci", ["consumer"], "k"), "SX001"),
+        (("acme", "ci", [], "k"), "SX305"),
+        (("acme", "ci", ["operator"], "k"), "SX305"),
+        (("acme", "ci", [None], "k"), "SX305"),
+        (("acme", "ci", None, "k"), "SX305"),
+        (("acme", "ci", ["consumer"], ""), "SX006"),
+        (("acme", "", ["consumer"], "k"), "SX007"),
+        (("acme", "ci", ["consumer"], "k", 0), "SX306"),
+        (("acme", "ci", ["consumer"], "k", float("nan")), "SX306"),
+        (("acme", "ci", ["consumer"], "k", 1, 0.5), "SX306"),
+        (("acme", "ci", ["consumer"], "k", float("inf")), "SX306"),
+    ],
+)
 def test_bad_key_arguments_are_named_errors(db, args, state):
     setup_accounts(db)
     with raises(state):

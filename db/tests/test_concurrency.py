@@ -1,4 +1,5 @@
 """Concurrency on a real server: no overdraft, no deadlock, one effect per key."""
+
 from __future__ import annotations
 
 import random

@@ -1,5 +1,6 @@
 """pg_cron for real: jobs registered in ops.jobs are scheduled in the cron
 database, and pg_cron's background workers run commands in other databases."""
+
 from __future__ import annotations
 
 import os
@@ -26,9 +27,13 @@ def test_cron_database_schedules_exactly_the_registered_jobs(db):
     """`make test` migrates the cron database first; its pg_cron must match its ops.jobs."""
     with psycopg.connect(f"postgresql://postgres@127.0.0.1:{PORT}/{_cron_db(db)}") as cron:
         registered = {r[0]: (r[1], r[2]) for r in cron.execute("SELECT job_name, schedule, command FROM ops.jobs")}
-        scheduled = {r[0]: (r[1], r[2]) for r in cron.execute(
-            "SELECT jobname, schedule, command FROM cron.job WHERE jobname LIKE 'shieldx-%' "
-            "AND database = current_database()")}
+        scheduled = {
+            r[0]: (r[1], r[2])
+            for r in cron.execute(
+                "SELECT jobname, schedule, command FROM cron.job WHERE jobname LIKE 'shieldx-%' "
+                "AND database = current_database()"
+            )
+        }
     assert scheduled == registered
 
 
@@ -38,8 +43,10 @@ def test_pg_cron_runs_a_job_in_another_database_within_a_minute(db):
     db.execute("CREATE TABLE public.cron_probe (ran_at timestamptz NOT NULL DEFAULT clock_timestamp())")
     name = f"shieldx-probe-{db.info.dbname}"
     with psycopg.connect(f"postgresql://postgres@127.0.0.1:{PORT}/{_cron_db(db)}", autocommit=True) as cron:
-        cron.execute("SELECT cron.schedule_in_database(%s, '* * * * *', 'INSERT INTO public.cron_probe DEFAULT VALUES', %s)",
-                     (name, db.info.dbname))
+        cron.execute(
+            "SELECT cron.schedule_in_database(%s, '* * * * *', 'INSERT INTO public.cron_probe DEFAULT VALUES', %s)",
+            (name, db.info.dbname),
+        )
         try:
             deadline = time.monotonic() + 75  # one-minute resolution, plus slack
             while time.monotonic() < deadline:
@@ -48,7 +55,8 @@ def test_pg_cron_runs_a_job_in_another_database_within_a_minute(db):
                 time.sleep(1)
             status = cron.execute(
                 "SELECT d.status FROM cron.job_run_details d JOIN cron.job j USING (jobid) WHERE j.jobname = %s",
-                (name,)).fetchall()
+                (name,),
+            ).fetchall()
         finally:
             cron.execute("SELECT cron.unschedule(%s)", (name,))
     assert db.execute("SELECT count(*) AS n FROM public.cron_probe").fetchone()["n"] >= 1, status

@@ -2,6 +2,7 @@
 
 Set UPDATE_EXAMPLES=1 to rewrite the .out files after a deliberate change.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,11 @@ PSQL = "/usr/lib/postgresql/15/bin/psql"
 def test_example_output_is_as_documented(dsn, script):
     result = subprocess.run(
         [PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=0", "-P", "pager=off", "-d", dsn, "-f", script],
-        cwd=EXAMPLES, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60,
+        cwd=EXAMPLES,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=60,
         env={**os.environ, "PGOPTIONS": "-c client_min_messages=warning"},
     )
     # LOCATION names a line of PostgreSQL's C source: it changes between builds.

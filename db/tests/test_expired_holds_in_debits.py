@@ -1,5 +1,6 @@
 """A hold past its deadline stops counting against available at the moment a
 debit needs the credits, even when no expiry job has run (correct by construction)."""
+
 from __future__ import annotations
 
 import time
@@ -45,6 +46,8 @@ def test_expired_hold_cannot_be_spent_twice_by_release_and_capture(db):
     a, _ = setup_accounts(db)
     hold = _expired_hold(db, a, 100)
     call(db, "credits.consume", "acme", a, 100, "spend-all")
-    with raises(db.execute("SELECT sqlstate FROM ops.error_catalog WHERE name = 'hold_expired'").fetchone()["sqlstate"]):
+    with raises(
+        db.execute("SELECT sqlstate FROM ops.error_catalog WHERE name = 'hold_expired'").fetchone()["sqlstate"]
+    ):
         call(db, "credits.commit_hold", "acme", hold, None, "capture-late")
     assert call(db, "credits.get_account", "acme", a)["balance"] == 0

@@ -7,6 +7,7 @@ real server (`python -m shieldx.cli.serve_main`) against HAProxy.
 
 Run alone: `.venv/bin/pytest -m ha`. Part of `make test`.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -22,8 +23,9 @@ from shieldx.cli.ha import PGBIN, Cluster, _as_postgres, _pg_env, missing_binari
 
 pytestmark = [
     pytest.mark.ha,
-    pytest.mark.skipif(bool(missing_binaries()),
-                       reason=f"needs Debian packages {missing_binaries()} (installed by `make deps`)"),
+    pytest.mark.skipif(
+        bool(missing_binaries()), reason=f"needs Debian packages {missing_binaries()} (installed by `make deps`)"
+    ),
 ]
 
 
@@ -42,8 +44,9 @@ def api(cluster: Cluster) -> Iterator[str]:
 
 
 def node_conn(cluster: Cluster, name: str, dbname: str = "shieldx") -> psycopg.Connection:
-    return psycopg.connect(cluster.layout.url(dbname, port=cluster.layout.pg_port(name)), autocommit=True,
-                           connect_timeout=3)
+    return psycopg.connect(
+        cluster.layout.url(dbname, port=cluster.layout.pg_port(name)), autocommit=True, connect_timeout=3
+    )
 
 
 def test_ha_cluster_shape(cluster: Cluster) -> None:
@@ -56,19 +59,28 @@ def test_ha_cluster_shape(cluster: Cluster) -> None:
     assert status == 200 and config["synchronous_mode"] and config["synchronous_mode_strict"]
     for name in cluster.layout.names:
         with node_conn(cluster, name) as conn:
-            settings = dict(conn.execute(
-                "SELECT name, setting FROM pg_settings WHERE name IN ('shared_preload_libraries', "
-                "'cron.use_background_workers', 'cron.database_name', 'max_prepared_transactions', "
-                "'wal_log_hints', 'archive_mode')").fetchall())
-            assert settings == {"shared_preload_libraries": "pg_cron", "cron.use_background_workers": "on",
-                                "cron.database_name": "shieldx", "max_prepared_transactions": "64",
-                                "wal_log_hints": "on", "archive_mode": "on"}, name
+            settings = dict(
+                conn.execute(
+                    "SELECT name, setting FROM pg_settings WHERE name IN ('shared_preload_libraries', "
+                    "'cron.use_background_workers', 'cron.database_name', 'max_prepared_transactions', "
+                    "'wal_log_hints', 'archive_mode')"
+                ).fetchall()
+            )
+            assert settings == {
+                "shared_preload_libraries": "pg_cron",
+                "cron.use_background_workers": "on",
+                "cron.database_name": "shieldx",
+                "max_prepared_transactions": "64",
+                "wal_log_hints": "on",
+                "archive_mode": "on",
+            }, name
             exts = {r[0] for r in conn.execute("SELECT extname FROM pg_extension")}
             assert {"pg_cron", "pgcrypto", "plpython3u"} <= exts, name
             # Migrations ran once, on the primary; the standbys have them by replication.
             assert conn.execute("SELECT count(*) FROM public._yoyo_migration").fetchone()[0] > 0
-            launcher = conn.execute("SELECT count(*) FROM pg_stat_activity "
-                                    "WHERE backend_type = 'pg_cron launcher'").fetchone()[0]
+            launcher = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_cron launcher'"
+            ).fetchone()[0]
             assert launcher == (1 if name == leader else 0), f"pg_cron runs jobs on the primary only ({name})"
             if name != leader:
                 with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
@@ -84,9 +96,11 @@ def test_ha_app_url_never_reaches_a_standby(cluster: Cluster) -> None:
     """target_session_attrs=read-write: libpq refuses a standby, and a multi-host URL finds the primary."""
     leader = cluster.leader()
     standby = next(n for n in cluster.layout.names if n != leader)
-    direct = (f"postgresql://shieldx_app@127.0.0.1:{cluster.layout.pg_port(standby)}/shieldx"
-              "?target_session_attrs=read-write&connect_timeout=3")
-    with pytest.raises(psycopg.OperationalError, match="read-only|read-write"):
+    direct = (
+        f"postgresql://shieldx_app@127.0.0.1:{cluster.layout.pg_port(standby)}/shieldx"
+        "?target_session_attrs=read-write&connect_timeout=3"
+    )
+    with pytest.raises(psycopg.OperationalError, match=r"read-only|read-write"):
         psycopg.connect(direct).close()
     with psycopg.connect(cluster.layout.multihost_url(), autocommit=True) as conn:
         assert conn.info.port == cluster.layout.pg_port(leader)
@@ -97,10 +111,14 @@ def test_ha_failover_kill9_primary_loses_no_acknowledged_operation(cluster: Clus
     jobs_before = _cron_jobs(cluster)
     result = ha.failover(cluster, api, before_s=4.0, after_s=3.0, clients=16)
     print({k: v for k, v in result.items() if k != "problems"})
-    save_results({"ha.failover_unavailable_s": result["unavailable_s"],
-                  "ha.lost_acked_ops": result["lost_acked_ops"],
-                  "ha.acked_ops": result["counts"].get("acked", 0),
-                  "ha.indeterminate_retries": result["retries"]})
+    save_results(
+        {
+            "ha.failover_unavailable_s": result["unavailable_s"],
+            "ha.lost_acked_ops": result["lost_acked_ops"],
+            "ha.acked_ops": result["counts"].get("acked", 0),
+            "ha.indeterminate_retries": result["retries"],
+        }
+    )
     assert result["problems"] == []
     assert result["lost_acked_ops"] == 0
     assert result["unexpected"] == []
@@ -117,8 +135,10 @@ def test_ha_failover_kill9_primary_loses_no_acknowledged_operation(cluster: Clus
     # pg_cron: the same jobs, now run by the new primary's launcher only.
     assert _cron_jobs(cluster) == jobs_before
     with node_conn(cluster, result["new_leader"]) as conn:
-        assert conn.execute("SELECT count(*) FROM pg_stat_activity "
-                            "WHERE backend_type = 'pg_cron launcher'").fetchone()[0] == 1
+        assert (
+            conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_cron launcher'").fetchone()[0]
+            == 1
+        )
 
 
 def test_ha_switchover_under_load_fails_no_operation(cluster: Cluster, api: str) -> None:
@@ -152,11 +172,18 @@ def test_ha_pgbackrest_point_in_time_restore(cluster: Cluster, tmp_path_factory)
     pg_ctl = [str(PGBIN / "pg_ctl"), "-D", str(scratch)]
     try:
         cluster.restore(scratch, "--type=name", "--target=shieldx-pitr-test", "--target-action=promote")
-        opts = (f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={cluster.layout.run_dir}"
-                " -c archive_mode=off -c shared_preload_libraries='' -c synchronous_standby_names=''"
-                f" -c hba_file={scratch}/pg_hba.conf -c ident_file={scratch}/pg_ident.conf")
-        subprocess.run(pg_ctl + ["-o", opts, "-l", str(cluster.layout.log_dir / "pitr.log"), "-w", "-t", "120",
-                                 "start"], check=True, env=_pg_env(), capture_output=True, **_as_postgres())
+        opts = (
+            f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={cluster.layout.run_dir}"
+            " -c archive_mode=off -c shared_preload_libraries='' -c synchronous_standby_names=''"
+            f" -c hba_file={scratch}/pg_hba.conf -c ident_file={scratch}/pg_ident.conf"
+        )
+        subprocess.run(
+            [*pg_ctl, "-o", opts, "-l", str(cluster.layout.log_dir / "pitr.log"), "-w", "-t", "120", "start"],
+            check=True,
+            env=_pg_env(),
+            capture_output=True,
+            **_as_postgres(),
+        )
         scratch_url = f"postgresql://postgres@127.0.0.1:{port}/shieldx"
 
         def promoted() -> bool:
@@ -172,8 +199,7 @@ def test_ha_pgbackrest_point_in_time_restore(cluster: Cluster, tmp_path_factory)
         assert balance == (sum(range(1, 21)),)
         assert reconcile == []
     finally:
-        subprocess.run(pg_ctl + ["-m", "immediate", "-w", "stop"], env=_pg_env(), capture_output=True,
-                       **_as_postgres())
+        subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], env=_pg_env(), capture_output=True, **_as_postgres())
         shutil.rmtree(scratch, ignore_errors=True)
     # The live cluster has everything.
     with psycopg.connect(url) as conn:

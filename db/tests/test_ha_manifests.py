@@ -5,6 +5,7 @@ dependency pins would clash with the project's); the first run creates it
 (`make k8s-tools` does the same). Neither tool needs the network once installed:
 checkov runs with skip-download (deploy/k8s/.checkov.yaml).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -40,8 +41,11 @@ def tools() -> Path:
         if not ((bin_dir / "checkov").exists() and (bin_dir / "kubernetes-validate").exists()):
             if not (bin_dir / "python").exists():
                 subprocess.run([sys.executable, "-m", "venv", "--clear", str(TOOLS)], check=True)
-            subprocess.run([str(bin_dir / "pip"), "install", "-q", "--disable-pip-version-check", *TOOL_PINS],
-                           check=True, timeout=900)
+            subprocess.run(
+                [str(bin_dir / "pip"), "install", "-q", "--disable-pip-version-check", *TOOL_PINS],
+                check=True,
+                timeout=900,
+            )
     return bin_dir
 
 
@@ -58,13 +62,21 @@ def find(kind: str, name: str) -> dict:
 
 
 def validate(tools: Path, files: list[Path]) -> subprocess.CompletedProcess:
-    return subprocess.run([str(tools / "kubernetes-validate"), "--strict", "-k", KUBERNETES_VERSION, "--quiet",
-                           *map(str, files)], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(tools / "kubernetes-validate"), "--strict", "-k", KUBERNETES_VERSION, "--quiet", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def checkov(tools: Path, directory: Path) -> list[dict]:
-    done = subprocess.run([str(tools / "checkov"), "-d", str(directory), "--config-file",
-                           str(K8S / ".checkov.yaml"), "-o", "json"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(tools / "checkov"), "-d", str(directory), "--config-file", str(K8S / ".checkov.yaml"), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.stdout.strip(), done.stderr[-2000:]
     out = json.loads(done.stdout)
     return out if isinstance(out, list) else [out]
@@ -94,17 +106,30 @@ def test_ha_manifests_pass_checkov(tools: Path) -> None:
         assert skipped <= DOCUMENTED_SKIPS, skipped - DOCUMENTED_SKIPS
     passed = {c["check_id"] for r in reports for c in r["results"]["passed_checks"]}
     # The hardening the issue asks for, as checkov names it.
-    for check in ("CKV_K8S_8", "CKV_K8S_9",            # liveness, readiness probes
-                  "CKV_K8S_10", "CKV_K8S_11", "CKV_K8S_12", "CKV_K8S_13",  # requests and limits
-                  "CKV_K8S_20", "CKV_K8S_22", "CKV_K8S_23", "CKV_K8S_28", "CKV_K8S_31", "CKV_K8S_37",
-                  "CKV_K8S_40", "CKV2_K8S_6"):          # ... and a NetworkPolicy for every pod
+    for check in (
+        "CKV_K8S_8",
+        "CKV_K8S_9",  # liveness, readiness probes
+        "CKV_K8S_10",
+        "CKV_K8S_11",
+        "CKV_K8S_12",
+        "CKV_K8S_13",  # requests and limits
+        "CKV_K8S_20",
+        "CKV_K8S_22",
+        "CKV_K8S_23",
+        "CKV_K8S_28",
+        "CKV_K8S_31",
+        "CKV_K8S_37",
+        "CKV_K8S_40",
+        "CKV2_K8S_6",
+    ):  # ... and a NetworkPolicy for every pod
         assert check in passed, check
 
 
 def test_ha_checkov_catches_a_writable_root_filesystem(tools: Path, tmp_path: Path) -> None:
     shutil.copy(K8S / ".checkov.yaml", tmp_path / ".checkov.yaml")
     (tmp_path / "api.yaml").write_text(
-        (K8S / "20-api.yaml").read_text().replace("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"))
+        (K8S / "20-api.yaml").read_text().replace("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")
+    )
     failed = {c["check_id"] for r in checkov(tools, tmp_path) for c in r["results"]["failed_checks"]}
     assert "CKV_K8S_22" in failed
 

@@ -1,4 +1,5 @@
 """Holds under concurrency on a real server: no overdraft, one resolution per hold, no deadlock."""
+
 from __future__ import annotations
 
 import random
@@ -81,7 +82,7 @@ def test_commit_racing_expiry_job_resolves_each_hold_once(db, connect):
             while time.monotonic() < deadline:  # the job, run again and again
                 call(conns[0], "credits.expire_holds")
             return
-        for h in ids[i - 1::5]:
+        for h in ids[i - 1 :: 5]:
             time.sleep(0.002)
             try:
                 call(conns[i], "credits.commit_hold", "acme", h)
@@ -108,9 +109,13 @@ def test_distributed_transactions_in_opposite_orders_never_deadlock(db, connect)
         for k in range(25):
             a, b, c = rnd.sample(ids, 3)
             xid = f"d-{i}-{k}"
-            legs = psycopg.types.json.Jsonb([{"tenant_id": "acme", "account_id": a, "amount": -3},
-                                             {"tenant_id": "acme", "account_id": b, "amount": -2},
-                                             {"tenant_id": "acme", "account_id": c, "amount": 5}])
+            legs = psycopg.types.json.Jsonb(
+                [
+                    {"tenant_id": "acme", "account_id": a, "amount": -3},
+                    {"tenant_id": "acme", "account_id": b, "amount": -2},
+                    {"tenant_id": "acme", "account_id": c, "amount": 5},
+                ]
+            )
             call(conns[i], "credits.dist_begin", xid, legs)
             call(conns[i], "credits.dist_prepare", xid)
             if k % 4 == 3:

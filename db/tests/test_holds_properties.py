@@ -8,6 +8,7 @@ active holds; available = balance - held >= 0; every hold is in the model's
 state, and a resolved hold never changes again (resolved at most once: one
 capture entry at most, the same resolved_at forever).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -35,7 +36,7 @@ def holds_machine(conn: psycopg.Connection):
                 acc = call(conn, "credits.create_account", self.tenant, f"a{i}", f"open{i}")["account_id"]
                 call(conn, "credits.grant_credits", self.tenant, acc, 500, f"seed{i}")
                 self.ids.append(acc)
-            self.balance = {a: 500 for a in self.ids}
+            self.balance = dict.fromkeys(self.ids, 500)
             # hold_id -> dict(account, amount, expires_at, status, captured, resolved_at)
             self.holds: dict[int, dict] = {}
             self.clock_ahead = timedelta(0)
@@ -68,8 +69,14 @@ def holds_machine(conn: psycopg.Connection):
             r = self.expect("credits.reserve", (self.tenant, a, amount, self.key(), timedelta(seconds=ttl)), err)
             if r:
                 assert r["replayed"] is False
-                self.holds[r["hold_id"]] = dict(account=a, amount=amount, expires_at=r["expires_at"],
-                                                status="active", captured=None, resolved_at=None)
+                self.holds[r["hold_id"]] = {
+                    "account": a,
+                    "amount": amount,
+                    "expires_at": r["expires_at"],
+                    "status": "active",
+                    "captured": None,
+                    "resolved_at": None,
+                }
 
         @precondition(lambda self: getattr(self, "holds", None))
         @rule(data=st.data(), partial=st.one_of(st.none(), st.integers(0, 350)))
@@ -151,11 +158,16 @@ def holds_machine(conn: psycopg.Connection):
                 assert acc["available"] == acc["balance"] - acc["held"] >= 0
             assert [r for r in rows(conn, "credits.reconcile") if r["tenant_id"] == self.tenant] == []
             assert [r for r in rows(conn, "credits.reconcile_holds") if r["tenant_id"] == self.tenant] == []
-            db_holds = {r["hold_id"]: r for r in conn.execute(
-                "SELECT h.hold_id, h.status, h.captured, h.resolved_at, "
-                "       (SELECT count(*) FROM credits.entries e WHERE e.tenant_id = h.tenant_id "
-                "          AND e.idem_key = h.idem_key AND e.leg = 2) AS captures "
-                "  FROM credits.holds h WHERE h.tenant_id = %s", (self.tenant,)).fetchall()}
+            db_holds = {
+                r["hold_id"]: r
+                for r in conn.execute(
+                    "SELECT h.hold_id, h.status, h.captured, h.resolved_at, "
+                    "       (SELECT count(*) FROM credits.entries e WHERE e.tenant_id = h.tenant_id "
+                    "          AND e.idem_key = h.idem_key AND e.leg = 2) AS captures "
+                    "  FROM credits.holds h WHERE h.tenant_id = %s",
+                    (self.tenant,),
+                ).fetchall()
+            }
             assert set(db_holds) == set(self.holds)
             for hid, h in self.holds.items():
                 d = db_holds[hid]
@@ -171,6 +183,7 @@ def holds_machine(conn: psycopg.Connection):
 
 def test_holds_invariants_hold_under_random_interleavings(db):
     machine = holds_machine(db)
-    machine.TestCase.settings = settings(max_examples=40, stateful_step_count=40, deadline=None,
-                                         suppress_health_check=[HealthCheck.too_slow])
+    machine.TestCase.settings = settings(
+        max_examples=40, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
     machine.TestCase().runTest()

@@ -1,11 +1,10 @@
 """Stalled transactions, for real: clients and coordinators that vanish, and native prepared orphans."""
+
 from __future__ import annotations
 
-import threading
 import time
 
 import psycopg
-import pytest
 from psycopg.rows import dict_row
 
 from helpers import call, raises, rows, setup_accounts
@@ -45,8 +44,7 @@ def test_coordinator_logs_commit_and_dies_recovery_completes(db, dsn):
     a, b = setup_accounts(db, n=2, grant=100)
     (c,) = setup_accounts(db, tenant="beta", n=1, grant=0)
     coord = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
-    call(coord, "credits.dist_begin", "dies-1", legs(("acme", a, -40), ("acme", b, -10), ("beta", c, 50)),
-         "1 second")
+    call(coord, "credits.dist_begin", "dies-1", legs(("acme", a, -40), ("acme", b, -10), ("beta", c, 50)), "1 second")
     assert call(coord, "credits.dist_prepare", "dies-1")["state"] == "prepared"
     assert call(coord, "credits.dist_decide", "dies-1", "commit")["state"] == "committing"
     db.execute("SELECT pg_terminate_backend(%s, 5000)", (coord.info.backend_pid,))  # dies before completing

@@ -1,4 +1,5 @@
 """Holds and distributed transactions: every transition, legal and illegal, as a DBA calls them."""
+
 from __future__ import annotations
 
 import time
@@ -20,6 +21,7 @@ def proofs_are_empty(db) -> None:
 
 
 # --- holds: active -> captured | voided | expired -------------------------------------------
+
 
 def test_reserve_counts_against_available_at_once_and_never_overdraws(db):
     (a,) = setup_accounts(db, n=1, grant=100)
@@ -55,17 +57,20 @@ def test_reserve_replay_and_conflict(db):
     proofs_are_empty(db)
 
 
-@pytest.mark.parametrize("args,sqlstate", [
-    (("acme", "{a}", 0, "k"), "SX003"),
-    (("acme", "{a}", -1, "k"), "SX003"),
-    (("acme", "{a}", 1, ""), "SX006"),
-    (("acme", "{a}", 1, "dist:1:1"), "SX007"),
-    (("acme", "{a}", 1, "k", "0 seconds"), "SX106"),
-    (("acme", "{a}", 1, "k", "-1 seconds"), "SX106"),
-    (("acme", "{a}", 1, "k", "31 days"), "SX106"),
-    (("acme", 999999, 1, "k"), "SX002"),
-    (("zeta", "{a}", 1, "k"), "SX002"),
-])
+@pytest.mark.parametrize(
+    "args,sqlstate",
+    [
+        (("acme", "{a}", 0, "k"), "SX003"),
+        (("acme", "{a}", -1, "k"), "SX003"),
+        (("acme", "{a}", 1, ""), "SX006"),
+        (("acme", "{a}", 1, "dist:1:1"), "SX007"),
+        (("acme", "{a}", 1, "k", "0 seconds"), "SX106"),
+        (("acme", "{a}", 1, "k", "-1 seconds"), "SX106"),
+        (("acme", "{a}", 1, "k", "31 days"), "SX106"),
+        (("acme", 999999, 1, "k"), "SX002"),
+        (("zeta", "{a}", 1, "k"), "SX002"),
+    ],
+)
 def test_reserve_refusals(db, args, sqlstate):
     (a,) = setup_accounts(db, n=1, grant=100)
     before = snapshot(db)
@@ -92,8 +97,13 @@ def test_full_capture_journals_once_and_replays(db):
     assert (c["captured"], c["released"], c["balance_after"], c["seq"], c["replayed"]) == (40, 0, 60, 2, False)
     assert held(db, "acme", a) == (60, 0, 60)
     entry = db.execute("SELECT * FROM credits.entries WHERE entry_id = %s", (c["entry_id"],)).fetchone()
-    assert (entry["kind"], entry["amount"], entry["idem_key"], entry["leg"], entry["reason"]) == \
-        ("capture", -40, "r1", 2, "job 7")
+    assert (entry["kind"], entry["amount"], entry["idem_key"], entry["leg"], entry["reason"]) == (
+        "capture",
+        -40,
+        "r1",
+        2,
+        "job 7",
+    )
     again = call(db, "credits.commit_hold", "acme", h["hold_id"])
     assert again["replayed"] is True
     assert {k: v for k, v in again.items() if k != "replayed"} == {k: v for k, v in c.items() if k != "replayed"}
@@ -137,13 +147,13 @@ def test_illegal_hold_transitions_have_their_own_errors(db):
     call(db, "credits.abort_hold", "acme", aborted)
     before = snapshot(db)
     with raises("SX103"):
-        call(db, "credits.abort_hold", "acme", committed)      # abort after commit
+        call(db, "credits.abort_hold", "acme", committed)  # abort after commit
     with raises("SX102"):
-        call(db, "credits.commit_hold", "acme", aborted)       # commit after abort
+        call(db, "credits.commit_hold", "acme", aborted)  # commit after abort
     with raises("SX101"):
         call(db, "credits.commit_hold", "acme", 987654)
     with raises("SX101"):
-        call(db, "credits.abort_hold", "beta", committed)      # another tenant's hold is unknown
+        call(db, "credits.abort_hold", "beta", committed)  # another tenant's hold is unknown
     with raises("SX101"):
         call(db, "credits.get_hold", "acme", 987654)
     assert snapshot(db) == before
@@ -219,8 +229,10 @@ def test_hold_rows_refuse_illegal_transitions_whoever_writes(db):
     with raises("42501"):
         db.execute("DELETE FROM credits.holds WHERE hold_id = %s", (h,))
     with raises("23514"):  # the table's own check: captured within the amount
-        db.execute("UPDATE credits.holds SET status = 'captured', captured = 99, resolved_at = now() "
-                   "WHERE hold_id = %s", (call(db, "credits.reserve", "acme", a, 5, "r3")["hold_id"],))
+        db.execute(
+            "UPDATE credits.holds SET status = 'captured', captured = 99, resolved_at = now() WHERE hold_id = %s",
+            (call(db, "credits.reserve", "acme", a, 5, "r3")["hold_id"],),
+        )
 
 
 def test_app_role_may_call_the_api_but_not_the_private_functions(db, connect):
@@ -228,13 +240,18 @@ def test_app_role_may_call_the_api_but_not_the_private_functions(db, connect):
     app = connect("shieldx_app")
     h = call(app, "credits.reserve", "acme", a, 10, "r1")
     call(app, "credits.commit_hold", "acme", h["hold_id"])
-    for stmt in ["SELECT credits._release_expired_holds(1)", "SELECT * FROM credits._expire_holds_at(now())",
-                 "SELECT * FROM credits.holds", "UPDATE credits.holds SET reason = 'x'"]:
+    for stmt in [
+        "SELECT credits._release_expired_holds(1)",
+        "SELECT * FROM credits._expire_holds_at(now())",
+        "SELECT * FROM credits.holds",
+        "UPDATE credits.holds SET reason = 'x'",
+    ]:
         with raises("42501"):
             app.execute(stmt)
 
 
 # --- distributed transactions ----------------------------------------------------------------
+
 
 def legs(*triples) -> psycopg.types.json.Jsonb:
     return psycopg.types.json.Jsonb([{"tenant_id": t, "account_id": a, "amount": n} for t, a, n in triples])
@@ -271,15 +288,24 @@ def test_dist_commit_moves_all_legs_across_tenants(db, two_tenants):
     assert held(db, "beta", c) == (150, 0, 150)
     assert call(db, "credits.dist_commit", "x1")["replayed"] is True
     with raises("SX109"):
-        call(db, "credits.dist_abort", "x1")       # abort after commit
+        call(db, "credits.dist_abort", "x1")  # abort after commit
     with raises("SX109"):
         call(db, "credits.dist_decide", "x1", "abort")
-    with raises("SX005"):                          # the xid names a transaction that is done
+    with raises("SX005"):  # the xid names a transaction that is done
         call(db, "credits.dist_begin", "x1", legs(("acme", a, -1)))
     tx = call(db, "credits.get_dist_transaction", "x1")
     assert [e["event"] for e in tx["events"]] == [
-        "begun", "voted_yes", "voted_yes", "voted_yes", "prepared", "decided_commit",
-        "leg_committed", "leg_committed", "leg_committed", "committed"]
+        "begun",
+        "voted_yes",
+        "voted_yes",
+        "voted_yes",
+        "prepared",
+        "decided_commit",
+        "leg_committed",
+        "leg_committed",
+        "leg_committed",
+        "committed",
+    ]
     assert {p["outcome"] for p in tx["participants"]} == {"committed"}
     proofs_are_empty(db)
 
@@ -289,13 +315,13 @@ def test_dist_a_no_vote_aborts_everything(db, two_tenants):
     call(db, "credits.dist_begin", "x2", legs(("acme", a, -30), ("acme", b, -500), ("beta", c, 530)))
     p = call(db, "credits.dist_prepare", "x2")
     assert (p["state"], p["decision"], p["votes_no"]) == ("aborted", "abort", 1)
-    assert held(db, "acme", a) == (100, 0, 100)   # a's yes-vote hold was voided
+    assert held(db, "acme", a) == (100, 0, 100)  # a's yes-vote hold was voided
     tx = call(db, "credits.get_dist_transaction", "x2")
     assert tx["reason"] == "a participant voted no"
     no = [p for p in tx["participants"] if p["vote"] == "no"]
     assert no[0]["account_id"] == b and no[0]["vote_reason"].startswith("SX004")
     with raises("SX108"):
-        call(db, "credits.dist_commit", "x2")      # commit after abort
+        call(db, "credits.dist_commit", "x2")  # commit after abort
     with raises("SX108"):
         call(db, "credits.dist_prepare", "x2")
     assert call(db, "credits.dist_abort", "x2")["replayed"] is True
@@ -309,21 +335,23 @@ def test_dist_votes_no_for_unknown_frozen_or_closed_accounts(db, two_tenants):
     assert call(db, "credits.dist_prepare", "x3")["state"] == "aborted"
     call(db, "credits.dist_begin", "x4", legs(("acme", a, -10), ("acme", c, 10)))  # c belongs to beta
     assert call(db, "credits.dist_prepare", "x4")["state"] == "aborted"
-    reasons = [p["vote_reason"] for p in call(db, "credits.get_dist_transaction", "x4")["participants"] if p["vote"] == "no"]
+    reasons = [
+        p["vote_reason"] for p in call(db, "credits.get_dist_transaction", "x4")["participants"] if p["vote"] == "no"
+    ]
     assert reasons[0].startswith("SX002")
     proofs_are_empty(db)
 
 
 def test_dist_illegal_transitions(db, two_tenants):
-    a, b, c = two_tenants
+    a, _b, c = two_tenants
     call(db, "credits.dist_begin", "x5", legs(("acme", a, -10), ("beta", c, 10)))
     before = snapshot(db)
     with raises("SX110"):
-        call(db, "credits.dist_commit", "x5")      # commit before prepare
+        call(db, "credits.dist_commit", "x5")  # commit before prepare
     with raises("SX110"):
         call(db, "credits.dist_decide", "x5", "commit")
     with raises("SX110"):
-        call(db, "credits.dist_complete", "x5")    # nothing decided
+        call(db, "credits.dist_complete", "x5")  # nothing decided
     with raises("SX107"):
         call(db, "credits.dist_commit", "nope")
     with raises("SX007"):
@@ -331,22 +359,28 @@ def test_dist_illegal_transitions(db, two_tenants):
     assert snapshot(db) == before
     # abort from active is legal
     assert call(db, "credits.dist_abort", "x5")["state"] == "aborted"
-    for bad in [psycopg.types.json.Jsonb([]), psycopg.types.json.Jsonb({"a": 1}),
-                legs(("acme", a, 0)), legs(("acme", a, -1), ("acme", a, 1)),
-                psycopg.types.json.Jsonb([{"tenant_id": "acme", "account_id": a, "amount": 1.5}]),
-                psycopg.types.json.Jsonb([{"tenant_id": "acme", "account_id": a, "amount": 1, "x": 1}])]:
+    for bad in [
+        psycopg.types.json.Jsonb([]),
+        psycopg.types.json.Jsonb({"a": 1}),
+        legs(("acme", a, 0)),
+        legs(("acme", a, -1), ("acme", a, 1)),
+        psycopg.types.json.Jsonb([{"tenant_id": "acme", "account_id": a, "amount": 1.5}]),
+        psycopg.types.json.Jsonb([{"tenant_id": "acme", "account_id": a, "amount": 1, "x": 1}]),
+    ]:
         with raises("SX112"):
             call(db, "credits.dist_begin", "bad", bad)
     with raises("SX106"):
         call(db, "credits.dist_begin", "bad", legs(("acme", a, -1)), "0 seconds")
     # The table refuses illegal transitions whoever writes.
     with raises("23514"):
-        db.execute("UPDATE credits.dist_transactions SET state = 'committing', decision = 'commit', "
-                   "decided_at = now() WHERE xid = 'x5'")
+        db.execute(
+            "UPDATE credits.dist_transactions SET state = 'committing', decision = 'commit', "
+            "decided_at = now() WHERE xid = 'x5'"
+        )
 
 
 def test_dist_decide_then_complete_in_separate_calls(db, two_tenants):
-    a, b, c = two_tenants
+    a, _b, c = two_tenants
     call(db, "credits.dist_begin", "x6", legs(("acme", a, -10), ("beta", c, 10)), "1 second")
     call(db, "credits.dist_prepare", "x6")
     d = call(db, "credits.dist_decide", "x6", "commit")
@@ -378,7 +412,7 @@ def test_dist_commit_past_deadline_is_refused(db, two_tenants):
 
 
 def test_closing_an_account_with_a_pending_distributed_credit_is_refused(db, two_tenants):
-    a, b, c = two_tenants
+    a, _b, _c = two_tenants
     (d,) = setup_accounts(db, tenant="gamma", n=1, grant=0)
     call(db, "credits.dist_begin", "x9", legs(("acme", a, -10), ("gamma", d, 10)))
     call(db, "credits.dist_prepare", "x9")
@@ -392,8 +426,9 @@ def test_closing_an_account_with_a_pending_distributed_credit_is_refused(db, two
 
 # --- external coordinators -------------------------------------------------------------------
 
+
 def test_external_prepare_commit_abort_idempotent(db, two_tenants):
-    a, b, c = two_tenants
+    a, _b, c = two_tenants
     p = call(db, "credits.ext_prepare", "ext-1", legs(("acme", a, -25), ("beta", c, 25)))
     assert (p["vote"], p["state"], p["replayed"]) == ("yes", "prepared", False)
     again = call(db, "credits.ext_prepare", "ext-1", legs(("acme", a, -25), ("beta", c, 25)))

@@ -9,6 +9,7 @@ any that comes back. (PL/pgSQL functions keep their plans per session and
 are fine.) pg_stat_xact_user_functions counts, within the transaction, every
 call that went through the function manager; inlined calls never appear.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -20,9 +21,11 @@ CALLS = {
     "transfer": lambda db, a, b, i: call(db, "credits.transfer", "acme", a, b, 1, f"t{i}"),
     "grant": lambda db, a, b, i: call(db, "credits.grant_credits", "acme", a, 1, f"g{i}"),
     "reserve_commit": lambda db, a, b, i: call(
-        db, "credits.commit_hold", "acme", call(db, "credits.reserve", "acme", a, 1, f"r{i}")["hold_id"]),
+        db, "credits.commit_hold", "acme", call(db, "credits.reserve", "acme", a, 1, f"r{i}")["hold_id"]
+    ),
     "reserve_abort": lambda db, a, b, i: call(
-        db, "credits.abort_hold", "acme", call(db, "credits.reserve", "acme", a, 1, f"x{i}")["hold_id"]),
+        db, "credits.abort_hold", "acme", call(db, "credits.reserve", "acme", a, 1, f"x{i}")["hold_id"]
+    ),
 }
 
 

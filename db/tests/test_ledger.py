@@ -1,7 +1,7 @@
 """The credits ledger as a DBA calls it in psql: effects, replays, named errors."""
+
 from __future__ import annotations
 
-import psycopg
 import pytest
 
 from helpers import call, raises, rows, setup_accounts, snapshot
@@ -60,10 +60,13 @@ def test_grant_consume_transfer_move_balances_and_write_entries(db):
     assert rows(db, "credits.reconcile") == []
 
 
-@pytest.mark.parametrize("fn,args", [
-    ("credits.grant_credits", (7,)),
-    ("credits.consume", (7,)),
-])
+@pytest.mark.parametrize(
+    "fn,args",
+    [
+        ("credits.grant_credits", (7,)),
+        ("credits.consume", (7,)),
+    ],
+)
 def test_replay_returns_the_original_and_changes_nothing(db, fn, args):
     a, _ = setup_accounts(db)
     first = call(db, fn, "acme", a, *args, "same-key", "why")
@@ -90,17 +93,20 @@ def test_transfer_replay_and_conflict(db):
 
 
 def test_replay_answers_even_when_funds_are_gone(db):
-    a, b = setup_accounts(db)
+    a, _b = setup_accounts(db)
     first = call(db, "credits.consume", "acme", a, 100, "all")
     again = call(db, "credits.consume", "acme", a, 100, "all")
     assert again["replayed"] and again["entry_id"] == first["entry_id"]
 
 
-@pytest.mark.parametrize("other", [
-    ("credits.consume", 8, "k", None),          # different amount
-    ("credits.consume", 7, "k", "other reason"),  # different reason
-    ("credits.grant_credits", 7, "k", None),    # different operation
-])
+@pytest.mark.parametrize(
+    "other",
+    [
+        ("credits.consume", 8, "k", None),  # different amount
+        ("credits.consume", 7, "k", "other reason"),  # different reason
+        ("credits.grant_credits", 7, "k", None),  # different operation
+    ],
+)
 def test_same_key_different_arguments_is_a_conflict(db, other):
     a, _ = setup_accounts(db)
     call(db, "credits.consume", "acme", a, 7, "k", None)
@@ -182,7 +188,7 @@ def test_long_reason_refused_and_unicode_kept(db):
 
 
 def test_transfer_to_self_and_unknown_accounts(db):
-    a, b = setup_accounts(db)
+    a, _b = setup_accounts(db)
     with raises("SX009"):
         call(db, "credits.transfer", "acme", a, a, 1, "self")
     with raises("SX002"):
@@ -243,7 +249,7 @@ def test_entry_history_keyset_pagination(db):
 
 
 def test_reconcile_finds_a_balance_edited_behind_the_ledger(db):
-    a, b = setup_accounts(db)
+    a, _b = setup_accounts(db)
     call(db, "credits.consume", "acme", a, 10, "c")
     assert rows(db, "credits.reconcile") == []
     db.execute("UPDATE credits.accounts SET balance = balance + 5 WHERE account_id = %s", (a,))
@@ -252,11 +258,14 @@ def test_reconcile_finds_a_balance_edited_behind_the_ledger(db):
     assert "balance differs" in bad[0]["problem"]
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE credits.entries SET amount = 1000",
-    "DELETE FROM credits.entries",
-    "TRUNCATE credits.entries CASCADE",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE credits.entries SET amount = 1000",
+        "DELETE FROM credits.entries",
+        "TRUNCATE credits.entries CASCADE",
+    ],
+)
 def test_entries_are_append_only_even_for_superusers_in_replica_mode(db, statement):
     setup_accounts(db)
     db.execute("SET session_replication_role = replica")

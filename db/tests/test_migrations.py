@@ -1,4 +1,5 @@
 """Every migration rolls back, and the schema comes back the same."""
+
 from __future__ import annotations
 
 import psycopg

@@ -3,6 +3,7 @@
 After every step: balances equal the model, each balance equals the sum of
 its entries, nothing is negative, and a replay changed nothing.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -24,9 +25,10 @@ def ledger_machine(conn: psycopg.Connection):
         def open_accounts(self) -> None:
             self.tenant = f"prop{next(_tenants)}"
             call(conn, "credits.create_tenant", self.tenant, "Property")
-            self.ids = [call(conn, "credits.create_account", self.tenant, f"a{i}", f"open{i}")["account_id"]
-                        for i in range(3)]
-            self.model = {a: 0 for a in self.ids}
+            self.ids = [
+                call(conn, "credits.create_account", self.tenant, f"a{i}", f"open{i}")["account_id"] for i in range(3)
+            ]
+            self.model = dict.fromkeys(self.ids, 0)
             self.calls: list[tuple[str, tuple, dict]] = []  # (fn, args, first result)
             self.n = 0
 
@@ -42,19 +44,27 @@ def ledger_machine(conn: psycopg.Connection):
             assert expect_ok, f"{fn}{args} should have failed"
             assert result["replayed"] is False
             effect()
-            self.calls.append((fn, args + (key,), result))
+            self.calls.append((fn, (*args, key), result))
 
         @rule(i=st.integers(0, 2), amount=amounts)
         def grant(self, i, amount):
             a = self.ids[i]
-            self._do("credits.grant_credits", (a, amount), 1 <= amount,
-                     lambda: self.model.__setitem__(a, self.model[a] + amount))
+            self._do(
+                "credits.grant_credits",
+                (a, amount),
+                amount >= 1,
+                lambda: self.model.__setitem__(a, self.model[a] + amount),
+            )
 
         @rule(i=st.integers(0, 2), amount=amounts)
         def consume(self, i, amount):
             a = self.ids[i]
-            self._do("credits.consume", (a, amount), 1 <= amount <= self.model[a],
-                     lambda: self.model.__setitem__(a, self.model[a] - amount))
+            self._do(
+                "credits.consume",
+                (a, amount),
+                1 <= amount <= self.model[a],
+                lambda: self.model.__setitem__(a, self.model[a] - amount),
+            )
 
         @rule(i=st.integers(0, 2), j=st.integers(0, 2), amount=amounts)
         def transfer(self, i, j, amount):
@@ -65,6 +75,7 @@ def ledger_machine(conn: psycopg.Connection):
             def effect():
                 self.model[a] -= amount
                 self.model[b] += amount
+
             self._do("credits.transfer", (a, b, amount), 1 <= amount <= self.model[a], effect)
 
         @rule(data=st.data())
@@ -74,8 +85,9 @@ def ledger_machine(conn: psycopg.Connection):
             fn, args, first = data.draw(st.sampled_from(self.calls))
             again = call(conn, fn, self.tenant, *args)
             assert again["replayed"] is True
-            assert {k: v for k, v in again.items() if k != "replayed"} == \
-                   {k: v for k, v in first.items() if k != "replayed"}
+            assert {k: v for k, v in again.items() if k != "replayed"} == {
+                k: v for k, v in first.items() if k != "replayed"
+            }
 
         @invariant()
         def balances_match_model_and_ledger(self):
@@ -93,6 +105,7 @@ def ledger_machine(conn: psycopg.Connection):
 
 def test_ledger_invariants_hold_under_random_sequences(db):
     machine = ledger_machine(db)
-    machine.TestCase.settings = settings(max_examples=40, stateful_step_count=30, deadline=None,
-                                         suppress_health_check=[HealthCheck.too_slow])
+    machine.TestCase.settings = settings(
+        max_examples=40, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
     machine.TestCase().runTest()

@@ -1,4 +1,5 @@
 """Roles: the application may only execute public functions; nobody but the owner writes."""
+
 from __future__ import annotations
 
 import psycopg

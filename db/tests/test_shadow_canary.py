@@ -2,10 +2,12 @@
 guardrails, too little data is inconclusive (never a pass), a breach rolls back
 at once, the decision rule promotes or rolls back, and people can pause,
 resume, promote and roll back. Every transition is in the audit trail."""
+
 from __future__ import annotations
 
 import psycopg
 import pytest
+
 from helpers import raises
 from shadow_helpers import events, experiment, run_job, send, setup_experiment
 
@@ -67,14 +69,26 @@ def test_a_step_waits_for_its_minimum_time(db):
 
 GUARDRAILS = {
     # check: (config, champion observations (errors, latencies), challenger observations (errors, latencies))
-    "error_rate": ({"p_max_error_rate": 0.05, "p_max_error_rate_increase": None, "p_max_p95_ratio": None},
-                   (10, [10.0] * 100), (10, [10.0] * 100)),
-    "error_rate_vs_champion": ({"p_max_error_rate": None, "p_max_error_rate_increase": 0.01, "p_max_p95_ratio": None},
-                               (1, [10.0] * 100), (3, [10.0] * 100)),
-    "p95_latency_ms": ({"p_max_error_rate": None, "p_max_error_rate_increase": None, "p_max_p95_ratio": None,
-                        "p_max_p95_ms": 100.0}, (0, [10.0] * 100), (0, [10.0] * 90 + [500.0] * 10)),
-    "p95_latency_vs_champion": ({"p_max_error_rate": None, "p_max_error_rate_increase": None, "p_max_p95_ratio": 1.25},
-                                (0, [10.0] * 100), (0, [20.0] * 100)),
+    "error_rate": (
+        {"p_max_error_rate": 0.05, "p_max_error_rate_increase": None, "p_max_p95_ratio": None},
+        (10, [10.0] * 100),
+        (10, [10.0] * 100),
+    ),
+    "error_rate_vs_champion": (
+        {"p_max_error_rate": None, "p_max_error_rate_increase": 0.01, "p_max_p95_ratio": None},
+        (1, [10.0] * 100),
+        (3, [10.0] * 100),
+    ),
+    "p95_latency_ms": (
+        {"p_max_error_rate": None, "p_max_error_rate_increase": None, "p_max_p95_ratio": None, "p_max_p95_ms": 100.0},
+        (0, [10.0] * 100),
+        (0, [10.0] * 90 + [500.0] * 10),
+    ),
+    "p95_latency_vs_champion": (
+        {"p_max_error_rate": None, "p_max_error_rate_increase": None, "p_max_p95_ratio": 1.25},
+        (0, [10.0] * 100),
+        (0, [20.0] * 100),
+    ),
 }
 
 
@@ -92,8 +106,9 @@ def test_each_guardrail_breach_rolls_back_at_once(db, check):
     assert ev["kind"] == "rolled_back" and check in ev["reason"]
     assert ev["evidence"]["guardrails"]["breached"] == [check]
     # Weight 0: every unit goes to the champion.
-    arms = db.execute("SELECT DISTINCT (shadow.assign(%s, 'u' || g)).arm FROM generate_series(1, 500) g",
-                      (exp,)).fetchall()
+    arms = db.execute(
+        "SELECT DISTINCT (shadow.assign(%s, 'u' || g)).arm FROM generate_series(1, 500) g", (exp,)
+    ).fetchall()
     assert arms == [{"arm": "champion"}]
 
 
@@ -107,8 +122,15 @@ def test_same_data_within_thresholds_passes(db):
 
 
 def _breach_sequence(db, mode):
-    exp = setup_experiment(db, **{"p_min_obs_per_step": 10**6, "p_guardrail_min_obs": 50, "p_breach_limit": 3,
-                                  "p_breach_mode": mode, "p_max_error_rate_increase": None, "p_max_p95_ratio": None})
+    exp = setup_experiment(
+        db,
+        p_min_obs_per_step=10**6,
+        p_guardrail_min_obs=50,
+        p_breach_limit=3,
+        p_breach_mode=mode,
+        p_max_error_rate_increase=None,
+        p_max_p95_ratio=None,
+    )
     send(db, exp, "champion", 100, successes=10)
     seen = []
 
@@ -117,12 +139,12 @@ def _breach_sequence(db, mode):
         st = experiment(db, exp)
         seen.append((st["guardrail_status"], st["breaches"], st["state"]))
 
-    send(db, exp, "challenger", 100, errors=10)   # 10% errors: breach
+    send(db, exp, "challenger", 100, errors=10)  # 10% errors: breach
     job()
-    job()                                        # still 10%: breach
-    send(db, exp, "challenger", 200)              # 10 / 300: pass
+    job()  # still 10%: breach
+    send(db, exp, "challenger", 200)  # 10 / 300: pass
     job()
-    send(db, exp, "challenger", 40, errors=40)    # 50 / 340: breach
+    send(db, exp, "challenger", 40, errors=40)  # 50 / 340: breach
     job()
     job()
     return exp, seen
@@ -130,8 +152,13 @@ def _breach_sequence(db, mode):
 
 def test_consecutive_breaches_reset_on_a_pass(db):
     exp, seen = _breach_sequence(db, "consecutive")
-    assert seen == [("breach", 1, "running"), ("breach", 2, "running"), ("pass", 0, "running"),
-                    ("breach", 1, "running"), ("breach", 2, "running")]
+    assert seen == [
+        ("breach", 1, "running"),
+        ("breach", 2, "running"),
+        ("pass", 0, "running"),
+        ("breach", 1, "running"),
+        ("breach", 2, "running"),
+    ]
     run_job(db)
     assert experiment(db, exp)["state"] == "rolled_back"
     assert "3 of 3 consecutive" in events(db, exp)[-1]["reason"]
@@ -139,13 +166,18 @@ def test_consecutive_breaches_reset_on_a_pass(db):
 
 def test_cumulative_breaches_add_up(db):
     exp, seen = _breach_sequence(db, "cumulative")
-    assert seen == [("breach", 1, "running"), ("breach", 2, "running"), ("pass", 2, "running"),
-                    ("breach", 3, "rolled_back"), ("breach", 3, "rolled_back")]
+    assert seen == [
+        ("breach", 1, "running"),
+        ("breach", 2, "running"),
+        ("pass", 2, "running"),
+        ("breach", 3, "rolled_back"),
+        ("breach", 3, "rolled_back"),
+    ]
     assert _kinds(db, exp) == ["created", "rolled_back"]
 
 
 def test_the_decision_rule_promotes_a_better_challenger(db):
-    exp = setup_experiment(db, **{"p_min_obs_per_step": 10**6, "p_guardrail_min_obs": 50})
+    exp = setup_experiment(db, p_min_obs_per_step=10**6, p_guardrail_min_obs=50)
     send(db, exp, "champion", 2000, successes=200)
     send(db, exp, "challenger", 2000, successes=300)
     out = run_job(db)
@@ -159,7 +191,7 @@ def test_the_decision_rule_promotes_a_better_challenger(db):
 
 
 def test_the_decision_rule_rolls_back_a_worse_challenger(db):
-    exp = setup_experiment(db, **{"p_min_obs_per_step": 10**6, "p_guardrail_min_obs": 50})
+    exp = setup_experiment(db, p_min_obs_per_step=10**6, p_guardrail_min_obs=50)
     send(db, exp, "champion", 2000, successes=300)
     send(db, exp, "challenger", 2000, successes=200)
     run_job(db)
@@ -169,7 +201,7 @@ def test_the_decision_rule_rolls_back_a_worse_challenger(db):
 
 
 def test_a_better_challenger_is_not_promoted_while_guardrails_lack_data(db):
-    exp = setup_experiment(db, **{"p_min_obs_per_step": 10**6, "p_guardrail_min_obs": 5000})
+    exp = setup_experiment(db, p_min_obs_per_step=10**6, p_guardrail_min_obs=5000)
     send(db, exp, "champion", 2000, successes=200)
     send(db, exp, "challenger", 2000, successes=300)
     run_job(db)
@@ -195,8 +227,9 @@ def test_manual_pause_resume_promote_rollback(db):
     db.execute("SELECT * FROM shadow.resume(%s, 'bob', 'ticket closed', 'resume-1')", (exp,))
     run_job(db)
     assert (experiment(db, exp)["state"], experiment(db, exp)["step_no"]) == ("running", 2)
-    r = db.execute("SELECT * FROM shadow.promote(%s, 'carol', 'sign-off from security', 'promote-1')",
-                   (exp,)).fetchone()
+    r = db.execute(
+        "SELECT * FROM shadow.promote(%s, 'carol', 'sign-off from security', 'promote-1')", (exp,)
+    ).fetchone()
     assert (r["state"], r["weight"]) == ("promoted", 100)
     with raises("SX406"):
         db.execute("SELECT * FROM shadow.rollback(%s, 'carol', 'too late', 'rb-1')", (exp,))
@@ -206,8 +239,12 @@ def test_manual_pause_resume_promote_rollback(db):
         db.execute("SELECT * FROM shadow.pause(%s, 'bob', '', 'p-y')", (exp,))
     ev = events(db, exp)
     assert [(e["kind"], e["actor"]) for e in ev] == [
-        ("created", "alice"), ("paused", "bob"), ("resumed", "bob"), ("step_advanced", "shieldx-shadow-job"),
-        ("promoted", "carol")]
+        ("created", "alice"),
+        ("paused", "bob"),
+        ("resumed", "bob"),
+        ("step_advanced", "shieldx-shadow-job"),
+        ("promoted", "carol"),
+    ]
     assert ev[1]["reason"] == "investigating a ticket"
 
 
@@ -236,10 +273,12 @@ def test_manual_rollback_records_actor_reason_and_evidence(db):
 def test_the_audit_trail_is_append_only_even_for_replicas(db):
     exp = setup_experiment(db)
     db.execute("SET session_replication_role = replica")
-    for sql in ("UPDATE shadow.deployment_events SET reason = 'forged'",
-                "DELETE FROM shadow.deployment_events",
-                "TRUNCATE shadow.deployment_events CASCADE",
-                "UPDATE shadow.rule_versions SET definition = '{}'"):
+    for sql in (
+        "UPDATE shadow.deployment_events SET reason = 'forged'",
+        "DELETE FROM shadow.deployment_events",
+        "TRUNCATE shadow.deployment_events CASCADE",
+        "UPDATE shadow.rule_versions SET definition = '{}'",
+    ):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             db.execute(sql)
     db.execute("RESET session_replication_role")
@@ -250,11 +289,13 @@ def test_ingestion_does_not_wait_for_an_evaluation_in_progress(db, connect):
     exp = setup_experiment(db, **SMALL)
     job = connect()
     job.execute("BEGIN")
-    job.execute("SELECT shadow._evaluate(%s)", (exp,))   # holds the experiment row until commit
+    job.execute("SELECT shadow._evaluate(%s)", (exp,))  # holds the experiment row until commit
     app = connect("shieldx_app")
     app.execute("SET lock_timeout = '2s'")
-    r = app.execute("SELECT * FROM shadow.record_observations(%s, %s::jsonb, 'during-job')",
-                    (exp, '[{"arm": "champion", "success": true, "latency_ms": 1}]')).fetchone()
+    r = app.execute(
+        "SELECT * FROM shadow.record_observations(%s, %s::jsonb, 'during-job')",
+        (exp, '[{"arm": "champion", "success": true, "latency_ms": 1}]'),
+    ).fetchone()
     assert r["accepted"] == 1
     job.execute("COMMIT")
 

@@ -1,6 +1,7 @@
 """Folding observations into the Beta posteriors' counts happens exactly once:
 under repeated runs, a run that dies midway, concurrent runs, and transactions
 that commit in another order than their observation ids were drawn."""
+
 from __future__ import annotations
 
 import threading
@@ -8,13 +9,19 @@ import time
 
 import psycopg
 import pytest
+
 from shadow_helpers import events, experiment, run_job, send, settle, setup_experiment
 
 
 def _folded(db, exp):
-    return {r["arm"]: (r["n"], r["successes"], r["errors"]) for r in db.execute(
-        """SELECT arm, sum(n)::int AS n, sum(successes)::int AS successes, sum(errors)::int AS errors
-             FROM shadow.arm_stats WHERE experiment_id = %s GROUP BY arm""", (exp,)).fetchall()}
+    return {
+        r["arm"]: (r["n"], r["successes"], r["errors"])
+        for r in db.execute(
+            """SELECT arm, sum(n)::int AS n, sum(successes)::int AS successes, sum(errors)::int AS errors
+             FROM shadow.arm_stats WHERE experiment_id = %s GROUP BY arm""",
+            (exp,),
+        ).fetchall()
+    }
 
 
 def test_repeated_runs_fold_every_observation_once(db):
@@ -103,10 +110,11 @@ def test_late_commit_of_a_lower_id_is_folded_not_skipped(db, connect):
     settle(db)
     slow = connect()
     slow.execute("BEGIN")
-    early = send(slow, exp, "champion", 10, successes=10)   # draws the lower ids, commits last
-    late = send(db, exp, "champion", 5, successes=0)          # higher ids, committed first
-    ids = db.execute("SELECT min(obs_id) FILTER (WHERE batch_id = %s) AS late_min FROM shadow.observations",
-                     (late["batch_id"],)).fetchone()
+    early = send(slow, exp, "champion", 10, successes=10)  # draws the lower ids, commits last
+    late = send(db, exp, "champion", 5, successes=0)  # higher ids, committed first
+    ids = db.execute(
+        "SELECT min(obs_id) FILTER (WHERE batch_id = %s) AS late_min FROM shadow.observations", (late["batch_id"],)
+    ).fetchone()
     assert ids["late_min"] > 10  # the uncommitted batch holds ids 1..10
     for _ in range(3):
         db.execute("SELECT shadow._fold()")

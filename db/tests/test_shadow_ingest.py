@@ -1,9 +1,11 @@
 """Observation batches: all or nothing, named errors for bad input, idempotent keys."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
+
 from helpers import raises
 from shadow_helpers import send, setup_experiment
 
@@ -14,8 +16,10 @@ def _stored(db):
 
 
 def _json(db, exp, batch, key="k1"):
-    return db.execute("SELECT * FROM shadow.record_observations(%s, %s::jsonb, %s)",
-                      (exp, batch if isinstance(batch, str) else json.dumps(batch), key)).fetchone()
+    return db.execute(
+        "SELECT * FROM shadow.record_observations(%s, %s::jsonb, %s)",
+        (exp, batch if isinstance(batch, str) else json.dumps(batch), key),
+    ).fetchone()
 
 
 GOOD = {"arm": "challenger", "success": True, "latency_ms": 12.5}
@@ -31,9 +35,13 @@ def test_a_json_batch_is_stored_and_replayed_by_its_key(db):
     assert _stored(db) == {"obs": 2, "batches": 1}
     with raises("SX005"):
         _json(db, exp, [GOOD])
-    rows = db.execute("SELECT arm, success, error, latency_ms, unit_id FROM shadow.observations ORDER BY obs_id").fetchall()
-    assert rows == [{"arm": "challenger", "success": True, "error": False, "latency_ms": 12.5, "unit_id": None},
-                    {"arm": "champion", "success": False, "error": True, "latency_ms": 0.0, "unit_id": "req-9"}]
+    rows = db.execute(
+        "SELECT arm, success, error, latency_ms, unit_id FROM shadow.observations ORDER BY obs_id"
+    ).fetchall()
+    assert rows == [
+        {"arm": "challenger", "success": True, "error": False, "latency_ms": 12.5, "unit_id": None},
+        {"arm": "champion", "success": False, "error": True, "latency_ms": 0.0, "unit_id": "req-9"},
+    ]
 
 
 BAD_BATCHES = {
@@ -93,8 +101,11 @@ def test_bad_arrays_are_refused_whole(db, case):
     exp = setup_experiment(db)
     arms, success, error, latency, index = BAD_ARRAYS[case]
     with raises("SX403") as info:
-        db.execute("SELECT * FROM shadow.record_observation_arrays(%s, %s::text[], %s::boolean[], %s::boolean[], "
-                   "%s::float8[], 'k')", (exp, arms, success, error, latency))
+        db.execute(
+            "SELECT * FROM shadow.record_observation_arrays(%s, %s::text[], %s::boolean[], %s::boolean[], "
+            "%s::float8[], 'k')",
+            (exp, arms, success, error, latency),
+        )
     if index is not None:
         assert json.loads(info.value.diag.message_detail)["index"] == index
     assert _stored(db) == {"obs": 0, "batches": 0}
@@ -110,10 +121,12 @@ def test_arrays_are_the_bulk_path_and_share_keys_with_json(db):
     # A DBA's \copy target feeding the same function.
     db.execute("CREATE TEMP TABLE inbox (arm text, success boolean, error boolean, latency_ms float8)")
     db.execute("INSERT INTO inbox SELECT 'challenger', g % 10 = 0, false, g FROM generate_series(1, 300) g")
-    r = db.execute("""SELECT * FROM shadow.record_observation_arrays(%s,
+    r = db.execute(
+        """SELECT * FROM shadow.record_observation_arrays(%s,
                         (SELECT array_agg(arm) FROM inbox), (SELECT array_agg(success) FROM inbox),
                         (SELECT array_agg(error) FROM inbox), (SELECT array_agg(latency_ms) FROM inbox), 'inbox-1')""",
-                   (exp,)).fetchone()
+        (exp,),
+    ).fetchone()
     assert r["accepted"] == 300
     assert _stored(db) == {"obs": 5300, "batches": 2}
 
@@ -121,11 +134,15 @@ def test_arrays_are_the_bulk_path_and_share_keys_with_json(db):
 def test_the_application_role_writes_only_through_functions(db, connect):
     exp = setup_experiment(db)
     app = connect("shieldx_app")
-    r = app.execute("SELECT * FROM shadow.record_observations(%s, %s::jsonb, 'app-1')",
-                    (exp, json.dumps([GOOD]))).fetchone()
+    r = app.execute(
+        "SELECT * FROM shadow.record_observations(%s, %s::jsonb, 'app-1')", (exp, json.dumps([GOOD]))
+    ).fetchone()
     assert r["accepted"] == 1
     with raises("42501"):
-        app.execute("INSERT INTO shadow.observations (experiment_id, batch_id, arm, step_no, success, error, "
-                    "latency_ms) VALUES (%s, 1, 'challenger', 1, true, false, 1)", (exp,))
+        app.execute(
+            "INSERT INTO shadow.observations (experiment_id, batch_id, arm, step_no, success, error, "
+            "latency_ms) VALUES (%s, 1, 'challenger', 1, true, false, 1)",
+            (exp,),
+        )
     with raises("42501"):
         app.execute("SELECT shadow._job_evaluate()")

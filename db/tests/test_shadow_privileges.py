@@ -1,5 +1,6 @@
 """Shadow objects follow the conventions: owner owns all, public functions are
 SECURITY DEFINER with a fixed search_path, the application writes only through them."""
+
 from __future__ import annotations
 
 from helpers import raises
@@ -46,14 +47,17 @@ def test_request_paths_never_import_scipy(db, connect):
     exp = setup_experiment(db)
     send(db, exp, "champion", 200, successes=20)
     send(db, exp, "challenger", 200, successes=25)
-    run_job(db)   # the job's backend imports scipy; an API backend must not
+    run_job(db)  # the job's backend imports scipy; an API backend must not
     api = connect()
     api.execute("SELECT * FROM shadow.get_experiment(%s)", (exp,))
     api.execute("SELECT shadow.posterior_svg(%s)", (exp,))
     api.execute("SELECT * FROM shadow.assign(%s, 'u1')", (exp,))
     api.execute("SELECT shadow.decide(200, 20, 200, 25)")
-    api.execute("SELECT * FROM shadow.record_observations(%s, '[{\"arm\": \"champion\", \"success\": true, "
-                "\"latency_ms\": 1}]', 'k-api')", (exp,))
+    api.execute(
+        'SELECT * FROM shadow.record_observations(%s, \'[{"arm": "champion", "success": true, '
+        "\"latency_ms\": 1}]', 'k-api')",
+        (exp,),
+    )
     api.execute("""CREATE FUNCTION pg_temp.loaded() RETURNS text[] LANGUAGE plpython3u AS
                    $$ import sys; return sorted(m for m in ('scipy', 'numpy') if m in sys.modules) $$""")
     assert api.execute("SELECT pg_temp.loaded() AS m").fetchone()["m"] == []

@@ -4,6 +4,7 @@ Every module in this package that defines `run(h: Harness) -> dict[str, float]`
 is a suite; its metrics are merged into bench/results.json (a flat object,
 metric name -> number). Ratios are measured pair by pair within one run.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -12,6 +12,7 @@ audit.verify_incremental_s         audit.verify(incremental) after a checkpoint 
 The three consume runs alternate (bare, on, off, off, on, bare), so drift on a
 shared machine hits both sides alike. Verification is timed warm (second run).
 """
+
 from __future__ import annotations
 
 import time
@@ -34,20 +35,29 @@ def _fill(url: str, h: Harness) -> None:
     """VERIFY_ACCOUNTS x VERIFY_PER_ACCOUNT journal entries, each audited by the trigger."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT credits.create_tenant('vfy', 'Verify')")
-        conn.execute("SELECT count(*) FROM generate_series(1, %s) g, LATERAL credits.create_account('vfy', 'v' || g, "
-                     "'vo-' || g) a", (VERIFY_ACCOUNTS,))
-        ids = [r[0] for r in conn.execute("SELECT account_id FROM credits.accounts WHERE tenant_id = 'vfy' "
-                                          "ORDER BY account_id")]
+        conn.execute(
+            "SELECT count(*) FROM generate_series(1, %s) g, LATERAL credits.create_account('vfy', 'v' || g, "
+            "'vo-' || g) a",
+            (VERIFY_ACCOUNTS,),
+        )
+        ids = [
+            r[0]
+            for r in conn.execute("SELECT account_id FROM credits.accounts WHERE tenant_id = 'vfy' ORDER BY account_id")
+        ]
         for i in range(0, len(ids), 50):
             h.progress(f"filling the log for verification ({i * VERIFY_PER_ACCOUNT:,} entries)")
-            batch = ids[i:i + 50]
-            conn.execute("""
+            batch = ids[i : i + 50]
+            conn.execute(
+                """
                 INSERT INTO credits.entries (account_id, tenant_id, seq, kind, amount, balance_after, idem_key, reason)
                 SELECT a, 'vfy', s, 'grant', 1, s, 'v-' || a || '-' || s, 'bulk fill'
                   FROM unnest(%s::bigint[]) a, generate_series(1, %s) s ORDER BY a, s""",
-                         (batch, VERIFY_PER_ACCOUNT))
-            conn.execute("UPDATE credits.accounts SET balance = %s, entry_seq = %s WHERE account_id = ANY(%s)",
-                         (VERIFY_PER_ACCOUNT, VERIFY_PER_ACCOUNT, batch))
+                (batch, VERIFY_PER_ACCOUNT),
+            )
+            conn.execute(
+                "UPDATE credits.accounts SET balance = %s, entry_seq = %s WHERE account_id = ANY(%s)",
+                (VERIFY_PER_ACCOUNT, VERIFY_PER_ACCOUNT, batch),
+            )
         conn.execute("VACUUM ANALYZE audit.log")
         conn.execute("VACUUM ANALYZE credits.entries")
 
@@ -97,20 +107,24 @@ def run(h: Harness) -> dict[str, float]:
             chain_s, chain = _timed(conn, "SELECT entries_checked, ok, problem FROM audit.verify(false, false)")
             if not (full[1] and chain[1]):
                 raise RuntimeError(f"verification failed on an untouched log: {full} {chain}")
-            conn.execute("""INSERT INTO credits.entries (account_id, tenant_id, seq, kind, amount, balance_after, idem_key)
+            conn.execute("""INSERT INTO credits.entries
+                                   (account_id, tenant_id, seq, kind, amount, balance_after, idem_key)
                             SELECT a.account_id, 'vfy', a.entry_seq + s, 'grant', 1, a.entry_seq + s,
                                    'inc-' || a.account_id || '-' || s
                               FROM credits.accounts a, generate_series(1, 10) s
                              WHERE a.tenant_id = 'vfy' ORDER BY a.account_id, s""")
-            conn.execute("UPDATE credits.accounts SET entry_seq = entry_seq + 10, balance = balance + 10 "
-                         "WHERE tenant_id = 'vfy'")
-            inc_s, inc = _timed(conn, "SELECT entries_checked, ok FROM audit.verify(true, true)")
-        out.update({
-            "audit.verify_entries": full[0],
-            "audit.verify_entries_per_s": full[0] / full_s,
-            "audit.verify_chain_entries_per_s": chain[0] / chain_s,
-            "audit.verify_incremental_s": inc_s,
-        })
+            conn.execute(
+                "UPDATE credits.accounts SET entry_seq = entry_seq + 10, balance = balance + 10 WHERE tenant_id = 'vfy'"
+            )
+            inc_s, _inc = _timed(conn, "SELECT entries_checked, ok FROM audit.verify(true, true)")
+        out.update(
+            {
+                "audit.verify_entries": full[0],
+                "audit.verify_entries_per_s": full[0] / full_s,
+                "audit.verify_chain_entries_per_s": chain[0] / chain_s,
+                "audit.verify_incremental_s": inc_s,
+            }
+        )
         return out
     finally:
         h.drop_database(url)

@@ -8,6 +8,7 @@ auth.api_consume_vs_sql_consume_on / _off   each side over pgbench consume TPS m
 auth.leases_per_request      limiter round trips per request (one worker's /metrics, whole run)
 Both servers run side by side on the same database; the sides alternate, four rounds.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,18 +32,22 @@ def run(h: Harness) -> dict[str, float]:
         app_url = url.replace("postgres@", "shieldx_app@", 1)
         env = {"NACCOUNTS": str(ACCOUNTS), "API_KEY": key}
         rps: dict[str, list[float]] = {"on": [], "off": []}
-        with h.api_server(app_url, port=8771) as on, \
-                h.api_server(app_url, port=8772, env={"SHIELDX_AUTH": "false"}) as off:
+        with (
+            h.api_server(app_url, port=8771) as on,
+            h.api_server(app_url, port=8772, env={"SHIELDX_AUTH": "false"}) as off,
+        ):
             bases = {"on": on, "off": off}
             for side in ("on", "off"):  # warm both
                 h.wrk(bases[side], "auth_consume.lua", seconds=3, env=env)
             for round_no in range(4):  # on-off, off-on, ...: drift on a shared machine hits both sides alike
-                for side in (("on", "off") if round_no % 2 == 0 else ("off", "on")):
+                for side in ("on", "off") if round_no % 2 == 0 else ("off", "on"):
                     h.progress(f"wrk consume, auth {side} (round {round_no + 1})")
                     rps[side].append(h.wrk(bases[side], "auth_consume.lua", connections=16, env=env)["rps"])
             # Counters are per worker process: read one worker's, as a ratio.
             text = urllib.request.urlopen(on + "/metrics", timeout=5).read().decode()
-            requests = _metric(text, "shieldx_auth_cache_hits_total") + _metric(text, "shieldx_auth_verifications_total")
+            requests = _metric(text, "shieldx_auth_cache_hits_total") + _metric(
+                text, "shieldx_auth_verifications_total"
+            )
             leases = _metric(text, "shieldx_auth_leases_total")
         h.progress("pgbench consume (the SQL baseline)")
         sql = h.pgbench(url, "consume.sql", defines={"naccounts": ACCOUNTS})

@@ -8,6 +8,7 @@ api.balance_p50_ms           GET an account at low load (1 connection)
 api.consume_p99_ms           POST consume at 16 connections
 Each ratio's two sides run back to back, twice, alternating, within one run.
 """
+
 from __future__ import annotations
 
 from .harness import Harness, seed_ledger
@@ -21,8 +22,16 @@ def run(h: Harness) -> dict[str, float]:
     try:
         key = seed_ledger(url, ACCOUNTS)
         d = {"naccounts": ACCOUNTS}
-        tps = h.alternate(url, [("bare", "bare_update.sql"), ("consume", "consume.sql"),
-                                ("bare", "bare_update.sql"), ("transfer", "transfer.sql")], defines=d)
+        tps = h.alternate(
+            url,
+            [
+                ("bare", "bare_update.sql"),
+                ("consume", "consume.sql"),
+                ("bare", "bare_update.sql"),
+                ("transfer", "transfer.sql"),
+            ],
+            defines=d,
+        )
         bare, consume, transfer = tps["bare"], tps["consume"], tps["transfer"]
         out = {
             "sql.bare_update_tps": bare,
@@ -40,15 +49,21 @@ def run(h: Harness) -> dict[str, float]:
             h.progress("pgbench consume (pair for the API ratio)")
             sql_now = h.pgbench(url, "consume.sql", defines=d)
             h.progress("API balance at low load")
-            low = h.wrk(base + "/v1/tenants/bench/accounts/1", connections=1, threads=1,
-                        headers={"Authorization": f"Bearer {key}"})
-        out.update({
-            "api.consume_rps": api["rps"],
-            "api.consume_vs_sql_consume": api["rps"] / sql_now,
-            "api.consume_p99_ms": api["p99_ms"],
-            "api.consume_p50_ms": api["p50_ms"],
-            "api.balance_p50_ms": low["p50_ms"],
-        })
+            low = h.wrk(
+                base + "/v1/tenants/bench/accounts/1",
+                connections=1,
+                threads=1,
+                headers={"Authorization": f"Bearer {key}"},
+            )
+        out.update(
+            {
+                "api.consume_rps": api["rps"],
+                "api.consume_vs_sql_consume": api["rps"] / sql_now,
+                "api.consume_p99_ms": api["p99_ms"],
+                "api.consume_p50_ms": api["p50_ms"],
+                "api.balance_p50_ms": low["p50_ms"],
+            }
+        )
         return out
     finally:
         h.drop_database(url)

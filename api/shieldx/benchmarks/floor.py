@@ -14,6 +14,7 @@ sql.reserve_commit_vs_bare_update from above: no design that writes a journal ro
 (and a chained audit entry) in the debit's own transaction can beat them on this
 machine. Each side runs twice, alternating, within one run.
 """
+
 from __future__ import annotations
 
 import psycopg
@@ -45,11 +46,18 @@ def run(h: Harness) -> dict[str, float]:
         seed_ledger(url, ACCOUNTS)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(TABLES)
-            conn.execute("INSERT INTO public.floor_accounts (account_id, balance) "
-                         "SELECT g, 1000000000000 FROM generate_series(1, %s) g", (ACCOUNTS,))
+            conn.execute(
+                "INSERT INTO public.floor_accounts (account_id, balance) "
+                "SELECT g, 1000000000000 FROM generate_series(1, %s) g",
+                (ACCOUNTS,),
+            )
         d = {"naccounts": ACCOUNTS}
-        names = {"bare": "bare_update.sql", "debit": "floor_debit.sql", "audited": "floor_audited_debit.sql",
-                 "reserve_commit": "floor_reserve_commit.sql"}
+        names = {
+            "bare": "bare_update.sql",
+            "debit": "floor_debit.sql",
+            "audited": "floor_audited_debit.sql",
+            "reserve_commit": "floor_reserve_commit.sql",
+        }
         # Some history in every table, then statistics: the steady state.
         h.progress("warming up")
         for name in ("audited", "reserve_commit"):
@@ -57,8 +65,9 @@ def run(h: Harness) -> dict[str, float]:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
             conn.execute("CHECKPOINT")
-        avg = h.alternate(url, [(n, names[n]) for n in ["bare", "debit", "audited", "bare", "reserve_commit"]],
-                          defines=d)
+        avg = h.alternate(
+            url, [(n, names[n]) for n in ["bare", "debit", "audited", "bare", "reserve_commit"]], defines=d
+        )
         return {
             "floor.bare_update_tps": avg["bare"],
             "floor.debit_vs_bare_update": avg["debit"] / avg["bare"],

@@ -14,6 +14,7 @@ The cluster is a private one (own folder and free ports), so `make ha-up`'s
 cluster is left alone. The same workload and checks are used by the failover
 tests in db/tests/test_ha_failover.py.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -140,20 +141,36 @@ def private_cluster(name: str, say=None) -> Iterator[Cluster]:
 
 
 @contextmanager
-def api_server(database_url: str, log_path: Path, workers: int = 2, env: dict[str, str] | None = None,
-               ) -> Iterator[str]:
+def api_server(
+    database_url: str,
+    log_path: Path,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+) -> Iterator[str]:
     """`python -m shieldx.cli.serve_main` on a free port; yields its base URL.
 
     Like Harness.api_server, but its output goes to a file: during an outage the
     pool and the breaker log a lot, and an unread pipe would block the server.
     """
     port = free_port()
-    log = open(log_path, "ab")
+    log = open(log_path, "ab")  # noqa: SIM115 - the child process owns it for its whole life
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shieldx.cli.serve_main", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers)],
+        [
+            sys.executable,
+            "-m",
+            "shieldx.cli.serve_main",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env={**os.environ, "DATABASE_URL": database_url, **(env or {})},
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: proc.poll() is None and _ready(base, "/health/live"), 30, "the API to start")
@@ -244,20 +261,31 @@ class Workload:
     async def _send(self, http, op: Op) -> None:
         t = f"/v1/tenants/{self.tenant}"
         if op.kind == "transfer":
-            done = await self._post(http, op, f"{t}/transfers", {"from_account": op.account, "to_account":
-                                    op.to_account, "amount": op.amount, "reason": "ha test"}, op.key)
+            done = await self._post(
+                http,
+                op,
+                f"{t}/transfers",
+                {"from_account": op.account, "to_account": op.to_account, "amount": op.amount, "reason": "ha test"},
+                op.key,
+            )
         elif op.kind == "hold":
             # Reserve (keyed), then commit the whole hold (idempotent by hold id).
-            hold = await self._post(http, op, f"{t}/accounts/{op.account}/holds",
-                                    {"amount": op.amount, "ttl_seconds": 600, "reason": "ha test"}, op.key)
+            hold = await self._post(
+                http,
+                op,
+                f"{t}/accounts/{op.account}/holds",
+                {"amount": op.amount, "ttl_seconds": 600, "reason": "ha test"},
+                op.key,
+            )
             if hold is None:
                 return
             op.hold_id = hold["hold_id"]
             done = await self._post(http, op, f"{t}/holds/{op.hold_id}/commit", None, None)
         else:
             verb = "grants" if op.kind == "grant" else "consume"
-            done = await self._post(http, op, f"{t}/accounts/{op.account}/{verb}",
-                                    {"amount": op.amount, "reason": "ha test"}, op.key)
+            done = await self._post(
+                http, op, f"{t}/accounts/{op.account}/{verb}", {"amount": op.amount, "reason": "ha test"}, op.key
+            )
         if done is not None:
             op.status, op.acked_at = "acked", time.monotonic()
 
@@ -281,9 +309,12 @@ class Workload:
             t0 = time.monotonic()
             try:
                 # A new connection each time, so probes reach every API worker process.
-                resp = await http.post(f"/v1/tenants/{self.tenant}/accounts/{self.probe_account}/grants",
-                                       json={"amount": 1}, timeout=1.0,
-                                       headers={"Idempotency-Key": f"probe-{i}", "Connection": "close"})
+                resp = await http.post(
+                    f"/v1/tenants/{self.tenant}/accounts/{self.probe_account}/grants",
+                    json={"amount": 1},
+                    timeout=1.0,
+                    headers={"Idempotency-Key": f"probe-{i}", "Connection": "close"},
+                )
                 ok = resp.status_code in (200, 201)
                 why = "ok" if ok else f"{resp.status_code} {resp.json().get('type', '')}"
             except (httpx.TimeoutException, httpx.TransportError) as exc:
@@ -310,8 +341,9 @@ class Workload:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         async with httpx.AsyncClient(base_url=self.base, timeout=5.0, limits=limits, headers=headers) as http:
             rng = random.Random(self.seed)
-            tasks = [asyncio.create_task(self._client(http, n, random.Random(rng.random())))
-                     for n in range(self.clients)]
+            tasks = [
+                asyncio.create_task(self._client(http, n, random.Random(rng.random()))) for n in range(self.clients)
+            ]
             tasks += [asyncio.create_task(self._probe(http)), asyncio.create_task(self._readiness(http))]
             await asyncio.gather(*tasks)
 
@@ -332,8 +364,11 @@ class Workload:
     def unavailable_since(self, t_kill: float) -> float | None:
         """Seconds from t_kill until a write sent after it succeeded (a probe or a client's attempt)."""
         ok = [end for start, end, good in self.probes if good and start >= t_kill]
-        ok += [op.acked_at for op in list(self.ops)
-               if op.status == "acked" and op.sent_at is not None and op.sent_at >= t_kill and op.acked_at]
+        ok += [
+            op.acked_at
+            for op in list(self.ops)
+            if op.status == "acked" and op.sent_at is not None and op.sent_at >= t_kill and op.acked_at
+        ]
         return min(ok) - t_kill if ok else None
 
     def counts(self) -> dict[str, int]:
@@ -353,15 +388,19 @@ def seed_bank(url: str, tenant: str = TENANT, accounts: int = ACCOUNTS) -> tuple
         conn.execute("SELECT credits.create_tenant(%s, 'HA bank')", (tenant,))
         ids = []
         for i in range(accounts + 1):
-            (acc,) = conn.execute("SELECT account_id FROM credits.create_account(%s, %s, %s)",
-                                  (tenant, f"acct-{i}", f"open-{i}")).fetchone()
-            conn.execute("SELECT credits.grant_credits(%s, %s::bigint, %s::bigint, %s, 'seed')",
-                         (tenant, acc, SEED, f"seed-{i}"))
+            (acc,) = conn.execute(
+                "SELECT account_id FROM credits.create_account(%s, %s, %s)", (tenant, f"acct-{i}", f"open-{i}")
+            ).fetchone()
+            conn.execute(
+                "SELECT credits.grant_credits(%s, %s::bigint, %s::bigint, %s, 'seed')", (tenant, acc, SEED, f"seed-{i}")
+            )
             ids.append(acc)
         if conn.execute("SELECT to_regproc('auth.create_key') IS NOT NULL").fetchone()[0]:
             (api_key,) = conn.execute(
                 "SELECT api_key FROM auth.create_key(%s, 'ha-workload', ARRAY['consumer', 'billing', 'admin'], "
-                "'ha-workload-key', 1e6, 1e6)", (tenant,)).fetchone()
+                "'ha-workload-key', 1e6, 1e6)",
+                (tenant,),
+            ).fetchone()
     return ids[:-1], ids[-1], api_key
 
 
@@ -370,10 +409,12 @@ def verify(cluster: Cluster, work: Workload, tenant: str = TENANT) -> dict[str, 
     problems: list[str] = []
     url = cluster.layout.url()
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
-        entries = conn.execute("SELECT idem_key, leg, kind, amount, account_id FROM credits.entries "
-                               "WHERE tenant_id = %s", (tenant,)).fetchall()
-        accounts = conn.execute("SELECT account_id, balance, held FROM credits.accounts WHERE tenant_id = %s",
-                                (tenant,)).fetchall()
+        entries = conn.execute(
+            "SELECT idem_key, leg, kind, amount, account_id FROM credits.entries WHERE tenant_id = %s", (tenant,)
+        ).fetchall()
+        accounts = conn.execute(
+            "SELECT account_id, balance, held FROM credits.accounts WHERE tenant_id = %s", (tenant,)
+        ).fetchall()
         reconcile = conn.execute("SELECT * FROM credits.reconcile()").fetchall()
         # The audit trail (when the audit schema is installed) must verify end to end.
         audit = None
@@ -387,9 +428,12 @@ def verify(cluster: Cluster, work: Workload, tenant: str = TENANT) -> dict[str, 
     holds = {}
     if any(op.kind == "hold" for op in work.ops):
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
-            holds = {h["idem_key"]: h for h in conn.execute(
-                "SELECT idem_key, status, amount, captured FROM credits.holds WHERE tenant_id = %s",
-                (tenant,)).fetchall()}
+            holds = {
+                h["idem_key"]: h
+                for h in conn.execute(
+                    "SELECT idem_key, status, amount, captured FROM credits.holds WHERE tenant_id = %s", (tenant,)
+                ).fetchall()
+            }
     for op in work.ops:
         legs = by_key.get(op.key, [])
         want_legs = 2 if op.kind == "transfer" else 1
@@ -405,8 +449,9 @@ def verify(cluster: Cluster, work: Workload, tenant: str = TENANT) -> dict[str, 
                 problems.append(f"{op.key} has {len(legs)} entries, expected {want_legs}")
             else:
                 main = next((e for e in legs if e["leg"] in (0, 2)), legs[0])
-                expect = {"grant": op.amount, "consume": -op.amount, "transfer": -op.amount,
-                          "hold": -op.amount}[op.kind]
+                expect = {"grant": op.amount, "consume": -op.amount, "transfer": -op.amount, "hold": -op.amount}[
+                    op.kind
+                ]
                 if main["amount"] != expect or main["account_id"] != op.account:
                     problems.append(f"{op.key} recorded as {main}, requested {op}")
         elif op.status in ("refused", "failed") and legs:
@@ -433,21 +478,30 @@ def verify(cluster: Cluster, work: Workload, tenant: str = TENANT) -> dict[str, 
     pending_grants = sum(op.amount for op in work.ops if op.kind == "grant" and op.status == "pending")
     ledger_grants = sum(e["amount"] for e in entries if e["kind"] == "grant" and e["idem_key"] in requested)
     if not acked_grants <= ledger_grants <= acked_grants + pending_grants:
-        problems.append(f"granted {ledger_grants} in the ledger, acknowledged {acked_grants} (+{pending_grants} "
-                        "indeterminate)")
+        problems.append(
+            f"granted {ledger_grants} in the ledger, acknowledged {acked_grants} (+{pending_grants} indeterminate)"
+        )
     writable = cluster.writable_nodes()
     if len(writable) != 1:
         problems.append(f"nodes accepting writes: {writable}")
-    return {"lost_acked_ops": lost, "problems": problems, "entries": len(entries), "grants": grants,
-            "audit_ok": None if audit is None else audit["ok"],
-            "acked_by_kind": {k: sum(1 for op in work.ops if op.kind == k and op.status == "acked")
-                              for k in work.kinds},
-            "balances": balances, "consumed": consumed, "held": held, "writable": writable,
-            "counts": work.counts()}
+    return {
+        "lost_acked_ops": lost,
+        "problems": problems,
+        "entries": len(entries),
+        "grants": grants,
+        "audit_ok": None if audit is None else audit["ok"],
+        "acked_by_kind": {k: sum(1 for op in work.ops if op.kind == k and op.status == "acked") for k in work.kinds},
+        "balances": balances,
+        "consumed": consumed,
+        "held": held,
+        "writable": writable,
+        "counts": work.counts(),
+    }
 
 
-def failover(cluster: Cluster, base: str, before_s: float = 4.0, after_s: float = 3.0,
-             clients: int = 16) -> dict[str, Any]:
+def failover(
+    cluster: Cluster, base: str, before_s: float = 4.0, after_s: float = 3.0, clients: int = 16
+) -> dict[str, Any]:
     """Kill -9 the primary mid-run; returns figures and the verification."""
     tenant = f"bank-{uuid.uuid4().hex[:8]}"
     accounts, probe, api_key = seed_bank(cluster.layout.url(), tenant)
@@ -479,14 +533,22 @@ def failover(cluster: Cluster, base: str, before_s: float = 4.0, after_s: float 
         time.sleep(0.25)
     ready_final = 200 if _ready(base) else 503
     result = verify(cluster, work, tenant)
-    result.update({
-        "unavailable_s": unavailable, "old_leader": old, "new_leader": new, "acked_before_kill": acked_before,
-        "timelines_before": timelines_before, "timelines_after": timelines_after,
-        "ready_statuses_during_outage": sorted(set(ready_during)),
-        "ready_final": ready_final,
-        "retries": work.retries, "unexpected": work.unexpected, "phases_s": phases,
-        "probe_story": _story(work.probe_log, t_kill),
-    })
+    result.update(
+        {
+            "unavailable_s": unavailable,
+            "old_leader": old,
+            "new_leader": new,
+            "acked_before_kill": acked_before,
+            "timelines_before": timelines_before,
+            "timelines_after": timelines_after,
+            "ready_statuses_during_outage": sorted(set(ready_during)),
+            "ready_final": ready_final,
+            "retries": work.retries,
+            "unexpected": work.unexpected,
+            "phases_s": phases,
+            "probe_story": _story(work.probe_log, t_kill),
+        }
+    )
     return result
 
 
@@ -531,8 +593,9 @@ def _watch_recovery(cluster: Cluster, work: Workload, old: str, t_kill: float, t
     return phases
 
 
-def switchover(cluster: Cluster, base: str, before_s: float = 3.0, after_s: float = 3.0,
-               clients: int = 16) -> dict[str, Any]:
+def switchover(
+    cluster: Cluster, base: str, before_s: float = 3.0, after_s: float = 3.0, clients: int = 16
+) -> dict[str, Any]:
     """A planned switchover under load; returns figures and the verification."""
     tenant = f"bank-{uuid.uuid4().hex[:8]}"
     accounts, probe, api_key = seed_bank(cluster.layout.url(), tenant)
@@ -550,9 +613,17 @@ def switchover(cluster: Cluster, base: str, before_s: float = 3.0, after_s: floa
         work.stop()
     wait_until(cluster.healthy, 120, "the old leader to follow as a standby", 0.5)
     result = verify(cluster, work, tenant)
-    result.update({"old_leader": old, "new_leader": new, "switchover_s": switch_s,
-                   "timelines_before": timelines_before, "timelines_after": cluster.timelines(),
-                   "retries": work.retries, "unexpected": work.unexpected})
+    result.update(
+        {
+            "old_leader": old,
+            "new_leader": new,
+            "switchover_s": switch_s,
+            "timelines_before": timelines_before,
+            "timelines_after": cluster.timelines(),
+            "retries": work.retries,
+            "unexpected": work.unexpected,
+        }
+    )
     return result
 
 
@@ -565,8 +636,12 @@ def run(h: Harness) -> dict[str, float]:
             result = failover(cluster, base)
     if result["problems"]:
         raise RuntimeError(f"failover checks failed: {result['problems'][:5]}")
-    return {"ha.failover_unavailable_s": result["unavailable_s"], "ha.lost_acked_ops": result["lost_acked_ops"],
-            "ha.acked_ops": result["counts"].get("acked", 0), "ha.indeterminate_retries": result["retries"]}
+    return {
+        "ha.failover_unavailable_s": result["unavailable_s"],
+        "ha.lost_acked_ops": result["lost_acked_ops"],
+        "ha.acked_ops": result["counts"].get("acked", 0),
+        "ha.indeterminate_retries": result["retries"],
+    }
 
 
 def _ready(base: str, path: str = "/health/ready") -> bool:

@@ -1,4 +1,5 @@
 """Shared machinery for benchmarks: fresh databases, pgbench, an API server, wrk."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,7 @@ WRK_DIR = ROOT / "bench" / "wrk"
 
 
 class Harness:
-    def __init__(self, host: str = "127.0.0.1", port: int = 55432, seconds: float = 10.0,
-                 progress=None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 55432, seconds: float = 10.0, progress=None) -> None:
         self.host, self.port, self.seconds = host, port, seconds
         self.progress = progress or (lambda message: None)
 
@@ -53,24 +53,48 @@ class Harness:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     # --- load generators -------------------------------------------------
-    def pgbench(self, url: str, script: str | Path, clients: int = 8, seconds: float | None = None,
-                defines: dict[str, object] | None = None) -> float:
+    def pgbench(
+        self,
+        url: str,
+        script: str | Path,
+        clients: int = 8,
+        seconds: float | None = None,
+        defines: dict[str, object] | None = None,
+    ) -> float:
         """TPS of a pgbench script (prepared statements, 2 threads)."""
         path = Path(script)
         if not path.is_absolute():
             path = PGBENCH_DIR / path
-        cmd = [str(PGBIN / "pgbench"), "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
-               "-T", str(int(seconds or self.seconds)), "-f", str(path)]
+        cmd = [
+            str(PGBIN / "pgbench"),
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            str(clients),
+            "-j",
+            "2",
+            "-T",
+            str(int(seconds or self.seconds)),
+            "-f",
+            str(path),
+        ]
         for k, v in (defines or {}).items():
             cmd += ["-D", f"{k}={v}"]
-        out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
         failed = re.search(r"number of failed transactions: (\d+)", out)
         if failed and int(failed.group(1)):
             raise RuntimeError(f"pgbench {path.name}: {failed.group(1)} failed transactions\n{out}")
         return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
-    def alternate(self, url: str, plan: list[tuple[str, str]], rounds: int = 2, clients: int = 8,
-                  defines: dict[str, object] | None = None) -> dict[str, float]:
+    def alternate(
+        self,
+        url: str,
+        plan: list[tuple[str, str]],
+        rounds: int = 2,
+        clients: int = 8,
+        defines: dict[str, object] | None = None,
+    ) -> dict[str, float]:
         """Mean TPS per name of the pgbench scripts in plan, run in that order
         `rounds` times over, so drift on a shared machine hits every side alike."""
         tps: dict[str, list[float]] = {}
@@ -81,8 +105,9 @@ class Harness:
         return {name: sum(v) / len(v) for name, v in tps.items()}
 
     @contextmanager
-    def api_server(self, database_url: str, port: int = 8765, workers: int = 2,
-                   env: dict[str, str] | None = None) -> Iterator[str]:
+    def api_server(
+        self, database_url: str, port: int = 8765, workers: int = 2, env: dict[str, str] | None = None
+    ) -> Iterator[str]:
         """Run `shieldx serve` against a database; yields its base URL."""
         # The server's output goes to a file: a pipe nobody reads fills up and
         # stalls the server as soon as it logs a lot (an outage, say).
@@ -90,10 +115,20 @@ class Harness:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log = log_path.open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shieldx.cli.serve_main", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(workers)],
+            [
+                sys.executable,
+                "-m",
+                "shieldx.cli.serve_main",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
             env={**os.environ, "DATABASE_URL": database_url, **(env or {})},
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{port}"
         try:
@@ -104,7 +139,7 @@ class Harness:
                     break
                 except OSError:
                     if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"API did not start; see {log_path}")
+                        raise RuntimeError(f"API did not start; see {log_path}") from None
                     time.sleep(0.2)
             yield base
         finally:
@@ -115,18 +150,25 @@ class Harness:
                 proc.kill()
             log.close()
 
-    def wrk(self, url: str, script: str | None = None, connections: int = 16, threads: int = 2,
-            seconds: float | None = None, env: dict[str, str] | None = None,
-            headers: dict[str, str] | None = None) -> dict[str, float]:
+    def wrk(
+        self,
+        url: str,
+        script: str | None = None,
+        connections: int = 16,
+        threads: int = 2,
+        seconds: float | None = None,
+        env: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, float]:
         """Requests/s and latency percentiles (ms) from wrk --latency."""
-        cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(seconds or self.seconds)}s",
-               "--latency"]
+        cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(seconds or self.seconds)}s", "--latency"]
         for name, value in (headers or {}).items():
             cmd += ["-H", f"{name}: {value}"]
         if script:
             cmd += ["-s", str(WRK_DIR / script)]
-        out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True,
-                             env={**os.environ, **(env or {})}).stdout
+        out = subprocess.run(
+            [*cmd, url], capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}
+        ).stdout
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         if non2xx:
             raise RuntimeError(f"wrk saw {non2xx.group(1)} error responses\n{out}")
@@ -146,16 +188,19 @@ def seed_ledger(url: str, accounts: int) -> str:
     not its refusals). Returns the key."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT credits.create_tenant('bench', 'Bench')")
-        conn.execute("""SELECT count(*) FROM generate_series(1, %s) g,
+        conn.execute(
+            """SELECT count(*) FROM generate_series(1, %s) g,
                         LATERAL credits.create_account('bench', 'a' || g, 'open-' || g) a,
                         LATERAL credits.grant_credits('bench', a.account_id, 1000000000000, 'seed-' || g) s""",
-                     (accounts,))
-        conn.execute("CREATE TABLE public.bench_bare (id int PRIMARY KEY, balance bigint NOT NULL) "
-                     "WITH (fillfactor = 80)")
-        conn.execute("INSERT INTO public.bench_bare SELECT g, 1000000000000 FROM generate_series(1, %s) g",
-                     (accounts,))
-        key = conn.execute("SELECT api_key FROM auth.create_key('bench', 'bench', ARRAY['consumer'], "
-                           "'bench-key', 1000000, 1000000)").fetchone()[0]
+            (accounts,),
+        )
+        conn.execute(
+            "CREATE TABLE public.bench_bare (id int PRIMARY KEY, balance bigint NOT NULL) WITH (fillfactor = 80)"
+        )
+        conn.execute("INSERT INTO public.bench_bare SELECT g, 1000000000000 FROM generate_series(1, %s) g", (accounts,))
+        key = conn.execute(
+            "SELECT api_key FROM auth.create_key('bench', 'bench', ARRAY['consumer'], 'bench-key', 1000000, 1000000)"
+        ).fetchone()[0]
         conn.execute("VACUUM ANALYZE")
         conn.execute("CHECKPOINT")
     return key

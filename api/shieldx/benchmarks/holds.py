@@ -12,6 +12,7 @@ api.get_account_p50_ms              GET one account over the same client, the AP
 Each ratio's sides run back to back, twice, alternating, within one run. The
 machine is shared: compare figures of one run, not across runs.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -41,8 +42,12 @@ def _api_pairs(base: str, key: str, seconds: float) -> list[float]:
         n += 1
         acc = rnd.randint(1, ACCOUNTS)
         t0 = time.perf_counter()
-        conn.request("POST", f"/v1/tenants/bench/accounts/{acc}/holds", body=body,
-                     headers={**headers, "Idempotency-Key": f"api-{time.time_ns()}-{n}"})
+        conn.request(
+            "POST",
+            f"/v1/tenants/bench/accounts/{acc}/holds",
+            body=body,
+            headers={**headers, "Idempotency-Key": f"api-{time.time_ns()}-{n}"},
+        )
         r = conn.getresponse()
         hold = json.loads(r.read())
         if r.status != 201:
@@ -67,8 +72,10 @@ def _sql_pairs(url: str, seconds: float) -> list[float]:
         while time.monotonic() < end:
             n += 1
             t0 = time.perf_counter()
-            hold = conn.execute("SELECT hold_id FROM credits.reserve('bench', %s::bigint, 1, %s)",
-                                (rnd.randint(1, ACCOUNTS), f"sql-{time.time_ns()}-{n}")).fetchone()[0]
+            hold = conn.execute(
+                "SELECT hold_id FROM credits.reserve('bench', %s::bigint, 1, %s)",
+                (rnd.randint(1, ACCOUNTS), f"sql-{time.time_ns()}-{n}"),
+            ).fetchone()[0]
             conn.execute("SELECT entry_id FROM credits.commit_hold('bench', %s::bigint)", (hold,)).fetchone()
             out.append((time.perf_counter() - t0) * 1000)
     return out
@@ -104,8 +111,16 @@ def run(h: Harness) -> dict[str, float]:
         h.pgbench(url, "reserve_commit.sql", seconds=3, defines=d)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE credits.holds, credits.accounts, credits.entries, audit.log")
-        tps = h.alternate(url, [("bare", "bare_update.sql"), ("rc", "reserve_commit.sql"),
-                                ("bare", "bare_update.sql"), ("rc1", "reserve_commit_one_tx.sql")], defines=d)
+        tps = h.alternate(
+            url,
+            [
+                ("bare", "bare_update.sql"),
+                ("rc", "reserve_commit.sql"),
+                ("bare", "bare_update.sql"),
+                ("rc1", "reserve_commit_one_tx.sql"),
+            ],
+            defines=d,
+        )
         bare, rc, rc1 = tps["bare"], tps["rc"], tps["rc1"]
         out = {
             "sql.holds_bare_update_tps": bare,
@@ -121,13 +136,15 @@ def run(h: Harness) -> dict[str, float]:
             gets = _api_gets(base, key, 3)
         sql_lat = _sql_pairs(url, 3)
         lat.sort()
-        out.update({
-            "api.reserve_commit_p50_ms": statistics.median(lat),
-            "api.reserve_commit_p90_ms": lat[int(len(lat) * 0.9)],
-            "api.reserve_commit_pairs": float(len(lat)),
-            "api.get_account_p50_ms": statistics.median(gets),
-            "sql.reserve_commit_pair_p50_ms": statistics.median(sql_lat),
-        })
+        out.update(
+            {
+                "api.reserve_commit_p50_ms": statistics.median(lat),
+                "api.reserve_commit_p90_ms": lat[int(len(lat) * 0.9)],
+                "api.reserve_commit_pairs": float(len(lat)),
+                "api.get_account_p50_ms": statistics.median(gets),
+                "sql.reserve_commit_pair_p50_ms": statistics.median(sql_lat),
+            }
+        )
         return out
     finally:
         h.drop_database(url)

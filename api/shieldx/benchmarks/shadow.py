@@ -10,6 +10,7 @@ shadow.job_warm_ms             the same again in the same backend
 shadow.svg_ms                  shadow.posterior_svg() on a warm backend (the API's request path)
 The decision rule's error rates and P(B > A) timing come from `shieldx shadow simulate`.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,8 +29,10 @@ def _seed(url: str) -> None:
         conn.execute("SELECT shadow.add_rule_version('bench', '{\"v\": 1}', 'v1')")
         conn.execute("SELECT shadow.add_rule_version('bench', '{\"v\": 2}', 'v2')")
         for i in range(1, EXPERIMENTS + 1):
-            conn.execute("SELECT shadow.create_experiment(%s, 'bench', 1, 2, %s, 'bench', "
-                         "p_min_obs_per_step => 10000000)", (f"bench-{i}", f"exp-{i}"))
+            conn.execute(
+                "SELECT shadow.create_experiment(%s, 'bench', 1, 2, %s, 'bench', p_min_obs_per_step => 10000000)",
+                (f"bench-{i}", f"exp-{i}"),
+            )
         conn.execute("CREATE SEQUENCE public.bench_keys")
         conn.execute("""CREATE TABLE public.bench_obs (obs_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                           experiment_id bigint NOT NULL, arm text NOT NULL, success boolean NOT NULL,
@@ -43,8 +46,9 @@ def run(h: Harness) -> dict[str, float]:
     try:
         _seed(url)
         d = {"batch": BATCH}
-        tps = h.alternate(url, [("bare", "shadow_bare_insert.sql"), ("shadow", "shadow_ingest.sql")], clients=4,
-                          defines=d)
+        tps = h.alternate(
+            url, [("bare", "shadow_bare_insert.sql"), ("shadow", "shadow_ingest.sql")], clients=4, defines=d
+        )
         bare = tps["bare"] * BATCH
         ingest = tps["shadow"] * BATCH
         out = {"shadow.ingest_obs_per_s": ingest, "shadow.ingest_vs_bare_insert": ingest / bare}

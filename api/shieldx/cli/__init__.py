@@ -3,6 +3,7 @@
 Every module in this package that defines `cli` (a click command or group)
 becomes the verb named after the module, so a new verb needs no other edit.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -10,6 +10,7 @@ log against a checkpoint exported earlier: its Merkle root is recomputed here
 from its heads (no key needed), then every head must still be in the log.
 Exit status: 0 verified, 1 broken, 2 usage or connection errors.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,10 @@ def _f(value: str) -> str:
 
 def merkle_root(heads: dict[str, list]) -> str:
     """The root audit._merkle_root computes, from an exported checkpoint's heads."""
-    level = [hashlib.sha256(b"\x00" + ("SXL1" + _f(stream) + _f(str(seq))).encode() + bytes.fromhex(h)).digest()
-             for stream, (seq, h) in sorted(heads.items(), key=lambda kv: kv[0].encode())]
+    level = [
+        hashlib.sha256(b"\x00" + ("SXL1" + _f(stream) + _f(str(seq))).encode() + bytes.fromhex(h)).digest()
+        for stream, (seq, h) in sorted(heads.items(), key=lambda kv: kv[0].encode())
+    ]
     if not level:
         return hashlib.sha256(b"").hexdigest()
     while len(level) > 1:
@@ -52,10 +55,18 @@ def cli() -> None:
 
 @cli.command(help="Recompute every hash chain and name the first broken entry.")
 @click.option("--incremental", is_flag=True, help="Start each chain at the last checkpoint.")
-@click.option("--ledger/--no-ledger", default=True, show_default=True,
-              help="Also compare the journal (credits.entries) with its audit chains.")
-@click.option("--against", "against", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="An exported checkpoint to verify the log against.")
+@click.option(
+    "--ledger/--no-ledger",
+    default=True,
+    show_default=True,
+    help="Also compare the journal (credits.entries) with its audit chains.",
+)
+@click.option(
+    "--against",
+    "against",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An exported checkpoint to verify the log against.",
+)
 @click.option("--url", default=None, help="Database URL (default: SHIELDX_ADMIN_URL or the local cluster).")
 def verify(incremental: bool, ledger: bool, against: Path | None, url: str | None) -> None:
     import psycopg
@@ -75,15 +86,22 @@ def verify(incremental: bool, ledger: bool, against: Path | None, url: str | Non
             if acc >= per:
                 starts.append(i + 1)
                 acc = 0
-        with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as progress:
+        with Progress(
+            TextColumn("verifying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
             task = progress.add_task("verify", total=total or 1)
             for k, first in enumerate(starts):
                 end = starts[k + 1] if k + 1 < len(starts) else len(heads)
                 lo = None if k == 0 else heads[first]["stream"]
                 hi = heads[end]["stream"] if end < len(heads) else None
-                problems += conn.execute("SELECT * FROM audit.verify_streams(%s, %s, %s, %s)",
-                                         (incremental, ledger, lo, hi)).fetchall()
+                problems += conn.execute(
+                    "SELECT * FROM audit.verify_streams(%s, %s, %s, %s)", (incremental, ledger, lo, hi)
+                ).fetchall()
                 progress.advance(task, sum(h["seq"] for h in heads[first:end]))
         export = None
         if against:
@@ -95,17 +113,23 @@ def verify(incremental: bool, ledger: bool, against: Path | None, url: str | Non
     problems.sort(key=lambda p: (p["logged_at"] is not None, p["logged_at"] or 0, p["stream"], p["seq"]))
     if problems:
         first = problems[0]
-        console.print(f"[red]BROKEN[/red]: {len(problems)} chain(s); first broken entry: "
-                      f"stream {first['stream']} seq {first['seq']}: {first['problem']}")
+        console.print(
+            f"[red]BROKEN[/red]: {len(problems)} chain(s); first broken entry: "
+            f"stream {first['stream']} seq {first['seq']}: {first['problem']}"
+        )
     else:
         console.print(f"[green]verified[/green] {total:,} entries in {len(heads):,} chains")
     if export is not None:
         if export["ok"]:
-            console.print(f"[green]matches[/green] exported checkpoint {export['checkpoint_id']} "
-                          f"({export['heads_checked']} heads)")
+            console.print(
+                f"[green]matches[/green] exported checkpoint {export['checkpoint_id']} "
+                f"({export['heads_checked']} heads)"
+            )
         else:
-            console.print(f"[red]differs from exported checkpoint {export['checkpoint_id']}[/red]: "
-                          f"stream {export['stream']} seq {export['seq']}: {export['problem']}")
+            console.print(
+                f"[red]differs from exported checkpoint {export['checkpoint_id']}[/red]: "
+                f"stream {export['stream']} seq {export['seq']}: {export['problem']}"
+            )
     sys.exit(1 if problems or (export is not None and not export["ok"]) else 0)
 
 
@@ -116,8 +140,13 @@ def checkpoint() -> None:
 
 @checkpoint.command(help="Write the latest signed checkpoint to a file kept outside the database.")
 @click.option("--new", "new", is_flag=True, help="Take a new checkpoint first.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="File to write (default: audit-checkpoint-<id>.json).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (default: audit-checkpoint-<id>.json).",
+)
 @click.option("--url", default=None)
 def export(new: bool, output: Path | None, url: str | None) -> None:
     import psycopg
@@ -131,5 +160,7 @@ def export(new: bool, output: Path | None, url: str | None) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f, indent=1, sort_keys=True)
         f.write("\n")
-    click.echo(f"checkpoint {doc['checkpoint_id']}: {doc['streams']} chains, {doc['entries']} entries, "
-               f"root {doc['root']} -> {path}")
+    click.echo(
+        f"checkpoint {doc['checkpoint_id']}: {doc['streams']} chains, {doc['entries']} entries, "
+        f"root {doc['root']} -> {path}"
+    )

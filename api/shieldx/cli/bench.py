@@ -1,4 +1,5 @@
 """`shieldx bench`: run benchmark suites, write bench/results.json, print a table."""
+
 from __future__ import annotations
 
 import click
@@ -20,12 +21,13 @@ def cli(only: tuple[str, ...], seconds: float, port: int) -> None:
         raise click.BadParameter(f"unknown suite(s): {', '.join(sorted(set(only) - set(chosen)))}")
     console = Console()
     metrics: dict[str, float] = {}
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=console) as progress:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("bench", total=len(chosen))
         for name, run in chosen.items():
+
             def say(message: str, name: str = name) -> None:
                 progress.update(task, description=f"[{name}] {message}")
+
             new = run(Harness(port=port, seconds=seconds, progress=say))
             metrics.update(new)
             save_results(new)  # keep what finished even if a later suite fails

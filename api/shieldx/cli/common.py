@@ -1,4 +1,5 @@
 """What every verb shares: where the databases are."""
+
 from __future__ import annotations
 
 import os

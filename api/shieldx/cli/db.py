@@ -1,4 +1,5 @@
 """`shieldx db`: the local cluster and migrations."""
+
 from __future__ import annotations
 
 import click

@@ -11,6 +11,7 @@ Port layout (offset 0 = `shieldx ha up`; tests pick a free offset):
   HAProxy writes 55500, reads 55510, stats 55520; PostgreSQL 55501-55503;
   Patroni REST 58001-58003; etcd client 52379, peer 52380.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,10 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
         except Exception as exc:  # noqa: BLE001 - keep polling, report the last failure
             last_exc = exc
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}"
-                               + (f" (last error: {last_exc!r})" if last_exc else ""))
+            raise TimeoutError(
+                f"timed out after {timeout:.0f}s waiting for {what}"
+                + (f" (last error: {last_exc!r})" if last_exc else "")
+            )
         time.sleep(interval)
 
 
@@ -101,8 +104,15 @@ def _as_postgres() -> dict[str, Any]:
 
 def _pg_env() -> dict[str, str]:
     home = pwd.getpwnam(OSUSER).pw_dir
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": home, "USER": OSUSER,
-            "LOGNAME": OSUSER, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        "HOME": home,
+        "USER": OSUSER,
+        "LOGNAME": OSUSER,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def pid_alive(pid: int) -> bool:
@@ -216,8 +226,11 @@ class Layout:
         return self.base / "pgbackrest" / "pgbackrest.conf"
 
     def all_ports(self) -> list[int]:
-        return ([self.writes_port, self.reads_port, self.stats_port, self.etcd_port, self.etcd_peer_port]
-                + [self.pg_port(n) for n in self.names] + [self.rest_port(n) for n in self.names])
+        return (
+            [self.writes_port, self.reads_port, self.stats_port, self.etcd_port, self.etcd_peer_port]
+            + [self.pg_port(n) for n in self.names]
+            + [self.rest_port(n) for n in self.names]
+        )
 
     def url(self, dbname: str = DBNAME, user: str = "postgres", port: int | None = None) -> str:
         """Through HAProxy's write port unless a node port is given."""
@@ -225,8 +238,10 @@ class Layout:
 
     def app_url(self, dbname: str = DBNAME) -> str:
         """What the API uses: HAProxy, and libpq refuses any server that is not read-write."""
-        return (f"postgresql://shieldx_app@127.0.0.1:{self.writes_port}/{dbname}"
-                "?target_session_attrs=read-write&connect_timeout=3")
+        return (
+            f"postgresql://shieldx_app@127.0.0.1:{self.writes_port}/{dbname}"
+            "?target_session_attrs=read-write&connect_timeout=3"
+        )
 
     def multihost_url(self, dbname: str = DBNAME, user: str = "shieldx_app") -> str:
         """The same without HAProxy: libpq tries each node and keeps the primary."""
@@ -235,8 +250,10 @@ class Layout:
 
 
 def default_layout() -> Layout:
-    return Layout(base=Path(os.environ.get("SHIELDX_HA_DIR", ROOT / ".local" / "ha")),
-                  offset=int(os.environ.get("SHIELDX_HA_PORT_OFFSET", "0")))
+    return Layout(
+        base=Path(os.environ.get("SHIELDX_HA_DIR", ROOT / ".local" / "ha")),
+        offset=int(os.environ.get("SHIELDX_HA_PORT_OFFSET", "0")),
+    )
 
 
 class Cluster:
@@ -250,38 +267,83 @@ class Cluster:
     def _secrets(self) -> dict[str, str]:
         path = self.layout.base / "secrets.json"
         if not path.exists():
-            path.write_text(json.dumps({"SUPERUSER_PASSWORD": secrets.token_hex(16),
-                                        "REPLICATION_PASSWORD": secrets.token_hex(16)}))
+            path.write_text(
+                json.dumps({"SUPERUSER_PASSWORD": secrets.token_hex(16), "REPLICATION_PASSWORD": secrets.token_hex(16)})
+            )
             path.chmod(0o600)
             _chown(path)
         return json.loads(path.read_text())
 
     def render(self) -> None:
         lay = self.layout
-        for d in [lay.base, lay.run_dir, lay.log_dir, lay.base / "etcd", lay.base / "pgbackrest",
-                  lay.base / "pgbackrest" / "repo", lay.run_dir / "pgbackrest",
-                  lay.run_dir / "pgbackrest-spool"] + [lay.node_dir(n) for n in lay.names]:
+        for d in [
+            lay.base,
+            lay.run_dir,
+            lay.log_dir,
+            lay.base / "etcd",
+            lay.base / "pgbackrest",
+            lay.base / "pgbackrest" / "repo",
+            lay.run_dir / "pgbackrest",
+            lay.run_dir / "pgbackrest-spool",
+        ] + [lay.node_dir(n) for n in lay.names]:
             d.mkdir(parents=True, exist_ok=True)
             _chown(d)
         (lay.base / "etcd").chmod(0o700)
-        common = {"SCOPE": lay.scope, "ETCD_PORT": lay.etcd_port, "RUN_DIR": lay.run_dir,
-                  "PGBACKREST_CONF": lay.pgbackrest_conf, **self._secrets()}
+        common = {
+            "SCOPE": lay.scope,
+            "ETCD_PORT": lay.etcd_port,
+            "RUN_DIR": lay.run_dir,
+            "PGBACKREST_CONF": lay.pgbackrest_conf,
+            **self._secrets(),
+        }
         for name in lay.names:
-            _render(PATRONI_DIR / "patroni.yml.in", lay.node_dir(name) / "patroni.yml",
-                    {**common, "NAME": name, "NODE_DIR": lay.node_dir(name), "DATA_DIR": lay.data_dir(name),
-                     "PG_PORT": lay.pg_port(name), "REST_PORT": lay.rest_port(name)})
-        servers = "\n".join(f"    server {n} 127.0.0.1:{lay.pg_port(n)} maxconn 150 check port {lay.rest_port(n)}"
-                            for n in lay.names)
-        _render(PATRONI_DIR / "haproxy.cfg.in", lay.base / "haproxy.cfg",
-                {"RUN_DIR": lay.run_dir, "WRITES_PORT": lay.writes_port, "READS_PORT": lay.reads_port,
-                 "STATS_PORT": lay.stats_port, "WRITE_SERVERS": servers, "READ_SERVERS": servers}, 0o644)
-        _render(PATRONI_DIR / "etcd.yml.in", lay.base / "etcd.yml",
-                {"ETCD_DIR": lay.base / "etcd" / "data", "ETCD_PORT": lay.etcd_port,
-                 "ETCD_PEER_PORT": lay.etcd_peer_port}, 0o644)
+            _render(
+                PATRONI_DIR / "patroni.yml.in",
+                lay.node_dir(name) / "patroni.yml",
+                {
+                    **common,
+                    "NAME": name,
+                    "NODE_DIR": lay.node_dir(name),
+                    "DATA_DIR": lay.data_dir(name),
+                    "PG_PORT": lay.pg_port(name),
+                    "REST_PORT": lay.rest_port(name),
+                },
+            )
+        servers = "\n".join(
+            f"    server {n} 127.0.0.1:{lay.pg_port(n)} maxconn 150 check port {lay.rest_port(n)}" for n in lay.names
+        )
+        _render(
+            PATRONI_DIR / "haproxy.cfg.in",
+            lay.base / "haproxy.cfg",
+            {
+                "RUN_DIR": lay.run_dir,
+                "WRITES_PORT": lay.writes_port,
+                "READS_PORT": lay.reads_port,
+                "STATS_PORT": lay.stats_port,
+                "WRITE_SERVERS": servers,
+                "READ_SERVERS": servers,
+            },
+            0o644,
+        )
+        _render(
+            PATRONI_DIR / "etcd.yml.in",
+            lay.base / "etcd.yml",
+            {"ETCD_DIR": lay.base / "etcd" / "data", "ETCD_PORT": lay.etcd_port, "ETCD_PEER_PORT": lay.etcd_peer_port},
+            0o644,
+        )
         first = lay.names[0]
-        _render(PGBACKREST_DIR / "pgbackrest.conf.in", lay.pgbackrest_conf,
-                {"REPO_DIR": lay.base / "pgbackrest" / "repo", "LOG_DIR": lay.log_dir, "RUN_DIR": lay.run_dir,
-                 "NODE1_DATA": lay.data_dir(first), "NODE1_PORT": lay.pg_port(first)}, 0o640)
+        _render(
+            PGBACKREST_DIR / "pgbackrest.conf.in",
+            lay.pgbackrest_conf,
+            {
+                "REPO_DIR": lay.base / "pgbackrest" / "repo",
+                "LOG_DIR": lay.log_dir,
+                "RUN_DIR": lay.run_dir,
+                "NODE1_DATA": lay.data_dir(first),
+                "NODE1_PORT": lay.pg_port(first),
+            },
+            0o640,
+        )
 
     # --- processes ----------------------------------------------------------
     def _pidfile(self, proc: str) -> Path:
@@ -307,11 +369,18 @@ class Cluster:
         return pid if pid_alive(pid) and "postgres" in _cmdline(pid) else None
 
     def _spawn(self, proc: str, argv: list[str]) -> int:
-        log = open(self.layout.log_dir / f"{proc}.log", "ab")
+        log = open(self.layout.log_dir / f"{proc}.log", "ab")  # noqa: SIM115 - handed to the child process
         try:
-            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=self.layout.base, env=_pg_env(), start_new_session=True,
-                                     **_as_postgres())
+            child = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.layout.base,
+                env=_pg_env(),
+                start_new_session=True,
+                **_as_postgres(),
+            )
         finally:
             log.close()
         self._pidfile(proc).write_text(f"{child.pid}\n")
@@ -320,8 +389,11 @@ class Cluster:
     def start_etcd(self) -> None:
         if self.pid("etcd") is None:
             self._spawn("etcd", ["etcd", "--config-file", str(self.layout.base / "etcd.yml")])
-        wait_until(lambda: _http_json(f"http://127.0.0.1:{self.layout.etcd_port}/health")[1].get("health")
-                   == "true", 30, "etcd to become healthy")
+        wait_until(
+            lambda: _http_json(f"http://127.0.0.1:{self.layout.etcd_port}/health")[1].get("health") == "true",
+            30,
+            "etcd to become healthy",
+        )
 
     def start_node(self, name: str) -> None:
         if self.pid(f"patroni-{name}") is None:
@@ -357,7 +429,7 @@ class Cluster:
             targets.append(patroni)
         postmaster = self.postmaster_pid(name)
         if postmaster:
-            targets += [postmaster] + _children(postmaster)
+            targets += [postmaster, *_children(postmaster)]
         for pid in targets:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -372,14 +444,29 @@ class Cluster:
         self._stop(f"patroni-{name}", timeout=60)
         postmaster = self.postmaster_pid(name)
         if postmaster:  # Patroni died without stopping PostgreSQL: stop it ourselves
-            subprocess.run([str(PGBIN / "pg_ctl"), "-D", str(self.layout.data_dir(name)), "-m", "immediate",
-                            "-w", "-t", "30", "stop"], env=_pg_env(), capture_output=True, **_as_postgres())
+            subprocess.run(
+                [
+                    str(PGBIN / "pg_ctl"),
+                    "-D",
+                    str(self.layout.data_dir(name)),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "-t",
+                    "30",
+                    "stop",
+                ],
+                env=_pg_env(),
+                capture_output=True,
+                **_as_postgres(),
+            )
             if self.postmaster_pid(name):
                 os.kill(postmaster, signal.SIGKILL)
 
     # --- cluster state ------------------------------------------------------
-    def rest(self, name: str, path: str, method: str = "GET", body: dict | None = None,
-             timeout: float = 2.0) -> tuple[int, Any]:
+    def rest(
+        self, name: str, path: str, method: str = "GET", body: dict | None = None, timeout: float = 2.0
+    ) -> tuple[int, Any]:
         return _http_json(f"http://127.0.0.1:{self.layout.rest_port(name)}{path}", method, body, timeout)
 
     def members(self) -> list[dict[str, Any]]:
@@ -404,8 +491,13 @@ class Cluster:
         ms = self.members()
         want = self.layout.nodes - 1 if replicas is None else replicas
         leader = [m for m in ms if m.get("role") in ("leader", "master", "primary") and m.get("state") == "running"]
-        standbys = [m for m in ms if m.get("role") in ("replica", "sync_standby")
-                    and m.get("state") in ("running", "streaming") and isinstance(m.get("lag"), int)]
+        standbys = [
+            m
+            for m in ms
+            if m.get("role") in ("replica", "sync_standby")
+            and m.get("state") in ("running", "streaming")
+            and isinstance(m.get("lag"), int)
+        ]
         sync = [m for m in standbys if m.get("role") == "sync_standby"]
         return len(leader) == 1 and len(standbys) >= want and (want == 0 or len(sync) >= 1)
 
@@ -416,8 +508,9 @@ class Cluster:
         out = []
         for name in self.layout.names:
             try:
-                with psycopg.connect(self.layout.url("postgres", port=self.layout.pg_port(name)),
-                                     connect_timeout=2, autocommit=True) as conn:
+                with psycopg.connect(
+                    self.layout.url("postgres", port=self.layout.pg_port(name)), connect_timeout=2, autocommit=True
+                ) as conn:
                     if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
                         out.append(name)
             except psycopg.OperationalError:
@@ -434,8 +527,7 @@ class Cluster:
         if candidate is None:
             sync = [m["name"] for m in self.members() if m.get("role") == "sync_standby"]
             candidate = sync[0] if sync else next(n for n in self.layout.names if n != leader)
-        status, body = self.rest(leader, "/switchover", "POST", {"leader": leader, "candidate": candidate},
-                                 timeout=60)
+        status, body = self.rest(leader, "/switchover", "POST", {"leader": leader, "candidate": candidate}, timeout=60)
         if status != 200:
             raise RuntimeError(f"switchover refused ({status}): {body}")
         wait_until(lambda: self.leader() == candidate, 60, f"{candidate} to lead")
@@ -455,6 +547,7 @@ class Cluster:
         self.say("starting HAProxy")
         self.start_haproxy()
         self.say("waiting for a leader and streaming standbys")
+
         def formed() -> bool:
             dead = [n for n in self.layout.names if self.pid(f"patroni-{n}") is None]
             if dead:
@@ -492,7 +585,7 @@ class Cluster:
         leader = None
         try:
             leader = self.leader()
-        except Exception:  # noqa: BLE001 - stopping must work on a broken cluster too
+        except Exception:  # noqa: BLE001, S110 - stopping must work on a broken cluster too
             pass
         order = [n for n in self.layout.names if n != leader] + ([leader] if leader else [])
         for name in order:
@@ -517,8 +610,7 @@ class Cluster:
             assert node, "no primary"
             argv += [f"--pg1-path={self.layout.data_dir(node)}", f"--pg1-port={self.layout.pg_port(node)}"]
         argv += [*args, command]
-        done = subprocess.run(argv, capture_output=True, text=True, env=_pg_env(), timeout=timeout,
-                              **_as_postgres())
+        done = subprocess.run(argv, capture_output=True, text=True, env=_pg_env(), timeout=timeout, **_as_postgres())
         if done.returncode != 0:
             raise RuntimeError(f"pgbackrest {command} failed ({done.returncode}): {done.stdout}{done.stderr}")
         return done.stdout
@@ -528,8 +620,15 @@ class Cluster:
         target_dir.mkdir(parents=True, exist_ok=True)
         target_dir.chmod(0o700)
         _chown(target_dir)
-        argv = ["pgbackrest", f"--config={self.layout.pgbackrest_conf}", f"--stanza={STANZA}",
-                f"--pg1-path={target_dir}", "--archive-mode=off", *args, "restore"]
+        argv = [
+            "pgbackrest",
+            f"--config={self.layout.pgbackrest_conf}",
+            f"--stanza={STANZA}",
+            f"--pg1-path={target_dir}",
+            "--archive-mode=off",
+            *args,
+            "restore",
+        ]
         done = subprocess.run(argv, capture_output=True, text=True, env=_pg_env(), timeout=300, **_as_postgres())
         if done.returncode != 0:
             raise RuntimeError(f"pgbackrest restore failed ({done.returncode}): {done.stdout}{done.stderr}")
@@ -580,11 +679,19 @@ def status() -> None:
     for col in ("member", "host", "role", "state", "timeline", "lag"):
         members.add_column(col)
     for m in cluster.members():
-        members.add_row(m.get("name", ""), f"{m.get('host')}:{m.get('port')}", m.get("role", ""),
-                        m.get("state", ""), str(m.get("timeline", "")), str(m.get("lag", "")))
+        members.add_row(
+            m.get("name", ""),
+            f"{m.get('host')}:{m.get('port')}",
+            m.get("role", ""),
+            m.get("state", ""),
+            str(m.get("timeline", "")),
+            str(m.get("lag", "")),
+        )
     console.print(members)
-    console.print(f"writes 127.0.0.1:{cluster.layout.writes_port}  reads 127.0.0.1:{cluster.layout.reads_port}  "
-                  f"stats http://127.0.0.1:{cluster.layout.stats_port}/")
+    console.print(
+        f"writes 127.0.0.1:{cluster.layout.writes_port}  reads 127.0.0.1:{cluster.layout.reads_port}  "
+        f"stats http://127.0.0.1:{cluster.layout.stats_port}/"
+    )
 
 
 @cli.command(help="Planned switchover to CANDIDATE (default: the synchronous standby).")

@@ -11,6 +11,7 @@ this process issues ROLLBACK PREPARED on a plain autocommit session, as a
 superuser (or the role that prepared them). Schedule it like any cron job:
 `shieldx prepared reap` every minute.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,7 +31,8 @@ def reap(conninfo: str, max_age: str | None = None, dry_run: bool = False) -> li
         conn.execute("SELECT credits.report_prepared(%s::interval)", (max_age,))
         overdue = conn.execute(
             "SELECT gid, owner, prepared_at, age FROM credits.prepared_transactions(%s::interval) WHERE overdue",
-            (max_age,)).fetchall()
+            (max_age,),
+        ).fetchall()
         for tx in overdue:
             if dry_run:
                 done.append({**tx, "action": "would roll back", "detail": None})
@@ -42,8 +44,10 @@ def reap(conninfo: str, max_age: str | None = None, dry_run: bool = False) -> li
                 action, detail = "gone", "finished by its owner before the reaper"
             except psycopg.Error as exc:
                 action, detail = "failed", f"{exc.sqlstate}: {exc}"
-            conn.execute("SELECT credits._record_prepared_action(%s, %s, %s, %s, %s)",
-                         (tx["gid"], tx["owner"], tx["prepared_at"], action, detail))
+            conn.execute(
+                "SELECT credits._record_prepared_action(%s, %s, %s, %s, %s)",
+                (tx["gid"], tx["owner"], tx["prepared_at"], action, detail),
+            )
             done.append({**tx, "action": action, "detail": detail})
     return done
 

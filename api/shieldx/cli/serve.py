@@ -1,4 +1,5 @@
 """`shieldx serve`: run the API under uvicorn."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,15 @@ def cli(host: str, port: int, workers: int, pidfile: Path | None, access_log: bo
         pidfile.write_text(f"{os.getpid()}\n")
     try:
         uvicorn.run(
-            "shieldx.app:create_app", factory=True, host=host, port=port, workers=workers,
-            loop="uvloop", http="httptools", access_log=access_log, log_level="warning",
+            "shieldx.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=access_log,
+            log_level="warning",
             timeout_graceful_shutdown=10,
         )
     finally:

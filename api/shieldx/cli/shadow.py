@@ -5,6 +5,7 @@ it from db/functions/shadow/stats.sql, which embeds that exact text (written by
 `shieldx shadow gen-sql`; a test fails when the two differ). `simulate`
 imports the same file, so the simulated decision function is the job's.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -56,8 +57,9 @@ def stats_sql(source: str | None = None) -> str:
 
 
 # --- simulation ---------------------------------------------------------------
-def _run_experiments(decide, rng, p_a: float, p_b: float, experiments: int, looks: int,
-                     per_look, on_experiment=None) -> list[tuple[str, int]]:
+def _run_experiments(
+    decide, rng, p_a: float, p_b: float, experiments: int, looks: int, per_look, on_experiment=None
+) -> list[tuple[str, int]]:
     """Monitor `experiments` simulated experiments, calling the real decision at every look.
 
     per_look(k) -> (new champion observations, new challenger observations) at look k.
@@ -88,16 +90,30 @@ def _run_experiments(decide, rng, p_a: float, p_b: float, experiments: int, look
     return out
 
 
-def simulate(aa_experiments: int = 4000, looks: int = 100, look_every: int = 100, power_experiments: int = 4000,
-             seed: int = 20261129, progress=None) -> dict[str, float]:
+def simulate(
+    aa_experiments: int = 4000,
+    looks: int = 100,
+    look_every: int = 100,
+    power_experiments: int = 4000,
+    seed: int = 20261129,
+    progress=None,
+) -> dict[str, float]:
     import numpy as np
 
     stats = load_stats()
     rng = np.random.default_rng(seed)
-    tick = progress or (lambda name, total: (lambda: None))
+    tick = progress or (lambda name, total: lambda: None)
     # A/A, balanced: 10% vs 10%, a look every `look_every` observations per arm.
-    aa = _run_experiments(stats.sequential_decision, rng, 0.10, 0.10, aa_experiments, looks,
-                          lambda k: (look_every, look_every), tick("A/A 10% vs 10%", aa_experiments))
+    aa = _run_experiments(
+        stats.sequential_decision,
+        rng,
+        0.10,
+        0.10,
+        aa_experiments,
+        looks,
+        lambda k: (look_every, look_every),
+        tick("A/A 10% vs 10%", aa_experiments),
+    )
     # A/A as the canary sees it: 1000 requests a look, challenger at 1, 5, 25, 50% in turn.
     plan = [1, 5, 25, 50]
 
@@ -105,12 +121,28 @@ def simulate(aa_experiments: int = 4000, looks: int = 100, look_every: int = 100
         w = plan[min(k * len(plan) // looks, len(plan) - 1)]
         return 1000 - 10 * w, 10 * w
 
-    aa_canary = _run_experiments(stats.sequential_decision, rng, 0.10, 0.10, aa_experiments, looks, canary,
-                                 tick("A/A canary allocation", aa_experiments))
+    aa_canary = _run_experiments(
+        stats.sequential_decision,
+        rng,
+        0.10,
+        0.10,
+        aa_experiments,
+        looks,
+        canary,
+        tick("A/A canary allocation", aa_experiments),
+    )
     # Power: 10% -> 12%, within 10,000 observations per arm.
     horizon_looks = 10_000 // look_every
-    power = _run_experiments(stats.sequential_decision, rng, 0.10, 0.12, power_experiments, horizon_looks,
-                             lambda k: (look_every, look_every), tick("10% -> 12%", power_experiments))
+    power = _run_experiments(
+        stats.sequential_decision,
+        rng,
+        0.10,
+        0.12,
+        power_experiments,
+        horizon_looks,
+        lambda k: (look_every, look_every),
+        tick("10% -> 12%", power_experiments),
+    )
     wins = [n for d, n in power if d == "challenger_better"]
     decided = sorted(n if d != "continue" else float("inf") for d, n in power)
     return {
@@ -131,12 +163,15 @@ def time_p_win(dsn: str, calls: int = 200) -> float:
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT shadow.prob_challenger_better(100001, 900001, 100201, 899801)")  # load + import
-        ms = conn.execute("""
+        ms = conn.execute(
+            """
             WITH t0 AS (SELECT clock_timestamp() AS t),
                  run AS (SELECT sum(shadow.prob_challenger_better(100001, 900001, 100001 + g, 900001 - g)) AS s
                            FROM generate_series(1, %s) g)
             SELECT extract(epoch FROM clock_timestamp() - t0.t) * 1000 / %s FROM t0, run WHERE run.s IS NOT NULL
-        """, (calls, calls)).fetchone()[0]
+        """,
+            (calls, calls),
+        ).fetchone()[0]
     return float(ms)
 
 
@@ -172,8 +207,11 @@ def gen_sql() -> None:
     click.echo(f"wrote {STATS_SQL}")
 
 
-@cli.command("simulate", help="Simulate the real decision rule (A/A false positives, power, samples to decision) "
-                  "and time P(B > A) at 10^6 per arm; merge the figures into bench/results.json.")
+@cli.command(
+    "simulate",
+    help="Simulate the real decision rule (A/A false positives, power, samples to decision) "
+    "and time P(B > A) at 10^6 per arm; merge the figures into bench/results.json.",
+)
 @click.option("--aa-experiments", default=10000, show_default=True)
 @click.option("--looks", default=100, show_default=True, help="Looks per A/A experiment.")
 @click.option("--look-every", default=100, show_default=True, help="Observations per arm between looks.")
@@ -182,8 +220,16 @@ def gen_sql() -> None:
 @click.option("--dsn", default=None, help="Database for timing P(B > A) (default: the local shieldx database).")
 @click.option("--port", default=55432, show_default=True, help="Local cluster port (for a scratch database).")
 @click.option("--no-save", is_flag=True, help="Print only; do not write bench/results.json.")
-def simulate_cmd(aa_experiments: int, looks: int, look_every: int, power_experiments: int, seed: int,
-                 dsn: str | None, port: int, no_save: bool) -> None:
+def simulate_cmd(
+    aa_experiments: int,
+    looks: int,
+    look_every: int,
+    power_experiments: int,
+    seed: int,
+    dsn: str | None,
+    port: int,
+    no_save: bool,
+) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -193,8 +239,10 @@ def simulate_cmd(aa_experiments: int, looks: int, look_every: int, power_experim
 
     console = Console()
     started = time.monotonic()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as bar:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
+
         def tick(name: str, total: int):
             task = bar.add_task(name, total=total)
             return lambda: bar.advance(task)
@@ -212,4 +260,3 @@ def simulate_cmd(aa_experiments: int, looks: int, look_every: int, power_experim
     for k, v in sorted(metrics.items()):
         table.add_row(k, f"{v:,.5g}")
     console.print(table)
-

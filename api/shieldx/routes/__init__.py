@@ -3,6 +3,7 @@
 Every module in this package exports ROUTES, a list of handlers or
 controllers; the app collects them all, so a new module needs no other edit.
 """
+
 from __future__ import annotations
 
 import importlib

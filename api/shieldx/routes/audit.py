@@ -4,6 +4,7 @@ thin wrappers over audit.*, vault.* and privacy.* SQL functions.
 The audit log spans every tenant, so its routes (and erasure, a platform
 duty) are for the operator; card top-ups and payments follow tenant roles.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -14,7 +15,14 @@ from psycopg.types.json import Jsonb
 
 from ..auth import READERS
 from ..models_audit import (
-    CardTopUp, CardTopUpIn, Checkpoint, CheckpointDoc, Erasure, ExportVerification, Payment, Verification,
+    CardTopUp,
+    CardTopUpIn,
+    Checkpoint,
+    CheckpointDoc,
+    Erasure,
+    ExportVerification,
+    Payment,
+    Verification,
 )
 from .params import DB, IdempotencyKey, created, replayed
 
@@ -53,16 +61,37 @@ class PaymentsController(Controller):
     path = "/v1/tenants/{tenant_id:str}"
     tags = ["payments"]
 
-    @post("/accounts/{account_id:int}/card-top-ups", summary="Top up by card (card data encrypted, masked)",
-          opt={"roles": ["billing", "admin"]}, responses=replayed(CardTopUp))
-    async def card_top_up(self, tenant_id: str, account_id: int, data: CardTopUpIn, db: DB, request: Request,
-                          idempotency_key: IdempotencyKey = None) -> Response[CardTopUp]:
+    @post(
+        "/accounts/{account_id:int}/card-top-ups",
+        summary="Top up by card (card data encrypted, masked)",
+        opt={"roles": ["billing", "admin"]},
+        responses=replayed(CardTopUp),
+    )
+    async def card_top_up(
+        self,
+        tenant_id: str,
+        account_id: int,
+        data: CardTopUpIn,
+        db: DB,
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CardTopUp]:
         ip = _ip(request.client.host if request.client else None)
         row = await db.one(
             "SELECT * FROM vault.top_up(%s, %s::bigint, %s::bigint, %s, %s, %s, %s, %s, %s, %s)",
-            (tenant_id, account_id, data.amount, idempotency_key, data.card_number, data.expiry, data.holder,
-             data.subject, ip if data.subject else None,
-             request.headers.get("user-agent") if data.subject else None))
+            (
+                tenant_id,
+                account_id,
+                data.amount,
+                idempotency_key,
+                data.card_number,
+                data.expiry,
+                data.holder,
+                data.subject,
+                ip if data.subject else None,
+                request.headers.get("user-agent") if data.subject else None,
+            ),
+        )
         return created(CardTopUp, row)
 
     @get("/payments/{entry_id:int}", summary="A card payment, masked", opt={"roles": READERS})
@@ -74,8 +103,11 @@ class PrivacyController(Controller):
     path = "/v1/privacy"
     tags = ["privacy"]
 
-    @post("/subjects/{subject_id:str}/erasure", summary="Erase a data subject (destroy their key)",
-          responses=replayed(Erasure, "the subject was already erased"))
+    @post(
+        "/subjects/{subject_id:str}/erasure",
+        summary="Erase a data subject (destroy their key)",
+        responses=replayed(Erasure, "the subject was already erased"),
+    )
     async def erase(self, subject_id: str, db: DB, idempotency_key: IdempotencyKey = None) -> Response[Erasure]:
         row = await db.one("SELECT * FROM privacy.erase_subject(%s, %s)", (subject_id, idempotency_key))
         return created(Erasure, row)

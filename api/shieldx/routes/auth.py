@@ -1,5 +1,6 @@
 """API key administration (role `admin` of the tenant, or the platform operator),
 and /metrics (the circuit breaker, authentication and rate-limit counters)."""
+
 from __future__ import annotations
 
 from litestar import Controller, Request, Response, get, post
@@ -11,18 +12,23 @@ from .params import DB, IdempotencyKey, Limit, created
 ADMIN = {"roles": ["admin"]}
 
 
-
 class KeysController(Controller):
     path = "/v1/tenants/{tenant_id:str}/keys"
     tags = ["keys"]
 
-    @post("", summary="Create an API key (the whole key is shown once)", opt=ADMIN,
-          responses={200: ResponseSpec(KeyCreated, description="Replayed: api_key is null")})
-    async def create_key(self, tenant_id: str, data: KeyIn, db: DB,
-                         idempotency_key: IdempotencyKey = None) -> Response[KeyCreated]:
+    @post(
+        "",
+        summary="Create an API key (the whole key is shown once)",
+        opt=ADMIN,
+        responses={200: ResponseSpec(KeyCreated, description="Replayed: api_key is null")},
+    )
+    async def create_key(
+        self, tenant_id: str, data: KeyIn, db: DB, idempotency_key: IdempotencyKey = None
+    ) -> Response[KeyCreated]:
         row = await db.one(
             "SELECT * FROM auth.create_key(%s, %s, %s::text[], %s, %s::float8, %s::float8, %s::timestamptz)",
-            (tenant_id, data.name, data.roles, idempotency_key, data.rate_per_s, data.burst, data.expires_at))
+            (tenant_id, data.name, data.roles, idempotency_key, data.rate_per_s, data.burst, data.expires_at),
+        )
         return created(KeyCreated, row)
 
     @get("", summary="List the tenant's keys, masked", opt=ADMIN)
@@ -31,12 +37,24 @@ class KeysController(Controller):
         items = [KeySummary(**r) for r in rows]
         return KeyPage(items=items, next_after=items[-1].key_id if len(items) == limit else None)
 
-    @post("/{key_id:str}/rotate", summary="Replace a key by a new one; the old one works grace_s more seconds",
-          opt=ADMIN, responses={200: ResponseSpec(KeyRotated, description="Replayed: api_key is null")})
-    async def rotate_key(self, request: Request, tenant_id: str, key_id: str, data: RotateIn, db: DB,
-                         idempotency_key: IdempotencyKey = None) -> Response[KeyRotated]:
-        row = await db.one("SELECT * FROM auth.rotate_key(%s, %s, %s, %s::int)",
-                           (tenant_id, key_id, idempotency_key, data.grace_s))
+    @post(
+        "/{key_id:str}/rotate",
+        summary="Replace a key by a new one; the old one works grace_s more seconds",
+        opt=ADMIN,
+        responses={200: ResponseSpec(KeyRotated, description="Replayed: api_key is null")},
+    )
+    async def rotate_key(
+        self,
+        request: Request,
+        tenant_id: str,
+        key_id: str,
+        data: RotateIn,
+        db: DB,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[KeyRotated]:
+        row = await db.one(
+            "SELECT * FROM auth.rotate_key(%s, %s, %s, %s::int)", (tenant_id, key_id, idempotency_key, data.grace_s)
+        )
         request.app.state.auth.forget(key_id)
         return created(KeyRotated, row)
 
@@ -58,12 +76,19 @@ def _prometheus(prefix: str, values: dict, labels: str = "") -> list[str]:
     return lines
 
 
-@get("/metrics", tags=["health"], summary="Circuit breaker, authentication and rate-limit counters (Prometheus)",
-     media_type="text/plain; version=0.0.4", opt={"public": True})
+@get(
+    "/metrics",
+    tags=["health"],
+    summary="Circuit breaker, authentication and rate-limit counters (Prometheus)",
+    media_type="text/plain; version=0.0.4",
+    opt={"public": True},
+)
 async def metrics(request: Request) -> str:
     breaker = request.app.state.database.breaker.snapshot()
-    lines = [f'shieldx_breaker_state{{state="{s}"}} {1.0 if breaker["state"] == s else 0.0}'
-             for s in ("closed", "open", "half_open")]
+    lines = [
+        f'shieldx_breaker_state{{state="{s}"}} {1.0 if breaker["state"] == s else 0.0}'
+        for s in ("closed", "open", "half_open")
+    ]
     lines += _prometheus("shieldx_breaker", {k: v for k, v in breaker.items() if k != "state"})
     lines += _prometheus("shieldx_auth", request.app.state.auth.snapshot())
     return "\n".join(lines) + "\n"

@@ -1,40 +1,60 @@
 """Credits ledger routes: thin wrappers over the credits.* SQL functions."""
+
 from __future__ import annotations
 
 from litestar import Controller, Response, get, post, put
 from litestar.openapi import ResponseSpec
-from ..models import (
-    Account, AccountCreated, AccountIn, AccountPage, AccountSummary, AmountIn, Entry, EntryPage, Movement,
-    StatusChange, StatusIn, Tenant, TenantIn, Transfer, TransferIn,
-)
-from ..auth import READERS  # roles: see shieldx/auth.py; no declaration = platform operator only
-from .params import DB, IdempotencyKey, Limit, created
 
+from ..auth import READERS  # roles: see shieldx/auth.py; no declaration = platform operator only
+from ..models import (
+    Account,
+    AccountCreated,
+    AccountIn,
+    AccountPage,
+    AccountSummary,
+    AmountIn,
+    Entry,
+    EntryPage,
+    Movement,
+    StatusChange,
+    StatusIn,
+    Tenant,
+    TenantIn,
+    Transfer,
+    TransferIn,
+)
+from .params import DB, IdempotencyKey, Limit, created
 
 
 class CreditsController(Controller):
     path = "/v1/tenants/{tenant_id:str}"
     tags = ["credits"]
 
-    @put("", summary="Create a tenant (idempotent by its id)", status_code=201,
-         responses={200: ResponseSpec(Tenant, description="Replayed: the tenant already existed")})
+    @put(
+        "",
+        summary="Create a tenant (idempotent by its id)",
+        status_code=201,
+        responses={200: ResponseSpec(Tenant, description="Replayed: the tenant already existed")},
+    )
     async def put_tenant(self, tenant_id: str, data: TenantIn, db: DB) -> Response[Tenant]:
         row = await db.one("SELECT * FROM credits.create_tenant(%s, %s)", (tenant_id, data.name))
         return created(Tenant, row)
 
-    @post("/accounts", summary="Open an account", opt={"roles": ["admin"]},
-          responses={200: ResponseSpec(AccountCreated, description="Replayed: the original result")})
-    async def create_account(self, tenant_id: str, data: AccountIn, db: DB,
-                             idempotency_key: IdempotencyKey = None) -> Response[AccountCreated]:
-        row = await db.one("SELECT * FROM credits.create_account(%s, %s, %s)",
-                           (tenant_id, data.name, idempotency_key))
+    @post(
+        "/accounts",
+        summary="Open an account",
+        opt={"roles": ["admin"]},
+        responses={200: ResponseSpec(AccountCreated, description="Replayed: the original result")},
+    )
+    async def create_account(
+        self, tenant_id: str, data: AccountIn, db: DB, idempotency_key: IdempotencyKey = None
+    ) -> Response[AccountCreated]:
+        row = await db.one("SELECT * FROM credits.create_account(%s, %s, %s)", (tenant_id, data.name, idempotency_key))
         return created(AccountCreated, row)
 
     @get("/accounts", summary="List accounts (keyset pagination)", opt={"roles": READERS})
-    async def list_accounts(self, tenant_id: str, db: DB, after: int | None = None,
-                            limit: Limit = 100) -> AccountPage:
-        rows = await db.all("SELECT * FROM credits.list_accounts(%s, %s::bigint, %s::int)",
-                            (tenant_id, after, limit))
+    async def list_accounts(self, tenant_id: str, db: DB, after: int | None = None, limit: Limit = 100) -> AccountPage:
+        rows = await db.all("SELECT * FROM credits.list_accounts(%s, %s::bigint, %s::int)", (tenant_id, after, limit))
         items = [AccountSummary(**r) for r in rows]
         return AccountPage(items=items, next_after=items[-1].account_id if len(items) == limit else None)
 
@@ -42,44 +62,77 @@ class CreditsController(Controller):
     async def get_account(self, tenant_id: str, account_id: int, db: DB) -> Account:
         return Account(**await db.one("SELECT * FROM credits.get_account(%s, %s::bigint)", (tenant_id, account_id)))
 
-    @get("/accounts/{account_id:int}/entries", summary="Journal, newest first (keyset pagination by seq)",
-         opt={"roles": READERS})
-    async def list_entries(self, tenant_id: str, account_id: int, db: DB, before: int | None = None,
-                           limit: Limit = 100) -> EntryPage:
-        rows = await db.all("SELECT * FROM credits.list_entries(%s, %s::bigint, %s::bigint, %s::int)",
-                            (tenant_id, account_id, before, limit))
+    @get(
+        "/accounts/{account_id:int}/entries",
+        summary="Journal, newest first (keyset pagination by seq)",
+        opt={"roles": READERS},
+    )
+    async def list_entries(
+        self, tenant_id: str, account_id: int, db: DB, before: int | None = None, limit: Limit = 100
+    ) -> EntryPage:
+        rows = await db.all(
+            "SELECT * FROM credits.list_entries(%s, %s::bigint, %s::bigint, %s::int)",
+            (tenant_id, account_id, before, limit),
+        )
         items = [Entry(**r) for r in rows]
         return EntryPage(items=items, next_before=items[-1].seq if len(items) == limit else None)
 
-    @post("/accounts/{account_id:int}/status", summary="Freeze, reopen or close an account", status_code=200,
-          opt={"roles": ["admin"]})
+    @post(
+        "/accounts/{account_id:int}/status",
+        summary="Freeze, reopen or close an account",
+        status_code=200,
+        opt={"roles": ["admin"]},
+    )
     async def set_status(self, tenant_id: str, account_id: int, data: StatusIn, db: DB) -> StatusChange:
-        row = await db.one("SELECT * FROM credits.set_account_status(%s, %s::bigint, %s)",
-                           (tenant_id, account_id, data.status))
+        row = await db.one(
+            "SELECT * FROM credits.set_account_status(%s, %s::bigint, %s)", (tenant_id, account_id, data.status)
+        )
         return StatusChange(**row)
 
-    @post("/accounts/{account_id:int}/grants", summary="Grant (top up) credits", status_code=200,
-          opt={"roles": ["billing"]})
-    async def grant(self, tenant_id: str, account_id: int, data: AmountIn, db: DB,
-                    idempotency_key: IdempotencyKey = None) -> Movement:
-        row = await db.one("SELECT * FROM credits.grant_credits(%s, %s::bigint, %s::bigint, %s, %s)",
-                           (tenant_id, account_id, data.amount, idempotency_key, data.reason))
+    @post(
+        "/accounts/{account_id:int}/grants",
+        summary="Grant (top up) credits",
+        status_code=200,
+        opt={"roles": ["billing"]},
+    )
+    async def grant(
+        self, tenant_id: str, account_id: int, data: AmountIn, db: DB, idempotency_key: IdempotencyKey = None
+    ) -> Movement:
+        row = await db.one(
+            "SELECT * FROM credits.grant_credits(%s, %s::bigint, %s::bigint, %s, %s)",
+            (tenant_id, account_id, data.amount, idempotency_key, data.reason),
+        )
         return Movement(**row)
 
-    @post("/accounts/{account_id:int}/consume", summary="Consume (debit) credits", status_code=200,
-          opt={"roles": ["consumer"]})
-    async def consume(self, tenant_id: str, account_id: int, data: AmountIn, db: DB,
-                      idempotency_key: IdempotencyKey = None) -> Movement:
-        row = await db.one("SELECT * FROM credits.consume(%s, %s::bigint, %s::bigint, %s, %s)",
-                           (tenant_id, account_id, data.amount, idempotency_key, data.reason))
+    @post(
+        "/accounts/{account_id:int}/consume",
+        summary="Consume (debit) credits",
+        status_code=200,
+        opt={"roles": ["consumer"]},
+    )
+    async def consume(
+        self, tenant_id: str, account_id: int, data: AmountIn, db: DB, idempotency_key: IdempotencyKey = None
+    ) -> Movement:
+        row = await db.one(
+            "SELECT * FROM credits.consume(%s, %s::bigint, %s::bigint, %s, %s)",
+            (tenant_id, account_id, data.amount, idempotency_key, data.reason),
+        )
         return Movement(**row)
 
-    @post("/transfers", summary="Transfer credits between two accounts of the tenant", status_code=200,
-          opt={"roles": ["billing"]})
-    async def transfer(self, tenant_id: str, data: TransferIn, db: DB,
-                       idempotency_key: IdempotencyKey = None) -> Transfer:
-        row = await db.one("SELECT * FROM credits.transfer(%s, %s::bigint, %s::bigint, %s::bigint, %s, %s)",
-                           (tenant_id, data.from_account, data.to_account, data.amount, idempotency_key,
-                            data.reason))
+    @post(
+        "/transfers",
+        summary="Transfer credits between two accounts of the tenant",
+        status_code=200,
+        opt={"roles": ["billing"]},
+    )
+    async def transfer(
+        self, tenant_id: str, data: TransferIn, db: DB, idempotency_key: IdempotencyKey = None
+    ) -> Transfer:
+        row = await db.one(
+            "SELECT * FROM credits.transfer(%s, %s::bigint, %s::bigint, %s::bigint, %s, %s)",
+            (tenant_id, data.from_account, data.to_account, data.amount, idempotency_key, data.reason),
+        )
         return Transfer(**row)
+
+
 ROUTES = [CreditsController]

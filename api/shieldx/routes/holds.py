@@ -8,6 +8,7 @@ A hold is its own idempotency key for commit and abort (the hold id in the
 path); reserve takes the Idempotency-Key header; a distributed transaction is
 named by its xid.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -19,11 +20,25 @@ from psycopg.types.json import Jsonb
 
 from ..auth import READERS  # no declaration = platform operator only (cross-tenant routes)
 from ..models_holds import (
-    Capture, CommitIn, DistBeginIn, DistBegun, DistDecideIn, DistOutcome, DistPrepared, DistTransaction,
-    ExtOutcome, ExtPrepareIn, ExtVote, Hold, HoldPage, HoldSummary, HoldView, ReserveIn, Void,
+    Capture,
+    CommitIn,
+    DistBeginIn,
+    DistBegun,
+    DistDecideIn,
+    DistOutcome,
+    DistPrepared,
+    DistTransaction,
+    ExtOutcome,
+    ExtPrepareIn,
+    ExtVote,
+    Hold,
+    HoldPage,
+    HoldSummary,
+    HoldView,
+    ReserveIn,
+    Void,
 )
 from .params import DB, IdempotencyKey, Limit, created
-
 
 
 def _seconds(value: float) -> timedelta | None:
@@ -35,8 +50,11 @@ def _seconds(value: float) -> timedelta | None:
 
 
 # Documented answers beyond the defaults every route gets (see shieldx/auth.py).
-EXPIRED = {410: ResponseSpec(None, description="hold_expired: the hold passed its deadline (SX104)",
-                             media_type="application/problem+json")}
+EXPIRED = {
+    410: ResponseSpec(
+        None, description="hold_expired: the hold passed its deadline (SX104)", media_type="application/problem+json"
+    )
+}
 
 
 def _legs(legs: list) -> Jsonb:
@@ -47,40 +65,72 @@ class HoldsController(Controller):
     path = "/v1/tenants/{tenant_id:str}"
     tags = ["holds"]
 
-    @post("/accounts/{account_id:int}/holds", summary="Reserve (hold) credits for a time-to-live",
-          opt={"roles": ["consumer"]},
-          responses={200: ResponseSpec(Hold, description="Replayed: the original hold")})
-    async def reserve(self, tenant_id: str, account_id: int, data: ReserveIn, db: DB,
-                      idempotency_key: IdempotencyKey = None) -> Response[Hold]:
-        row = await db.one("SELECT * FROM credits.reserve(%s, %s::bigint, %s::bigint, %s, %s::interval, %s)",
-                           (tenant_id, account_id, data.amount, idempotency_key, _seconds(data.ttl_seconds),
-                            data.reason))
+    @post(
+        "/accounts/{account_id:int}/holds",
+        summary="Reserve (hold) credits for a time-to-live",
+        opt={"roles": ["consumer"]},
+        responses={200: ResponseSpec(Hold, description="Replayed: the original hold")},
+    )
+    async def reserve(
+        self, tenant_id: str, account_id: int, data: ReserveIn, db: DB, idempotency_key: IdempotencyKey = None
+    ) -> Response[Hold]:
+        row = await db.one(
+            "SELECT * FROM credits.reserve(%s, %s::bigint, %s::bigint, %s, %s::interval, %s)",
+            (tenant_id, account_id, data.amount, idempotency_key, _seconds(data.ttl_seconds), data.reason),
+        )
         return created(Hold, row)
 
-    @get("/accounts/{account_id:int}/holds", summary="An account's holds, newest first (keyset pagination)",
-         opt={"roles": READERS})
-    async def list_holds(self, tenant_id: str, account_id: int, db: DB, status: str | None = None,
-                         before: int | None = None, limit: Limit = 100) -> HoldPage:
-        rows = await db.all("SELECT * FROM credits.list_holds(%s, %s::bigint, %s, %s::bigint, %s::int)",
-                            (tenant_id, account_id, status, before, limit))
+    @get(
+        "/accounts/{account_id:int}/holds",
+        summary="An account's holds, newest first (keyset pagination)",
+        opt={"roles": READERS},
+    )
+    async def list_holds(
+        self,
+        tenant_id: str,
+        account_id: int,
+        db: DB,
+        status: str | None = None,
+        before: int | None = None,
+        limit: Limit = 100,
+    ) -> HoldPage:
+        rows = await db.all(
+            "SELECT * FROM credits.list_holds(%s, %s::bigint, %s, %s::bigint, %s::int)",
+            (tenant_id, account_id, status, before, limit),
+        )
         items = [HoldSummary(**r) for r in rows]
         return HoldPage(items=items, next_before=items[-1].hold_id if len(items) == limit else None)
 
-    @get("/holds/{hold_id:int}", summary="A hold (an active hold past its deadline reads as expired)",
-         opt={"roles": READERS})
+    @get(
+        "/holds/{hold_id:int}",
+        summary="A hold (an active hold past its deadline reads as expired)",
+        opt={"roles": READERS},
+    )
     async def get_hold(self, tenant_id: str, hold_id: int, db: DB) -> HoldView:
         return HoldView(**await db.one("SELECT * FROM credits.get_hold(%s, %s::bigint)", (tenant_id, hold_id)))
 
-    @post("/holds/{hold_id:int}/commit", summary="Commit (capture) a hold, fully or partly", status_code=200,
-          opt={"roles": ["consumer"]}, responses=EXPIRED)
+    @post(
+        "/holds/{hold_id:int}/commit",
+        summary="Commit (capture) a hold, fully or partly",
+        status_code=200,
+        opt={"roles": ["consumer"]},
+        responses=EXPIRED,
+    )
     async def commit(self, tenant_id: str, hold_id: int, db: DB, data: CommitIn | None = None) -> Capture:
         data = data or CommitIn()
-        row = await db.one("SELECT * FROM credits.commit_hold(%s, %s::bigint, %s::bigint, %s)",
-                           (tenant_id, hold_id, data.amount, data.reason))
+        row = await db.one(
+            "SELECT * FROM credits.commit_hold(%s, %s::bigint, %s::bigint, %s)",
+            (tenant_id, hold_id, data.amount, data.reason),
+        )
         return Capture(**row)
 
-    @post("/holds/{hold_id:int}/abort", summary="Abort (void) a hold", status_code=200,
-          opt={"roles": ["consumer"]}, responses=EXPIRED)
+    @post(
+        "/holds/{hold_id:int}/abort",
+        summary="Abort (void) a hold",
+        status_code=200,
+        opt={"roles": ["consumer"]},
+        responses=EXPIRED,
+    )
     async def abort(self, tenant_id: str, hold_id: int, db: DB) -> Void:
         return Void(**await db.one("SELECT * FROM credits.abort_hold(%s, %s::bigint)", (tenant_id, hold_id)))
 
@@ -89,11 +139,16 @@ class DistController(Controller):
     path = "/v1/dist-transactions"
     tags = ["distributed transactions"]
 
-    @post("", summary="Begin a distributed transaction (idempotent by xid)",
-          responses={200: ResponseSpec(DistBegun, description="Replayed: the original transaction")})
+    @post(
+        "",
+        summary="Begin a distributed transaction (idempotent by xid)",
+        responses={200: ResponseSpec(DistBegun, description="Replayed: the original transaction")},
+    )
     async def begin(self, data: DistBeginIn, db: DB) -> Response[DistBegun]:
-        row = await db.one("SELECT * FROM credits.dist_begin(%s, %s::jsonb, %s::interval)",
-                           (data.xid, _legs(data.legs), _seconds(data.timeout_seconds)))
+        row = await db.one(
+            "SELECT * FROM credits.dist_begin(%s, %s::jsonb, %s::interval)",
+            (data.xid, _legs(data.legs), _seconds(data.timeout_seconds)),
+        )
         return created(DistBegun, row)
 
     @get("/{xid:str}", summary="A distributed transaction, its legs and its history")
@@ -127,8 +182,10 @@ class ExternalController(Controller):
 
     @post("/prepare", summary="Prepare our legs of an external transaction; answers the vote", status_code=200)
     async def prepare(self, xid: str, data: ExtPrepareIn, db: DB) -> ExtVote:
-        row = await db.one("SELECT * FROM credits.ext_prepare(%s, %s::jsonb, %s::interval)",
-                           (xid, _legs(data.legs), _seconds(data.timeout_seconds)))
+        row = await db.one(
+            "SELECT * FROM credits.ext_prepare(%s, %s::jsonb, %s::interval)",
+            (xid, _legs(data.legs), _seconds(data.timeout_seconds)),
+        )
         return ExtVote(**row)
 
     @post("/commit", summary="Commit a prepared external transaction", status_code=200)
