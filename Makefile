@@ -8,13 +8,14 @@ BIN := $(VENV)/bin
 APT_PKGS := postgresql-15 postgresql-15-cron postgresql-plpython3-15 python3-scipy python3-cryptography wrk etcd-server patroni python3-etcd haproxy pgbackrest
 PYTEST_ARGS ?=
 
-.PHONY: help deps venv db run stop test bench clean
+.PHONY: help deps venv db run stop test bench clean lint lint-py
 
 help:
 	@echo "make run    start PostgreSQL, migrate, serve the API on http://127.0.0.1:8000"
 	@echo "make test   run the whole test suite on a real PostgreSQL 15"
 	@echo "make stop   stop the API and the local cluster"
 	@echo "make bench  measure and write bench/results.json"
+	@echo "make lint   ruff, mypy, sqlfluff and squawk"
 
 deps:
 	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -26,7 +27,7 @@ deps:
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV) || { \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && python3 -m venv $(VENV); }
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,lint]'
 	@touch $@
 
 venv: $(BIN)/.installed
@@ -44,6 +45,13 @@ stop:
 	@if [ -x deploy/local/cluster.sh ]; then ./deploy/local/cluster.sh stop; fi
 	@echo stopped
 
+lint: lint-py
+
+lint-py: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
 test: db
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -51,7 +59,7 @@ bench: db
 	$(BIN)/shieldx bench
 
 clean: stop
-	rm -rf .local $(VENV)
+	rm -rf "$$(./deploy/local/cluster.sh state-dir)" .local $(VENV)
 
 # --- High availability (see README "High availability and deployment") -------
 TOOLS_VENV := .local/tools-venv
