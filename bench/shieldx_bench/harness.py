@@ -288,11 +288,11 @@ def cluster_facts(url: str) -> dict[str, Any]:
 def load_results() -> dict[str, Any]:
     """bench/results.json as {"suites": {suite: {recorded_at, machine, postgresql, metrics}}}.
 
-    A file in the older flat form (metric -> number) is read as one suite named
-    "unrecorded": figures measured before the run facts were kept."""
+    A file in the older flat form (metric -> number) is read as one entry named
+    "without_run_facts": figures measured before the facts of a run were kept."""
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if data and "suites" not in data:
-        data = {"suites": {"unrecorded": {"metrics": data}}}
+        data = {"suites": {"without_run_facts": {"metrics": data}}}
     data.setdefault("suites", {})
     return data
 
