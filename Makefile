@@ -56,7 +56,7 @@ test: db
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: db
-	$(BIN)/shieldx bench
+	PYTHONPATH=deploy/local:bench $(BIN)/python -m shieldx_bench
 
 clean: stop
 	rm -rf "$$(./deploy/local/cluster.sh state-dir)" .local $(VENV)
@@ -66,13 +66,13 @@ TOOLS_VENV := .local/tools-venv
 .PHONY: ha-up ha-down ha-status k8s-tools k8s-check
 
 ha-up: deps venv
-	@$(BIN)/shieldx ha up
+	@PYTHONPATH=deploy/local:bench $(BIN)/python -m shieldx_local ha up
 
 ha-down: venv
-	@$(BIN)/shieldx ha down
+	@PYTHONPATH=deploy/local:bench $(BIN)/python -m shieldx_local ha down
 
 ha-status: venv
-	@$(BIN)/shieldx ha status
+	@PYTHONPATH=deploy/local:bench $(BIN)/python -m shieldx_local ha status
 
 # checkov and kubernetes-validate in their own virtualenv (checkov's pins clash with the project's).
 $(TOOLS_VENV)/bin/checkov:

@@ -1,23 +1,32 @@
-"""Shared machinery for benchmarks: fresh databases, pgbench, an API server, wrk."""
+"""Shared machinery for benchmarks: fresh databases, pgbench, an API server, wrk, and the results file.
+
+bench/results.json holds, per suite, the metrics of its latest run next to the
+facts of that run: when, the machine (cores, memory) and the measured
+PostgreSQL cluster (version and the settings that bound the figures).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
-from .. import schema
-from ..paths import ROOT
+from shieldx import schema
+from shieldx_local.sql import scalar
+from shieldx_local.state import ROOT
 
 PGBIN = Path("/usr/lib/postgresql/15/bin")
 RESULTS = ROOT / "bench" / "results.json"
@@ -25,10 +34,44 @@ PGBENCH_DIR = ROOT / "bench" / "pgbench"
 WRK_DIR = ROOT / "bench" / "wrk"
 
 
+# The settings that bound what a run can measure; recorded with every suite's figures.
+SETTINGS = (
+    "shared_buffers",
+    "work_mem",
+    "max_connections",
+    "synchronous_commit",
+    "synchronous_standby_names",
+    "fsync",
+    "full_page_writes",
+    "wal_level",
+    "wal_sync_method",
+    "max_wal_size",
+    "checkpoint_timeout",
+    "shared_preload_libraries",
+    "max_prepared_transactions",
+)
+
+
+def default_port() -> int:
+    return int(os.environ.get("SHIELDX_PGPORT", "55432"))
+
+
 class Harness:
-    def __init__(self, host: str = "127.0.0.1", port: int = 55432, seconds: float = 10.0, progress=None) -> None:
-        self.host, self.port, self.seconds = host, port, seconds
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        seconds: float = 10.0,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.host, self.port, self.seconds = host, port or default_port(), seconds
         self.progress = progress or (lambda message: None)
+        self.cluster: dict[str, Any] | None = None
+
+    def record_cluster(self, url: str) -> dict[str, Any]:
+        """Remember the facts of the cluster a suite measures (by default: the local cluster)."""
+        self.cluster = cluster_facts(url)
+        return self.cluster
 
     # --- databases -------------------------------------------------------
     def admin_url(self, dbname: str) -> str:
@@ -59,7 +102,7 @@ class Harness:
         script: str | Path,
         clients: int = 8,
         seconds: float | None = None,
-        defines: dict[str, object] | None = None,
+        defines: Mapping[str, object] | None = None,
     ) -> float:
         """TPS of a pgbench script (prepared statements, 2 threads)."""
         path = Path(script)
@@ -85,7 +128,10 @@ class Harness:
         failed = re.search(r"number of failed transactions: (\d+)", out)
         if failed and int(failed.group(1)):
             raise RuntimeError(f"pgbench {path.name}: {failed.group(1)} failed transactions\n{out}")
-        return float(re.search(r"tps = ([\d.]+)", out).group(1))
+        tps = re.search(r"tps = ([\d.]+)", out)
+        if tps is None:
+            raise RuntimeError(f"pgbench {path.name}: no tps in its output\n{out}")
+        return float(tps.group(1))
 
     def alternate(
         self,
@@ -93,7 +139,7 @@ class Harness:
         plan: list[tuple[str, str]],
         rounds: int = 2,
         clients: int = 8,
-        defines: dict[str, object] | None = None,
+        defines: Mapping[str, object] | None = None,
     ) -> dict[str, float]:
         """Mean TPS per name of the pgbench scripts in plan, run in that order
         `rounds` times over, so drift on a shared machine hits every side alike."""
@@ -172,7 +218,10 @@ class Harness:
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         if non2xx:
             raise RuntimeError(f"wrk saw {non2xx.group(1)} error responses\n{out}")
-        result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+        rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        if rps is None:
+            raise RuntimeError(f"wrk: no Requests/sec in its output\n{out}")
+        result = {"rps": float(rps.group(1))}
         for pct in ("50", "90", "99"):
             m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
             if m:
@@ -198,24 +247,80 @@ def seed_ledger(url: str, accounts: int) -> str:
             "CREATE TABLE public.bench_bare (id int PRIMARY KEY, balance bigint NOT NULL) WITH (fillfactor = 80)"
         )
         conn.execute("INSERT INTO public.bench_bare SELECT g, 1000000000000 FROM generate_series(1, %s) g", (accounts,))
-        key = conn.execute(
-            "SELECT api_key FROM auth.create_key('bench', 'bench', ARRAY['consumer'], 'bench-key', 1000000, 1000000)"
-        ).fetchone()[0]
+        key: str = scalar(
+            conn,
+            "SELECT api_key FROM auth.create_key('bench', 'bench', ARRAY['consumer'], 'bench-key', 1000000, 1000000)",
+        )
         conn.execute("VACUUM ANALYZE")
         conn.execute("CHECKPOINT")
     return key
 
 
-def load_results() -> dict[str, float]:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+def machine_facts() -> dict[str, Any]:
+    """Cores, memory and processor of the machine the benchmarks run on."""
+    cpu = ""
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        cpu = platform.processor()
+    return {
+        "cores": os.cpu_count(),
+        "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "cpu": cpu,
+        "kernel": platform.release(),
+    }
 
 
-def save_results(new: dict[str, float]) -> dict[str, float]:
-    """Merge new metrics into bench/results.json (atomic replace)."""
-    merged = {**load_results(), **{k: round(v, 4) for k, v in new.items()}}
+def cluster_facts(url: str) -> dict[str, Any]:
+    """Version and key settings of the PostgreSQL cluster behind `url`."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        version = scalar(conn, "SELECT current_setting('server_version')")
+        settings = conn.execute(
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s) ORDER BY name", (list(SETTINGS),)
+        ).fetchall()
+    return {"version": version, "settings": dict(settings)}
+
+
+def load_results() -> dict[str, Any]:
+    """bench/results.json as {"suites": {suite: {recorded_at, machine, postgresql, metrics}}}.
+
+    A file in the older flat form (metric -> number) is read as one entry named
+    "without_run_facts": figures measured before the facts of a run were kept."""
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if data and "suites" not in data:
+        data = {"suites": {"without_run_facts": {"metrics": data}}}
+    data.setdefault("suites", {})
+    return data
+
+
+def save_results(
+    suite: str, metrics: dict[str, float], cluster: dict[str, Any] | None, seconds: float | None = None
+) -> dict[str, Any]:
+    """Record one suite's run in bench/results.json (atomic replace).
+
+    The suite's entry is replaced as a whole; a metric it reports is dropped from
+    any other entry (one metric, one place)."""
+    data = load_results()
+    suites: dict[str, Any] = data["suites"]
+    for name, entry in list(suites.items()):
+        entry["metrics"] = {k: v for k, v in entry.get("metrics", {}).items() if k not in metrics}
+        if not entry["metrics"]:
+            del suites[name]
+    suites[suite] = {
+        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "seconds_per_run": seconds,
+        "machine": machine_facts(),
+        "postgresql": cluster,
+        "metrics": {k: round(v, 4) for k, v in sorted(metrics.items())},
+    }
+    data["suites"] = dict(sorted(suites.items()))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=RESULTS.parent, delete=False) as tmp:
-        json.dump(dict(sorted(merged.items())), tmp, indent=2)
+        json.dump(data, tmp, indent=2)
         tmp.write("\n")
     os.replace(tmp.name, RESULTS)
-    return merged
+    return data

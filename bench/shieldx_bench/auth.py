@@ -2,7 +2,7 @@
 
 auth.consume_rps_on          wrk (16 connections) POST .../consume with a consumer key, limiter active
 auth.consume_rps_off         the same with SHIELDX_AUTH=false (no key check, no limiter)
-auth.consume_on_vs_off       on / off (1.0 = free); the issue's budget is >= 0.90
+auth.consume_on_vs_off       on / off (1.0 = access control costs nothing; the budget is >= 0.90)
 auth.api_consume_vs_sql_consume_on / _off   each side over pgbench consume TPS measured in the same run,
                              i.e. api.consume_vs_sql_consume with and without access control
 auth.leases_per_request      limiter round trips per request (one worker's /metrics, whole run)
@@ -39,7 +39,7 @@ def run(h: Harness) -> dict[str, float]:
             bases = {"on": on, "off": off}
             for side in ("on", "off"):  # warm both
                 h.wrk(bases[side], "auth_consume.lua", seconds=3, env=env)
-            for round_no in range(4):  # on-off, off-on, ...: drift on a shared machine hits both sides alike
+            for round_no in range(4):  # on-off, off-on, ...: drift in the machine's speed hits both sides alike
                 for side in ("on", "off") if round_no % 2 == 0 else ("off", "on"):
                     h.progress(f"wrk consume, auth {side} (round {round_no + 1})")
                     rps[side].append(h.wrk(bases[side], "auth_consume.lua", connections=16, env=env)["rps"])

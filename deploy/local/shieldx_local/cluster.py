@@ -1,259 +1,61 @@
-"""`shieldx ha`: a three-node Patroni cluster on loopback, with etcd and HAProxy.
+"""Start, stop, inspect and break a local three-node Patroni cluster (etcd, HAProxy, pgBackRest).
 
 Everything runs from Debian's packages (patroni, etcd-server, haproxy,
-pgbackrest) as the unprivileged `postgres` OS user, with its data under
-.local/ha/. Configuration templates live in deploy/patroni/ and
+pgbackrest) as the unprivileged `postgres` OS user, with its files under the
+layout's base directory. Configuration templates live in deploy/patroni/ and
 deploy/pgbackrest/; this module renders them, starts and stops the processes
-(pid files, bounded waits, SIGKILL as a last resort) and is also the harness
-the failover tests drive (kill a node, restart it, switch over, back up).
-
-Port layout (offset 0 = `shieldx ha up`; tests pick a free offset):
-  HAProxy writes 55500, reads 55510, stats 55520; PostgreSQL 55501-55503;
-  Patroni REST 58001-58003; etcd client 52379, peer 52380.
+(pid files, bounded waits, SIGKILL as a last resort) and is what the failover
+tests drive (kill a node, restart it, switch over, back up).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pwd
 import secrets
 import shutil
 import signal
-import socket
 import string
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import click
+import psycopg
 
-from ..paths import ROOT
+from .layout import DBNAME, Layout
+from .processes import (
+    PGBIN,
+    as_postgres,
+    children,
+    chown,
+    cmdline,
+    http_json,
+    missing_binaries,
+    pg_env,
+    pid_alive,
+    port_free,
+    wait_until,
+)
+from .sql import scalar
+from .state import ROOT
 
 PATRONI_DIR = ROOT / "deploy" / "patroni"
 PGBACKREST_DIR = ROOT / "deploy" / "pgbackrest"
-PGBIN = Path("/usr/lib/postgresql/15/bin")
-OSUSER = "postgres"
 STANZA = "shieldx"
-DBNAME = "shieldx"
-BINARIES = ("patroni", "etcd", "haproxy", "pgbackrest")
 
 
-def missing_binaries() -> list[str]:
-    return [b for b in BINARIES if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll check() until it returns something truthy; raise after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as exc:  # noqa: BLE001 - keep polling, report the last failure
-            last_exc = exc
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"timed out after {timeout:.0f}s waiting for {what}"
-                + (f" (last error: {last_exc!r})" if last_exc else "")
-            )
-        time.sleep(interval)
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _render(template: Path, target: Path, values: dict[str, Any], mode: int = 0o600) -> None:
+def render_template(template: Path, target: Path, values: dict[str, Any], mode: int = 0o600) -> None:
     text = string.Template(template.read_text()).substitute({k: str(v) for k, v in values.items()})
     target.write_text(text)
     target.chmod(mode)
-    _chown(target)
+    chown(target)
 
 
-def _pg_ids() -> tuple[int, int]:
-    pw = pwd.getpwnam(OSUSER)
-    return pw.pw_uid, pw.pw_gid
-
-
-def _chown(path: Path) -> None:
-    if os.geteuid() == 0:
-        os.chown(path, *_pg_ids())
-
-
-def _as_postgres() -> dict[str, Any]:
-    """Popen arguments that run a child directly as the postgres user (no su in between)."""
-    if os.geteuid() != 0:
-        return {}
-    uid, gid = _pg_ids()
-    return {"user": uid, "group": gid, "extra_groups": []}
-
-
-def _pg_env() -> dict[str, str]:
-    home = pwd.getpwnam(OSUSER).pw_dir
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-        "HOME": home,
-        "USER": OSUSER,
-        "LOGNAME": OSUSER,
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process runs (a zombie does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _children(pid: int) -> list[int]:
-    """Direct children of a process (from /proc)."""
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                if int(stat.rsplit(") ", 1)[1].split()[1]) == pid:
-                    kids.append(int(entry.name))
-            except (OSError, ValueError, IndexError):
-                continue
-    return kids
-
-
-def _http_json(url: str, method: str = "GET", body: dict | None = None, timeout: float = 2.0) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-            status = resp.status
-    except urllib.error.HTTPError as exc:
-        raw, status = exc.read(), exc.code
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, raw.decode(errors="replace")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where one HA cluster keeps its files and which ports it uses."""
-
-    base: Path
-    offset: int = 0
-    nodes: int = 3
-    scope: str = "shieldx"
-
-    @property
-    def writes_port(self) -> int:
-        return 55500 + self.offset
-
-    @property
-    def reads_port(self) -> int:
-        return 55510 + self.offset
-
-    @property
-    def stats_port(self) -> int:
-        return 55520 + self.offset
-
-    @property
-    def etcd_port(self) -> int:
-        return 52379 + self.offset
-
-    @property
-    def etcd_peer_port(self) -> int:
-        return 52380 + self.offset
-
-    @property
-    def names(self) -> list[str]:
-        return [f"node{i}" for i in range(1, self.nodes + 1)]
-
-    def index(self, name: str) -> int:
-        return int(name.removeprefix("node"))
-
-    def pg_port(self, name: str) -> int:
-        return 55500 + self.offset + self.index(name)
-
-    def rest_port(self, name: str) -> int:
-        return 58000 + self.offset + self.index(name)
-
-    def node_dir(self, name: str) -> Path:
-        return self.base / name
-
-    def data_dir(self, name: str) -> Path:
-        return self.base / name / "data"
-
-    @property
-    def run_dir(self) -> Path:
-        return self.base / "run"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.base / "log"
-
-    @property
-    def pgbackrest_conf(self) -> Path:
-        return self.base / "pgbackrest" / "pgbackrest.conf"
-
-    def all_ports(self) -> list[int]:
-        return (
-            [self.writes_port, self.reads_port, self.stats_port, self.etcd_port, self.etcd_peer_port]
-            + [self.pg_port(n) for n in self.names]
-            + [self.rest_port(n) for n in self.names]
-        )
-
-    def url(self, dbname: str = DBNAME, user: str = "postgres", port: int | None = None) -> str:
-        """Through HAProxy's write port unless a node port is given."""
-        return f"postgresql://{user}@127.0.0.1:{port or self.writes_port}/{dbname}"
-
-    def app_url(self, dbname: str = DBNAME) -> str:
-        """What the API uses: HAProxy, and libpq refuses any server that is not read-write."""
-        return (
-            f"postgresql://shieldx_app@127.0.0.1:{self.writes_port}/{dbname}"
-            "?target_session_attrs=read-write&connect_timeout=3"
-        )
-
-    def multihost_url(self, dbname: str = DBNAME, user: str = "shieldx_app") -> str:
-        """The same without HAProxy: libpq tries each node and keeps the primary."""
-        hosts = ",".join(f"127.0.0.1:{self.pg_port(n)}" for n in self.names)
-        return f"postgresql://{user}@{hosts}/{dbname}?target_session_attrs=read-write&connect_timeout=3"
-
-
-def default_layout() -> Layout:
-    return Layout(
-        base=Path(os.environ.get("SHIELDX_HA_DIR", ROOT / ".local" / "ha")),
-        offset=int(os.environ.get("SHIELDX_HA_PORT_OFFSET", "0")),
-    )
+def _dead(pid: int) -> bool:
+    return not pid_alive(pid)
 
 
 class Cluster:
@@ -271,7 +73,7 @@ class Cluster:
                 json.dumps({"SUPERUSER_PASSWORD": secrets.token_hex(16), "REPLICATION_PASSWORD": secrets.token_hex(16)})
             )
             path.chmod(0o600)
-            _chown(path)
+            chown(path)
         return json.loads(path.read_text())
 
     def render(self) -> None:
@@ -287,7 +89,7 @@ class Cluster:
             lay.run_dir / "pgbackrest-spool",
         ] + [lay.node_dir(n) for n in lay.names]:
             d.mkdir(parents=True, exist_ok=True)
-            _chown(d)
+            chown(d)
         (lay.base / "etcd").chmod(0o700)
         common = {
             "SCOPE": lay.scope,
@@ -297,7 +99,7 @@ class Cluster:
             **self._secrets(),
         }
         for name in lay.names:
-            _render(
+            render_template(
                 PATRONI_DIR / "patroni.yml.in",
                 lay.node_dir(name) / "patroni.yml",
                 {
@@ -312,7 +114,7 @@ class Cluster:
         servers = "\n".join(
             f"    server {n} 127.0.0.1:{lay.pg_port(n)} maxconn 150 check port {lay.rest_port(n)}" for n in lay.names
         )
-        _render(
+        render_template(
             PATRONI_DIR / "haproxy.cfg.in",
             lay.base / "haproxy.cfg",
             {
@@ -325,14 +127,14 @@ class Cluster:
             },
             0o644,
         )
-        _render(
+        render_template(
             PATRONI_DIR / "etcd.yml.in",
             lay.base / "etcd.yml",
             {"ETCD_DIR": lay.base / "etcd" / "data", "ETCD_PORT": lay.etcd_port, "ETCD_PEER_PORT": lay.etcd_peer_port},
             0o644,
         )
         first = lay.names[0]
-        _render(
+        render_template(
             PGBACKREST_DIR / "pgbackrest.conf.in",
             lay.pgbackrest_conf,
             {
@@ -357,7 +159,7 @@ class Cluster:
         except (OSError, ValueError, IndexError):
             return None
         marker = {"etcd": "etcd", "haproxy": "haproxy"}.get(proc, "patroni")
-        if pid_alive(pid) and marker in _cmdline(pid) and str(self.layout.base) in _cmdline(pid):
+        if pid_alive(pid) and marker in cmdline(pid) and str(self.layout.base) in cmdline(pid):
             return pid
         return None
 
@@ -366,7 +168,7 @@ class Cluster:
             pid = int((self.layout.data_dir(name) / "postmaster.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if pid_alive(pid) and "postgres" in _cmdline(pid) else None
+        return pid if pid_alive(pid) and "postgres" in cmdline(pid) else None
 
     def _spawn(self, proc: str, argv: list[str]) -> int:
         log = open(self.layout.log_dir / f"{proc}.log", "ab")  # noqa: SIM115 - handed to the child process
@@ -377,9 +179,9 @@ class Cluster:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.layout.base,
-                env=_pg_env(),
+                env=pg_env(),
                 start_new_session=True,
-                **_as_postgres(),
+                **as_postgres(),
             )
         finally:
             log.close()
@@ -390,7 +192,7 @@ class Cluster:
         if self.pid("etcd") is None:
             self._spawn("etcd", ["etcd", "--config-file", str(self.layout.base / "etcd.yml")])
         wait_until(
-            lambda: _http_json(f"http://127.0.0.1:{self.layout.etcd_port}/health")[1].get("health") == "true",
+            lambda: http_json(f"http://127.0.0.1:{self.layout.etcd_port}/health")[1].get("health") == "true",
             30,
             "etcd to become healthy",
         )
@@ -429,7 +231,7 @@ class Cluster:
             targets.append(patroni)
         postmaster = self.postmaster_pid(name)
         if postmaster:
-            targets += [postmaster, *_children(postmaster)]
+            targets += [postmaster, *children(postmaster)]
         for pid in targets:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -437,7 +239,7 @@ class Cluster:
                 pass
         crashed_at = time.monotonic()
         for pid in targets:
-            wait_until(lambda pid=pid: not pid_alive(pid), 10, f"pid {pid} of {name} to die", 0.05)
+            wait_until(partial(_dead, pid), 10, f"pid {pid} of {name} to die", 0.05)
         return crashed_at
 
     def stop_node(self, name: str) -> None:
@@ -456,9 +258,9 @@ class Cluster:
                     "30",
                     "stop",
                 ],
-                env=_pg_env(),
+                env=pg_env(),
                 capture_output=True,
-                **_as_postgres(),
+                **as_postgres(),
             )
             if self.postmaster_pid(name):
                 os.kill(postmaster, signal.SIGKILL)
@@ -467,7 +269,7 @@ class Cluster:
     def rest(
         self, name: str, path: str, method: str = "GET", body: dict | None = None, timeout: float = 2.0
     ) -> tuple[int, Any]:
-        return _http_json(f"http://127.0.0.1:{self.layout.rest_port(name)}{path}", method, body, timeout)
+        return http_json(f"http://127.0.0.1:{self.layout.rest_port(name)}{path}", method, body, timeout)
 
     def members(self) -> list[dict[str, Any]]:
         """Patroni's view of the cluster (from the first node that answers)."""
@@ -503,15 +305,13 @@ class Cluster:
 
     def writable_nodes(self) -> list[str]:
         """Nodes whose PostgreSQL accepts connections and is not in recovery."""
-        import psycopg
-
         out = []
         for name in self.layout.names:
             try:
                 with psycopg.connect(
                     self.layout.url("postgres", port=self.layout.pg_port(name)), connect_timeout=2, autocommit=True
                 ) as conn:
-                    if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    if not scalar(conn, "SELECT pg_is_in_recovery()"):
                         out.append(name)
             except psycopg.OperationalError:
                 continue
@@ -560,21 +360,17 @@ class Cluster:
         self._create_database()
         if migrate:
             self.say("migrating (on the primary, through HAProxy)")
-            from .. import schema
+            from shieldx import schema
 
             schema.migrate(self.layout.url())
         self.say("creating the pgBackRest stanza")
         self.pgbackrest("stanza-create")
 
     def _connect_writes(self) -> bool:
-        import psycopg
-
         with psycopg.connect(self.layout.url("postgres"), connect_timeout=2, autocommit=True) as conn:
-            return not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+            return not scalar(conn, "SELECT pg_is_in_recovery()")
 
     def _create_database(self) -> None:
-        import psycopg
-
         with psycopg.connect(self.layout.url("postgres"), autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DBNAME,)).fetchone():
                 conn.execute(f'CREATE DATABASE "{DBNAME}"')
@@ -610,7 +406,7 @@ class Cluster:
             assert node, "no primary"
             argv += [f"--pg1-path={self.layout.data_dir(node)}", f"--pg1-port={self.layout.pg_port(node)}"]
         argv += [*args, command]
-        done = subprocess.run(argv, capture_output=True, text=True, env=_pg_env(), timeout=timeout, **_as_postgres())
+        done = subprocess.run(argv, capture_output=True, text=True, env=pg_env(), timeout=timeout, **as_postgres())
         if done.returncode != 0:
             raise RuntimeError(f"pgbackrest {command} failed ({done.returncode}): {done.stdout}{done.stderr}")
         return done.stdout
@@ -619,7 +415,7 @@ class Cluster:
         """Restore the repository into an empty scratch data directory (owned by postgres)."""
         target_dir.mkdir(parents=True, exist_ok=True)
         target_dir.chmod(0o700)
-        _chown(target_dir)
+        chown(target_dir)
         argv = [
             "pgbackrest",
             f"--config={self.layout.pgbackrest_conf}",
@@ -629,80 +425,6 @@ class Cluster:
             *args,
             "restore",
         ]
-        done = subprocess.run(argv, capture_output=True, text=True, env=_pg_env(), timeout=300, **_as_postgres())
+        done = subprocess.run(argv, capture_output=True, text=True, env=pg_env(), timeout=300, **as_postgres())
         if done.returncode != 0:
             raise RuntimeError(f"pgbackrest restore failed ({done.returncode}): {done.stdout}{done.stderr}")
-
-
-# --- the `shieldx ha` verb ---------------------------------------------------
-@click.group(help="A local three-node Patroni cluster (etcd, HAProxy, pgBackRest) in .local/ha.")
-def cli() -> None:
-    pass
-
-
-@cli.command(help="Start etcd, three Patroni nodes and HAProxy; create and migrate the shieldx database.")
-@click.option("--no-migrate", is_flag=True, help="Do not run migrations.")
-def up(no_migrate: bool) -> None:
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    layout = default_layout()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
-        task = progress.add_task("ha up")
-        Cluster(layout, say=lambda m: progress.update(task, description=f"[ha] {m}")).up(migrate=not no_migrate)
-    click.echo(f"writes: postgresql://postgres@127.0.0.1:{layout.writes_port}/{DBNAME}")
-    click.echo(f"reads:  postgresql://postgres@127.0.0.1:{layout.reads_port}/{DBNAME}")
-    click.echo(f"API:    DATABASE_URL='{layout.app_url()}' shieldx serve")
-    click.echo(f"HAProxy stats: http://127.0.0.1:{layout.stats_port}/")
-
-
-@cli.command(help="Stop HAProxy, Patroni/PostgreSQL (standbys first) and etcd.")
-@click.option("--purge", is_flag=True, help="Also delete the cluster's data (.local/ha).")
-def down(purge: bool) -> None:
-    Cluster(default_layout()).down(purge=purge)
-    click.echo("stopped" + (" and purged" if purge else ""))
-
-
-@cli.command(help="Processes, Patroni members (role, state, timeline, lag) and endpoints.")
-def status() -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    cluster = Cluster(default_layout())
-    console = Console()
-    procs = Table(title="processes")
-    procs.add_column("process")
-    procs.add_column("pid", justify="right")
-    for proc, pid in cluster.running().items():
-        procs.add_row(proc, str(pid) if pid else "[red]stopped")
-    console.print(procs)
-    members = Table(title=f"Patroni cluster '{cluster.layout.scope}'")
-    for col in ("member", "host", "role", "state", "timeline", "lag"):
-        members.add_column(col)
-    for m in cluster.members():
-        members.add_row(
-            m.get("name", ""),
-            f"{m.get('host')}:{m.get('port')}",
-            m.get("role", ""),
-            m.get("state", ""),
-            str(m.get("timeline", "")),
-            str(m.get("lag", "")),
-        )
-    console.print(members)
-    console.print(
-        f"writes 127.0.0.1:{cluster.layout.writes_port}  reads 127.0.0.1:{cluster.layout.reads_port}  "
-        f"stats http://127.0.0.1:{cluster.layout.stats_port}/"
-    )
-
-
-@cli.command(help="Planned switchover to CANDIDATE (default: the synchronous standby).")
-@click.argument("candidate", required=False)
-def switchover(candidate: str | None) -> None:
-    click.echo(f"new leader: {Cluster(default_layout()).switchover(candidate)}")
-
-
-@cli.command(help="Take a pgBackRest backup from the current primary.")
-@click.option("--type", "kind", type=click.Choice(["full", "diff", "incr"]), default="full", show_default=True)
-def backup(kind: str) -> None:
-    cluster = Cluster(default_layout())
-    cluster.pgbackrest("backup", f"--type={kind}")
-    click.echo(cluster.pgbackrest("info"))

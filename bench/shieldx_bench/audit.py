@@ -19,6 +19,8 @@ import time
 
 import psycopg
 
+from shieldx_local.sql import one
+
 from .harness import Harness, seed_ledger
 
 ACCOUNTS = 10_000
@@ -63,9 +65,9 @@ def _fill(url: str, h: Harness) -> None:
 
 
 def _timed(conn: psycopg.Connection, sql: str) -> tuple[float, tuple]:
-    conn.execute(sql).fetchone()  # warm
+    one(conn, sql)  # warm
     t = time.perf_counter()
-    row = conn.execute(sql).fetchone()
+    row = one(conn, sql)
     return time.perf_counter() - t, row
 
 

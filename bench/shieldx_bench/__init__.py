@@ -1,8 +1,8 @@
-"""Benchmarks behind `shieldx bench`. Not tests: nothing here asserts a time.
+"""Benchmarks behind `python -m shieldx_bench` (`make bench`). Not tests: nothing here asserts a time.
 
 Every module in this package that defines `run(h: Harness) -> dict[str, float]`
-is a suite; its metrics are merged into bench/results.json (a flat object,
-metric name -> number). Ratios are measured pair by pair within one run.
+is a suite; its metrics are recorded in bench/results.json with the facts of the
+run (see harness.save_results). Ratios are measured pair by pair within one run.
 """
 
 from __future__ import annotations

@@ -1,44 +1,31 @@
-"""High availability: a bank-style workload through the API while the primary dies.
+"""A bank-style workload through the API, and the checks of the ledger after it.
 
-ha.failover_unavailable_s  seconds from kill -9 of the primary (PostgreSQL and
-                           its Patroni) until a write through the API succeeds
-                           again (a probe writes every 50 ms; only probes sent
-                           after the kill count)
-ha.lost_acked_ops          acknowledged operations missing from the ledger
-                           afterwards (must be 0)
-ha.acked_ops               operations acknowledged during the run
-ha.indeterminate_retries   attempts that timed out, lost their connection or
-                           got 503, and were retried with the same key
-
-The cluster is a private one (own folder and free ports), so `make ha-up`'s
-cluster is left alone. The same workload and checks are used by the failover
-tests in db/tests/test_ha_failover.py.
+Many clients move credits through the API; every mutation carries an
+idempotency key, and an indeterminate attempt (timeout, lost connection, 503)
+is retried with the same key. `failover` kills the primary mid-run and
+`switchover` switches it over under load; `verify` then checks that every
+acknowledged operation is in the ledger exactly once, nothing was recorded that
+nobody asked for, balances add up, the audit trail verifies and exactly one node
+accepts writes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from ..cli.ha import Cluster, Layout, pid_alive, port_free, wait_until
-from ..paths import ROOT
-from .harness import Harness
+from .cluster import Cluster
+from .private import ready
+from .processes import wait_until
+from .sql import one, scalar
 
 TENANT = "bank"
 ACCOUNTS = 12
@@ -46,146 +33,6 @@ SEED = 1_000_000
 RETRYABLE = (503, 502, 504, 429)
 
 
-CLAIMS = ROOT / ".local" / "ha-claims"
-
-
-def claim_offset(start: int = 100, step: int = 100, tries: int = 40) -> int:
-    """A port offset nobody else uses: every port free, and claimed by this process.
-
-    Claims are files .local/ha-claims/<offset> holding the owner's pid (created
-    exclusively), so two test runs at once never pick the same ports.
-    """
-    CLAIMS.mkdir(parents=True, exist_ok=True)
-    for i in range(tries):
-        offset = start + i * step
-        claim = CLAIMS / str(offset)
-        try:
-            owner = int(claim.read_text() or 0)
-        except (OSError, ValueError):
-            owner = None
-        if owner is not None and owner != os.getpid() and pid_alive(owner):
-            continue
-        if owner is not None:
-            claim.unlink(missing_ok=True)
-        try:
-            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            continue
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        if all(port_free(p) for p in Layout(Path("/nonexistent"), offset).all_ports()):
-            return offset
-        claim.unlink(missing_ok=True)
-    raise RuntimeError("no free port range for a private HA cluster")
-
-
-def release_offset(offset: int) -> None:
-    claim = CLAIMS / str(offset)
-    try:
-        if int(claim.read_text()) == os.getpid():
-            claim.unlink()
-    except (OSError, ValueError):
-        pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _sweep(prefix: str) -> None:
-    """Stop and delete private clusters left by runs that were killed before their cleanup."""
-    for base in (ROOT / ".local").glob(f"{prefix}-*"):
-        if base.suffix == ".logs" or not base.name.rsplit("-", 1)[1].isdigit():
-            continue
-        if pid_alive(int(base.name.rsplit("-", 1)[1])):
-            continue  # another run, still going
-        try:
-            offset = int((base / "offset").read_text())
-        except (OSError, ValueError):
-            offset = 0
-        Cluster(Layout(base, offset)).down(purge=True)
-        release_offset(offset)
-
-
-@contextmanager
-def private_cluster(name: str, say=None) -> Iterator[Cluster]:
-    """A throwaway HA cluster in .local/<name>-<pid> on claimed free ports; always stopped afterwards.
-
-    Logs of the last run are kept in .local/<name>.logs.
-    """
-    _sweep(name)
-    offset = claim_offset()
-    base = ROOT / ".local" / f"{name}-{os.getpid()}"
-    layout = Layout(base, offset, scope=f"{name}-{os.getpid()}")
-    base.mkdir(parents=True, exist_ok=True)
-    (base / "offset").write_text(str(offset))
-    cluster = Cluster(layout, say)
-    try:
-        cluster.up()
-        yield cluster
-    finally:
-        try:
-            cluster.down()
-        finally:
-            kept = ROOT / ".local" / f"{name}.logs"
-            shutil.rmtree(kept, ignore_errors=True)
-            if layout.log_dir.exists():
-                shutil.copytree(layout.log_dir, kept)
-            for node in layout.names:
-                if (layout.data_dir(node) / "log").exists():
-                    shutil.copytree(layout.data_dir(node) / "log", kept / f"postgres-{node}")
-            cluster.down(purge=True)
-            release_offset(offset)
-
-
-@contextmanager
-def api_server(
-    database_url: str,
-    log_path: Path,
-    workers: int = 2,
-    env: dict[str, str] | None = None,
-) -> Iterator[str]:
-    """`python -m shieldx.cli.serve_main` on a free port; yields its base URL.
-
-    Like Harness.api_server, but its output goes to a file: during an outage the
-    pool and the breaker log a lot, and an unread pipe would block the server.
-    """
-    port = free_port()
-    log = open(log_path, "ab")  # noqa: SIM115 - the child process owns it for its whole life
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shieldx.cli.serve_main",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        env={**os.environ, "DATABASE_URL": database_url, **(env or {})},
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: proc.poll() is None and _ready(base, "/health/live"), 30, "the API to start")
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
-
-
-# --- the workload ------------------------------------------------------------
 @dataclass
 class Op:
     key: str
@@ -388,24 +235,27 @@ def seed_bank(url: str, tenant: str = TENANT, accounts: int = ACCOUNTS) -> tuple
         conn.execute("SELECT credits.create_tenant(%s, 'HA bank')", (tenant,))
         ids = []
         for i in range(accounts + 1):
-            (acc,) = conn.execute(
-                "SELECT account_id FROM credits.create_account(%s, %s, %s)", (tenant, f"acct-{i}", f"open-{i}")
-            ).fetchone()
+            acc = scalar(
+                conn, "SELECT account_id FROM credits.create_account(%s, %s, %s)", (tenant, f"acct-{i}", f"open-{i}")
+            )
             conn.execute(
                 "SELECT credits.grant_credits(%s, %s::bigint, %s::bigint, %s, 'seed')", (tenant, acc, SEED, f"seed-{i}")
             )
             ids.append(acc)
-        if conn.execute("SELECT to_regproc('auth.create_key') IS NOT NULL").fetchone()[0]:
-            (api_key,) = conn.execute(
+        if scalar(conn, "SELECT to_regproc('auth.create_key') IS NOT NULL"):
+            api_key = scalar(
+                conn,
                 "SELECT api_key FROM auth.create_key(%s, 'ha-workload', ARRAY['consumer', 'billing', 'admin'], "
                 "'ha-workload-key', 1e6, 1e6)",
                 (tenant,),
-            ).fetchone()
+            )
     return ids[:-1], ids[-1], api_key
 
 
 def verify(cluster: Cluster, work: Workload, tenant: str = TENANT) -> dict[str, Any]:
-    """Every check of the issue, on the settled cluster. Returns figures and a list of problems."""
+    """Check the ledger on the settled cluster against what the clients were told.
+
+    Returns figures and a list of problems (empty when everything holds)."""
     problems: list[str] = []
     url = cluster.layout.url()
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
@@ -418,8 +268,8 @@ def verify(cluster: Cluster, work: Workload, tenant: str = TENANT) -> dict[str, 
         reconcile = conn.execute("SELECT * FROM credits.reconcile()").fetchall()
         # The audit trail (when the audit schema is installed) must verify end to end.
         audit = None
-        if conn.execute("SELECT to_regproc('audit.verify') IS NOT NULL AS yes").fetchone()["yes"]:
-            audit = conn.execute("SELECT ok, broken_streams, stream, problem FROM audit.verify()").fetchone()
+        if one(conn, "SELECT to_regproc('audit.verify') IS NOT NULL AS yes")["yes"]:
+            audit = one(conn, "SELECT ok, broken_streams, stream, problem FROM audit.verify()")
     by_key: dict[str, list[dict]] = {}
     for e in entries:
         by_key.setdefault(e["idem_key"], []).append(e)
@@ -529,9 +379,9 @@ def failover(
     # Readiness must be back once a primary is reachable: a bounded wait, since
     # the breaker may still be closing after the old primary's dead connections.
     deadline = time.monotonic() + 20
-    while not _ready(base) and time.monotonic() < deadline:
+    while not ready(base) and time.monotonic() < deadline:
         time.sleep(0.25)
-    ready_final = 200 if _ready(base) else 503
+    ready_final = 200 if ready(base) else 503
     result = verify(cluster, work, tenant)
     result.update(
         {
@@ -587,8 +437,9 @@ def _watch_recovery(cluster: Cluster, work: Workload, old: str, t_kill: float, t
                     phases["haproxy_write"] = round(time.monotonic() - t_kill, 3)
             except psycopg.Error:
                 pass
-        if "api_write" not in phases and work.unavailable_since(t_kill) is not None:
-            phases["api_write"] = round(work.unavailable_since(t_kill), 3)
+        api_write = work.unavailable_since(t_kill)
+        if "api_write" not in phases and api_write is not None:
+            phases["api_write"] = round(api_write, 3)
         time.sleep(0.1)
     return phases
 
@@ -625,30 +476,3 @@ def switchover(
         }
     )
     return result
-
-
-def run(h: Harness) -> dict[str, float]:
-    with private_cluster("ha-bench", say=h.progress) as cluster:
-        h.progress("API on the cluster")
-        with api_server(cluster.layout.app_url(), cluster.layout.log_dir / "api.log") as base:
-            wait_until(lambda: _ready(base), 30, "API readiness")
-            h.progress("workload, then kill -9 of the primary")
-            result = failover(cluster, base)
-    if result["problems"]:
-        raise RuntimeError(f"failover checks failed: {result['problems'][:5]}")
-    return {
-        "ha.failover_unavailable_s": result["unavailable_s"],
-        "ha.lost_acked_ops": result["lost_acked_ops"],
-        "ha.acked_ops": result["counts"].get("acked", 0),
-        "ha.indeterminate_retries": result["retries"],
-    }
-
-
-def _ready(base: str, path: str = "/health/ready") -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(base + path, timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False

@@ -8,7 +8,7 @@ shadow.job_cold_ms             shadow._job_evaluate() over 20 running experiment
                                in a new backend, so it pays the scipy import
 shadow.job_warm_ms             the same again in the same backend
 shadow.svg_ms                  shadow.posterior_svg() on a warm backend (the API's request path)
-The decision rule's error rates and P(B > A) timing come from `shieldx shadow simulate`.
+The decision rule's error rates and P(B > A) timing come from the shadow_rule suite.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from __future__ import annotations
 import time
 
 import psycopg
+
+from shieldx_local.sql import scalar
 
 from .harness import Harness
 
@@ -53,10 +55,10 @@ def run(h: Harness) -> dict[str, float]:
         ingest = tps["shadow"] * BATCH
         out = {"shadow.ingest_obs_per_s": ingest, "shadow.ingest_vs_bare_insert": ingest / bare}
         with psycopg.connect(url, autocommit=True) as conn:
-            backlog = conn.execute("SELECT count(*) FROM shadow.observations").fetchone()[0]
+            backlog = scalar(conn, "SELECT count(*) FROM shadow.observations")
             h.progress(f"folding {backlog:,} observations")
             t = time.perf_counter()
-            folded = conn.execute("SELECT shadow._fold()").fetchone()[0]
+            folded = scalar(conn, "SELECT shadow._fold()")
             out["shadow.fold_obs_per_s"] = folded / (time.perf_counter() - t)
         with psycopg.connect(url, autocommit=True) as conn:
             h.progress("the job, cold and warm")

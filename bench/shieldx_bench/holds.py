@@ -9,8 +9,8 @@ api.reserve_commit_p50_ms           POST .../holds then POST .../holds/{id}/comm
 sql.reserve_commit_pair_p50_ms      the same pair called directly over one psycopg connection (no HTTP), for
                                     attribution of api.reserve_commit_p50_ms
 api.get_account_p50_ms              GET one account over the same client, the API's floor at this moment
-Each ratio's sides run back to back, twice, alternating, within one run. The
-machine is shared: compare figures of one run, not across runs.
+Each ratio's sides run back to back, twice, alternating, within one run. A
+machine's speed drifts: compare figures of one run, not across runs.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from urllib.parse import urlparse
 
 import psycopg
 
+from shieldx_local.sql import scalar
+
 from .credits import ACCOUNTS
 from .harness import Harness, seed_ledger
 
@@ -31,7 +33,7 @@ from .harness import Harness, seed_ledger
 def _api_pairs(base: str, key: str, seconds: float) -> list[float]:
     """Latency (ms) of reserve + commit pairs over one keep-alive connection."""
     u = urlparse(base)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=10)
     headers = {"content-type": "application/json", "Authorization": f"Bearer {key}"}
     body = json.dumps({"amount": 1, "ttl_seconds": 60}).encode()
     out: list[float] = []
@@ -72,10 +74,11 @@ def _sql_pairs(url: str, seconds: float) -> list[float]:
         while time.monotonic() < end:
             n += 1
             t0 = time.perf_counter()
-            hold = conn.execute(
+            hold = scalar(
+                conn,
                 "SELECT hold_id FROM credits.reserve('bench', %s::bigint, 1, %s)",
                 (rnd.randint(1, ACCOUNTS), f"sql-{time.time_ns()}-{n}"),
-            ).fetchone()[0]
+            )
             conn.execute("SELECT entry_id FROM credits.commit_hold('bench', %s::bigint)", (hold,)).fetchone()
             out.append((time.perf_counter() - t0) * 1000)
     return out
@@ -83,7 +86,7 @@ def _sql_pairs(url: str, seconds: float) -> list[float]:
 
 def _api_gets(base: str, key: str, seconds: float) -> list[float]:
     u = urlparse(base)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=10)
     out: list[float] = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:

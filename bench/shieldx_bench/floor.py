@@ -1,5 +1,5 @@
-"""What this machine permits: the ledger's ratios with everything but the bare
-minimum stripped away, next to the same bare UPDATE the other suites use.
+"""The floor under the ledger's ratios: the same writes with everything but the
+bare minimum stripped away, next to the same bare UPDATE the other suites use.
 
 floor.debit_vs_bare_update           a guarded debit UPDATE and its journal row in one
                                      statement (floor_debit.sql): no function, no foreign
@@ -11,8 +11,8 @@ floor.reserve_commit_vs_bare_update  a hold row + available balance, then its ca
                                      pair): no function, no foreign key, no CHECK, no audit
 These bound sql.consume_vs_bare_update, audit.consume_with_audit_vs_bare_update and
 sql.reserve_commit_vs_bare_update from above: no design that writes a journal row
-(and a chained audit entry) in the debit's own transaction can beat them on this
-machine. Each side runs twice, alternating, within one run.
+(and a chained audit entry) in the debit's own transaction can beat them on the
+same machine and cluster. Each side runs twice, alternating, within one run.
 """
 
 from __future__ import annotations

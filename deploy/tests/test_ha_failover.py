@@ -1,9 +1,11 @@
 """High availability on a real Patroni cluster: failover, switchover, point-in-time recovery.
 
 One private three-node cluster (etcd, Patroni, HAProxy, pgBackRest from Debian's
-packages; own folder .local/ha-test and free ports) serves the whole module and
-is stopped and deleted afterwards, even when a test fails. The API runs as a
-real server (`python -m shieldx.cli.serve_main`) against HAProxy.
+packages; its own folder in the state directory and free ports) serves the whole
+module and is stopped and deleted afterwards, even when a test fails. The API
+runs as a real server (`python -m shieldx.cli.serve_main`) against HAProxy. The
+cluster, the workload and its checks are the harness's (deploy/local/shieldx_local).
+These tests assert correctness only; `make bench` (the ha suite) measures the failover.
 
 Run alone: `.venv/bin/pytest -m ha`. Part of `make test`.
 """
@@ -17,9 +19,10 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from shieldx.benchmarks import ha
-from shieldx.benchmarks.harness import save_results
-from shieldx.cli.ha import PGBIN, Cluster, _as_postgres, _pg_env, missing_binaries, wait_until
+from shieldx_local.cluster import Cluster
+from shieldx_local.private import api_server, private_cluster, ready
+from shieldx_local.processes import PGBIN, as_postgres, free_port, missing_binaries, pg_env, wait_until
+from shieldx_local.workload import failover, switchover
 
 pytestmark = [
     pytest.mark.ha,
@@ -31,15 +34,15 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    with ha.private_cluster("ha-test") as c:
+    with private_cluster("ha-test") as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def api(cluster: Cluster) -> Iterator[str]:
     # The real server, API keys checked (the workload makes a tenant key with a high rate limit).
-    with ha.api_server(cluster.layout.app_url(), cluster.layout.log_dir / "api.log") as base:
-        wait_until(lambda: ha._ready(base), 30, "API readiness")
+    with api_server(cluster.layout.app_url(), cluster.layout.log_dir / "api.log") as base:
+        wait_until(lambda: ready(base), 30, "API readiness")
         yield base
 
 
@@ -109,16 +112,8 @@ def test_ha_app_url_never_reaches_a_standby(cluster: Cluster) -> None:
 
 def test_ha_failover_kill9_primary_loses_no_acknowledged_operation(cluster: Cluster, api: str) -> None:
     jobs_before = _cron_jobs(cluster)
-    result = ha.failover(cluster, api, before_s=4.0, after_s=3.0, clients=16)
+    result = failover(cluster, api, before_s=4.0, after_s=3.0, clients=16)
     print({k: v for k, v in result.items() if k != "problems"})
-    save_results(
-        {
-            "ha.failover_unavailable_s": result["unavailable_s"],
-            "ha.lost_acked_ops": result["lost_acked_ops"],
-            "ha.acked_ops": result["counts"].get("acked", 0),
-            "ha.indeterminate_retries": result["retries"],
-        }
-    )
     assert result["problems"] == []
     assert result["lost_acked_ops"] == 0
     assert result["unexpected"] == []
@@ -142,7 +137,7 @@ def test_ha_failover_kill9_primary_loses_no_acknowledged_operation(cluster: Clus
 
 
 def test_ha_switchover_under_load_fails_no_operation(cluster: Cluster, api: str) -> None:
-    result = ha.switchover(cluster, api, before_s=3.0, after_s=3.0, clients=16)
+    result = switchover(cluster, api, before_s=3.0, after_s=3.0, clients=16)
     print({k: v for k, v in result.items() if k != "problems"})
     assert result["problems"] == []
     assert result["unexpected"] == []
@@ -168,7 +163,7 @@ def test_ha_pgbackrest_point_in_time_restore(cluster: Cluster, tmp_path_factory)
             conn.execute("SELECT credits.grant_credits('pitr', %s, 1000, %s)", (acc, f"after-{i}"))
     cluster.pgbackrest("check")  # switches WAL and waits until it is archived
     scratch = cluster.layout.base / "pitr-restore"
-    port = ha.free_port()
+    port = free_port()
     pg_ctl = [str(PGBIN / "pg_ctl"), "-D", str(scratch)]
     try:
         cluster.restore(scratch, "--type=name", "--target=shieldx-pitr-test", "--target-action=promote")
@@ -180,9 +175,9 @@ def test_ha_pgbackrest_point_in_time_restore(cluster: Cluster, tmp_path_factory)
         subprocess.run(
             [*pg_ctl, "-o", opts, "-l", str(cluster.layout.log_dir / "pitr.log"), "-w", "-t", "120", "start"],
             check=True,
-            env=_pg_env(),
+            env=pg_env(),
             capture_output=True,
-            **_as_postgres(),
+            **as_postgres(),
         )
         scratch_url = f"postgresql://postgres@127.0.0.1:{port}/shieldx"
 
@@ -199,7 +194,7 @@ def test_ha_pgbackrest_point_in_time_restore(cluster: Cluster, tmp_path_factory)
         assert balance == (sum(range(1, 21)),)
         assert reconcile == []
     finally:
-        subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], env=_pg_env(), capture_output=True, **_as_postgres())
+        subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], env=pg_env(), capture_output=True, **as_postgres())
         shutil.rmtree(scratch, ignore_errors=True)
     # The live cluster has everything.
     with psycopg.connect(url) as conn:
