@@ -14,7 +14,8 @@ PGBIN=/usr/lib/postgresql/15/bin
 OSUSER=postgres
 
 as_pg() {
-  if [ "$(id -un)" = "$OSUSER" ]; then "$@"; else runuser -u "$OSUSER" -- "$@"; fi
+  # From /: the postgres user may not be able to enter the current directory.
+  if [ "$(id -un)" = "$OSUSER" ]; then "$@"; else (cd / && runuser -u "$OSUSER" -- "$@"); fi
 }
 
 state_dir() {
