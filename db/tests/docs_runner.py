@@ -36,7 +36,7 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-PGBIN = "/usr/lib/postgresql/15/bin"
+PSQL = "/usr/lib/postgresql/15/bin/psql"
 RUNNABLE = {"sql", "sh"}
 DISPLAY = {"text", "json", "yaml", "promql", "ini", "svg", "python"}
 MARKER = re.compile(r"^<!--\s*(not-runnable|expect-errors)\s*(?::\s*(.*?))?\s*-->$")
@@ -176,8 +176,7 @@ def run_sql(block: Block, dsn: str, cwd: Path) -> None:
     expected = [s.strip() for s in (block.reason or "").split(",") if s.strip()]
     stop = "0" if block.marker == "expect-errors" else "1"
     done = subprocess.run(
-        [f"{PGBIN}/psql", "-X", "-q", "-v", f"ON_ERROR_STOP={stop}", "-v", "VERBOSITY=verbose"]
-        + ["-P", "pager=off", "-d", dsn, "-f", script.name],
+        [PSQL, "-X", "-q", "-v", f"ON_ERROR_STOP={stop}", "-v", "VERBOSITY=verbose", "-d", dsn, "-f", script.name],
         cwd=cwd,
         capture_output=True,
         text=True,

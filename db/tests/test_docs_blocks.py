@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from docs_runner import (
     DISPLAY,
     DOCS,
