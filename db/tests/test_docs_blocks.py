@@ -27,6 +27,11 @@ from docs_runner import (
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
 def _runnable_pages() -> list[str]:
     return [str(p.relative_to(DOCS)) for p in pages() if any(b.runs for b in blocks(p))]
 
@@ -55,7 +60,7 @@ def test_relative_links_resolve(page):
     path = (DOCS / page).resolve()
     errors = (DOCS / "errors.md").read_text() if (DOCS / "errors.md").exists() else ""
     anchors = set(re.findall(r'<a id="([^"]+)"></a>', errors))
-    anchors |= {h.lower().replace(" ", "-") for h in re.findall(r"^### (.+)$", errors, re.M)}
+    anchors |= {slug(h) for h in re.findall(r"^#{1,6} (.+)$", errors, re.M)}
     for target in LINK.findall(path.read_text()):
         if re.match(r"^[a-z]+:", target) or target.startswith("#"):
             continue
