@@ -8,8 +8,9 @@ A runnable block preceded by `<!-- not-runnable: reason -->` is skipped (the rea
 A sql block preceded by `<!-- expect-errors: SX004, SX008 -->` must raise exactly those
 SQLSTATEs, in that order, and nothing else (psql then goes on after each error).
 
-The blocks of one page run in document order, like one reader at one terminal: shell
-variables set by a sh block are seen by the page's later sh blocks; psql and bash share one
+The blocks of one page run in document order, like one reader with one psql session and one
+terminal: psql variables (`\\gset`) set by a sql block are seen by the page's later sql blocks,
+shell variables and functions set by a sh block by its later sh blocks; psql and bash share one
 scratch working directory.
 """
 
@@ -41,6 +42,7 @@ RUNNABLE = {"sql", "sh"}
 DISPLAY = {"text", "json", "yaml", "promql", "ini", "svg", "python"}
 MARKER = re.compile(r"^<!--\s*(not-runnable|expect-errors)\s*(?::\s*(.*?))?\s*-->$")
 FENCE = re.compile(r"^```([\w-]*)\s*$")
+VARS_MARK = "--- psql variables ---"
 SQLSTATE = re.compile(r"ERROR:\s+([0-9A-Z]{5}):")
 
 
@@ -170,9 +172,15 @@ def shell_env(api: str, dsn: str) -> dict[str, str]:
     }
 
 
-def run_sql(block: Block, dsn: str, cwd: Path) -> None:
+def run_sql(block: Block, dsn: str, cwd: Path, variables: dict[str, str]) -> dict[str, str]:
+    """Run a sql block with psql after the page's earlier ones; return the psql variables it leaves.
+
+    Lower-case psql variables (set by \\set or \\gset) carry over to the page's next sql
+    blocks, as in one psql session.
+    """
     script = cwd / f"block-{block.line}.sql"
-    script.write_text(block.text)
+    carried = "".join(f"\\set {k} '{_psql_quote(v)}'\n" for k, v in variables.items())
+    script.write_text(carried + block.text + f"\n\\echo {VARS_MARK}\n\\set\n")
     expected = [s.strip() for s in (block.reason or "").split(",") if s.strip()]
     stop = "0" if block.marker == "expect-errors" else "1"
     done = subprocess.run(
@@ -188,6 +196,12 @@ def run_sql(block: Block, dsn: str, cwd: Path) -> None:
         assert raised == expected, f"{block.where}: expected errors {expected}, got {raised}:\n{done.stderr}"
     else:
         assert done.returncode == 0 and "ERROR:" not in done.stderr, f"{block.where} failed:\n{done.stderr}"
+    listing = done.stdout.rpartition(VARS_MARK + "\n")[2]
+    return {m[1]: m[2] for m in re.finditer(r"^([a-z_][a-z0-9_]*) = '(.*)'$", listing, re.M)}
+
+
+def _psql_quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def run_sh(block: Block, env: dict[str, str], cwd: Path) -> dict[str, str]:

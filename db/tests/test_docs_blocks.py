@@ -74,15 +74,16 @@ def test_relative_links_resolve(page):
 @pytest.mark.parametrize("page", _runnable_pages())
 def test_page_blocks_run(page, dsn, tmp_path):
     page_blocks = [b for b in blocks(DOCS / page) if b.runs]
+    variables: dict[str, str] = {}
     with own_keyring(dsn):
         if any(b.lang == "sh" for b in page_blocks):
             with api_server(dsn.replace("postgres@", "shieldx_app@", 1), tmp_path / "api.log") as api:
                 env = shell_env(api, dsn)
                 for b in page_blocks:
                     if b.lang == "sql":
-                        run_sql(b, dsn, tmp_path)
+                        variables = run_sql(b, dsn, tmp_path, variables)
                     else:
                         env = run_sh(b, env, tmp_path)
         else:
             for b in page_blocks:
-                run_sql(b, dsn, tmp_path)
+                variables = run_sql(b, dsn, tmp_path, variables)
