@@ -42,3 +42,8 @@ def test_readme_quickstart_runs_as_written(dsn, tmp_path):
             replayed = [line for line in lines[:-1] if '"replayed"' in line]
             assert len(replayed) == 3
             assert all(('"replayed":true' in line) == (run == 2) for line in replayed), done.stdout
+
+
+def test_readme_is_a_front_page():
+    """At most 200 lines: the rest lives in docs/."""
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 200
