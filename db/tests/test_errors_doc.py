@@ -26,7 +26,7 @@ INTRO = """\
 # Errors
 
 <!-- GENERATED from ops.error_catalog by db/tests/test_errors_doc.py; do not edit by hand.
-     After changing a db/functions/*/errors.sql: UPDATE_DOCS=1 .venv/bin/pytest db/tests/test_errors_doc.py -->
+     After changing a db/functions/*/errors.sql: UPDATE_DOCS=1 pytest db/tests/test_errors_doc.py -->
 
 Every refusal is a named error. In SQL it is raised with its own SQLSTATE (`SXnnn`), a
 human message, a JSON `DETAIL` with the facts, and the title as `HINT`. Over HTTP the API
