@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 APT_PKGS := postgresql-15 postgresql-15-cron postgresql-plpython3-15 python3-scipy python3-cryptography wrk etcd-server patroni python3-etcd haproxy pgbackrest
 PYTEST_ARGS ?=
 
-.PHONY: help deps venv db run stop test bench clean
+.PHONY: help deps venv db run stop test bench clean observe
 
 help:
 	@echo "make run    start PostgreSQL, migrate, serve the API on http://127.0.0.1:8000"
@@ -40,6 +40,7 @@ run: db
 	@$(BIN)/shieldx serve --host 127.0.0.1 --port 8000 --pidfile .local/run/api.pid
 
 stop:
+	@if [ -x $(BIN)/python ]; then PYTHONPATH=deploy/local $(BIN)/python -m shieldx_local.observe down >/dev/null || true; fi
 	@if [ -s .local/run/api.pid ]; then kill $$(cat .local/run/api.pid) 2>/dev/null || true; rm -f .local/run/api.pid; fi
 	@if [ -x deploy/local/cluster.sh ]; then ./deploy/local/cluster.sh stop; fi
 	@echo stopped
@@ -49,6 +50,10 @@ test: db
 
 bench: db
 	$(BIN)/shieldx bench
+
+# Prometheus :9090, Alertmanager :9093, postgres_exporter :9187 on loopback (deploy/monitoring).
+observe: venv
+	@PYTHONPATH=deploy/local $(BIN)/python -m shieldx_local.observe up
 
 clean: stop
 	rm -rf .local $(VENV)

@@ -1,0 +1,1 @@
+"""Local clusters and developer tooling for ShieldX (not part of the shieldx distribution)."""
