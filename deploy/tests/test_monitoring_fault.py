@@ -2,7 +2,7 @@
 (Debian's packages) on free loopback ports with 1-second scrape and evaluation intervals, started by
 shieldx_local.observe exactly as `make observe` does, the rules of deploy/monitoring/prometheus/rules.
 
-- Every target is up and every alerting rule is loaded.
+- Every target is up, every alerting rule is loaded, `status` says so, a second `up` only checks.
 - Every dashboard query evaluates without error against that Prometheus.
 - Stopping the API fires ShieldxApiDown in Prometheus (/api/v1/alerts) and it reaches Alertmanager
   (/api/v2/alerts); restarting the API resolves it in both.
@@ -10,6 +10,7 @@ shieldx_local.observe exactly as `make observe` does, the rules of deploy/monito
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -142,6 +144,23 @@ def test_monitoring_stack_scrapes_every_target_and_fires_and_resolves_api_down(s
     rules = observe.rules()
     assert len(rules) >= 15 and all(r["health"] == "ok" for r in rules), [r for r in rules if r["health"] != "ok"]
     assert not firing(observe, "ShieldxApiDown")
+    assert observe.status(say=lambda _m: None) is True
+
+    # A second `up` only checks: the same processes keep running.
+    pids = {proc: observe.pid(proc) for proc in BINARIES}
+    said: list[str] = []
+    observe.up(say=said.append)
+    assert {proc: observe.pid(proc) for proc in BINARIES} == pids
+    assert all("running" in line for line in said if not line.startswith("warning")), said
+    # ... unless the configuration changed: then Prometheus reloads it, still without a restart.
+    time.sleep(1.1)  # a later modification time than the last load's stamp
+    changed = dataclasses.replace(observe, evaluation_interval="2s")
+    said.clear()
+    changed.up(say=said.append)
+    assert any("reloaded" in line for line in said), said
+    assert {proc: observe.pid(proc) for proc in BINARIES} == pids
+    config = get_json(f"{observe.prometheus_url}/api/v1/status/config")["data"]["yaml"]
+    assert "evaluation_interval: 2s" in config
 
     # Every dashboard query evaluates (Grafana cannot run here; Prometheus answers what it would ask).
     for board in sorted((ROOT / "deploy" / "monitoring" / "dashboards").glob("*.json")):
