@@ -5,10 +5,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PKGS := postgresql-15 postgresql-15-cron postgresql-plpython3-15 python3-scipy python3-cryptography wrk etcd-server patroni python3-etcd haproxy pgbackrest
+APT_PKGS := postgresql-15 postgresql-15-cron postgresql-plpython3-15 python3-scipy python3-cryptography wrk etcd-server patroni python3-etcd haproxy pgbackrest prometheus prometheus-alertmanager prometheus-postgres-exporter
 PYTEST_ARGS ?=
 
-.PHONY: help deps venv db run stop test bench clean lint lint-py
+.PHONY: help deps venv db run stop test bench clean lint lint-py observe
 
 help:
 	@echo "make run    start PostgreSQL, migrate, serve the API on http://127.0.0.1:8000"
@@ -41,6 +41,7 @@ run: db
 	@$(BIN)/shieldx serve --host 127.0.0.1 --port 8000 --pidfile .local/run/api.pid
 
 stop:
+	@if [ -x $(BIN)/python ]; then PYTHONPATH=deploy/local $(BIN)/python -m shieldx_local observe down >/dev/null || true; fi
 	@if [ -s .local/run/api.pid ]; then kill $$(cat .local/run/api.pid) 2>/dev/null || true; rm -f .local/run/api.pid; fi
 	@if [ -x deploy/local/cluster.sh ]; then ./deploy/local/cluster.sh stop; fi
 	@echo stopped
@@ -57,6 +58,10 @@ test: db
 
 bench: db
 	PYTHONPATH=deploy/local:bench $(BIN)/python -m shieldx_bench
+
+# Prometheus :9090, Alertmanager :9093, postgres_exporter :9187 on loopback (deploy/monitoring).
+observe: venv
+	@PYTHONPATH=deploy/local $(BIN)/python -m shieldx_local observe up
 
 clean: stop
 	rm -rf "$$(./deploy/local/cluster.sh state-dir)" .local $(VENV)

@@ -1,12 +1,14 @@
 """`python -m shieldx_local`: the developer harness's commands.
 
 ha up|down|status|switchover|backup   a local three-node Patroni cluster (etcd, HAProxy, pgBackRest)
+observe up|down|status                 a local Prometheus, Alertmanager and postgres_exporter
 """
 
 from __future__ import annotations
 
 import click
 
+from . import observe
 from .cluster import Cluster
 from .layout import DBNAME, default_layout
 
@@ -30,6 +32,7 @@ def up(no_migrate: bool) -> None:
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
         task = progress.add_task("ha up")
         Cluster(layout, say=lambda m: progress.update(task, description=f"[ha] {m}")).up(migrate=not no_migrate)
+    observe.write_patroni_targets([(name, layout.rest_port(name)) for name in layout.names])
     click.echo(f"writes: postgresql://postgres@127.0.0.1:{layout.writes_port}/{DBNAME}")
     click.echo(f"reads:  postgresql://postgres@127.0.0.1:{layout.reads_port}/{DBNAME}")
     click.echo(f"API:    DATABASE_URL='{layout.app_url()}' shieldx serve")
@@ -41,6 +44,7 @@ def up(no_migrate: bool) -> None:
 @click.option("--purge", is_flag=True, help="Also delete the cluster's data (the layout's base directory).")
 def down(purge: bool) -> None:
     Cluster(default_layout()).down(purge=purge)
+    observe.write_patroni_targets([])
     click.echo("stopped" + (" and purged" if purge else ""))
 
 
@@ -88,3 +92,13 @@ def backup(kind: str) -> None:
     cluster = Cluster(default_layout())
     cluster.pgbackrest("backup", f"--type={kind}")
     click.echo(cluster.pgbackrest("info"))
+
+
+@main.command(
+    "observe",
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    help="The local monitoring stack: observe up|down|status (see deploy/monitoring).",
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def observe_cmd(args: tuple[str, ...]) -> None:
+    raise SystemExit(observe.main(list(args)))
