@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PKGS := postgresql-15 postgresql-15-cron postgresql-plpython3-15 python3-scipy python3-cryptography wrk etcd-server patroni python3-etcd haproxy pgbackrest
+APT_PKGS := postgresql-15 postgresql-15-cron postgresql-plpython3-15 python3-scipy python3-cryptography wrk etcd-server patroni python3-etcd haproxy pgbackrest prometheus-postgres-exporter
 PYTEST_ARGS ?=
 
 .PHONY: help deps venv db run stop test bench clean
