@@ -238,6 +238,8 @@ def test_a_failing_pg_cron_job_is_exported_from_the_cron_database(db, exporter):
             assert value(metrics, "shieldx_job_failures_last_hour", job=name) >= 1
             assert value(metrics, "shieldx_job_expected_interval_seconds", job=name) == 60
             assert value(metrics, "pg_exporter_last_scrape_error") == 0
+            purged = {r["relation"] for r in cron.execute("SELECT * FROM ops._job_purge_history()")}
+            assert "cron.job_run_details" in purged  # the purge job reaches pg_cron's history there
             registered = [r["job_name"] for r in cron.execute("SELECT job_name FROM ops.jobs")]
             for job in registered:  # every registered job is a series too
                 assert ("shieldx_job_last_run_failed", frozenset({("job", job)})) in metrics
