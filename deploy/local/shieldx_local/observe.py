@@ -74,8 +74,6 @@ def default_dsn() -> str:
     )
 
 
-
-
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -94,8 +92,6 @@ def http_get(url: str, timeout: float = 2.0, method: str = "GET") -> tuple[int, 
         return exc.code, exc.read()
     except (urllib.error.URLError, OSError):
         return 0, b""
-
-
 
 
 def write_patroni_targets(nodes: list[tuple[str, int]], path: Path | None = None, host: str = "127.0.0.1") -> Path:
