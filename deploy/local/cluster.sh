@@ -68,6 +68,7 @@ shieldx.key_dir = '$KEYDIR'
 CONF
   fi
   keys
+  signer_key
 }
 
 # Keyrings for the audit HMAC, payment-data encryption and per-subject key
@@ -85,6 +86,25 @@ keys() {
       chown "$OSUSER:$OSUSER" "$KEYDIR/$purpose/$id.key" "$KEYDIR/$purpose/CURRENT"
     fi
   done
+}
+
+# The audit signer's Ed25519 key pair (`shieldx audit sign`): the private
+# half readable by root only (mode 0600 in a 0700 directory), so neither the
+# postgres OS user nor any SQL session can read it or sign; the public half
+# (hex) beside it, for verifiers to pin. The signer registers it in a
+# database on its first run.
+signer_key() {
+  local dir="$STATE/signer" key="$STATE/signer/audit_ed25519.key"
+  if [ "$(id -u)" != 0 ]; then
+    echo "cluster.sh: not root: no audit signer key made (run: shieldx audit keygen as the signer's user)" >&2
+    return
+  fi
+  install -d -o root -g root -m 700 "$dir"
+  if [ ! -s "$key" ]; then
+    (umask 077; openssl genpkey -algorithm ed25519 -out "$key")
+    openssl pkey -in "$key" -pubout -outform DER | tail -c 32 | od -An -tx1 | tr -d ' \n' > "$key.pub"
+    echo >> "$key.pub"
+  fi
 }
 
 running() { as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; }

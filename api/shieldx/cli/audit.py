@@ -1,13 +1,22 @@
-"""`shieldx audit`: verify the tamper-evident audit log; export signed checkpoints.
+"""`shieldx audit`: verify the tamper-evident audit log; sign and export checkpoints.
 
-    shieldx audit verify [--incremental] [--no-ledger] [--against checkpoint.json]
+    shieldx audit verify [--incremental] [--no-ledger] [--no-journal] [--pubkey KEY] [--against checkpoint.json]
     shieldx audit checkpoint export [--new] [-o checkpoint.json]
+    shieldx audit keygen [--key PATH]
+    shieldx audit sign [--key PATH] [--retention-min-days N] [--every SECONDS]
 
 Verification runs in the database (audit.verify_streams), in slices of
-chains so a progress bar can follow it; the first broken entry is printed
-with its stream, sequence number and the reason. `--against` also checks the
-log against a checkpoint exported earlier: its Merkle root is recomputed here
-from its heads (no key needed), then every head must still be in the log.
+chains so a progress bar can follow it, the journal's content included
+(--no-journal skips comparing every journal row with its audit entry); the
+first broken entry is printed with its stream, sequence number and the
+reason. Then, here, outside the database, with the signer's public key pinned
+(--pubkey, else SHIELDX_AUDIT_PUBKEY, else the .pub file next to the local
+signer key): every checkpoint and retention anchor signature and the chain of
+signed checkpoints, and the last signed checkpoint's heads, each head entry's
+hash recomputed. `--against` also checks the log against a checkpoint
+exported earlier: its signature and Merkle root are checked here, then every
+head must still be in the log and the database must still hold that signed
+checkpoint (a rollback shows).
 Exit status: 0 verified, 1 broken, 2 usage or connection errors.
 """
 
@@ -16,14 +25,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .common import admin_url
+from .. import signer
+from .common import CLUSTER, admin_url
 
 SLICES = 32
 
@@ -53,6 +65,98 @@ def cli() -> None:
     pass
 
 
+def default_key_path() -> Path:
+    """The signer's private key: SHIELDX_AUDIT_SIGNING_KEY, else <state dir>/signer/audit_ed25519.key."""
+    env = os.environ.get("SHIELDX_AUDIT_SIGNING_KEY")
+    if env:
+        return Path(env)
+    state = subprocess.run([str(CLUSTER), "state-dir"], check=True, capture_output=True, text=True).stdout.strip()
+    return Path(state) / "signer" / "audit_ed25519.key"
+
+
+def pinned_key(spec: str | None) -> bytes | None:
+    """The public key to verify against: --pubkey, SHIELDX_AUDIT_PUBKEY, or the local signer's .pub file."""
+    spec = spec or os.environ.get("SHIELDX_AUDIT_PUBKEY")
+    if not spec:
+        try:
+            pub = Path(str(default_key_path()) + ".pub")
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        if not pub.exists():
+            return None
+        spec = str(pub)
+    return signer.load_public_key(spec)
+
+
+def signature_problems(conn, pub: bytes) -> list[dict]:
+    """Every signed checkpoint and every anchor a chain starts at, checked here against the pinned key; the last
+    signed checkpoint's heads against its root and against the log (each head entry's hash recomputed here)."""
+    problems: list[dict] = []
+
+    def bad(stream: str, seq: int, problem: str) -> None:
+        problems.append({"stream": stream, "seq": seq, "logged_at": None, "problem": problem})
+
+    kid = signer.key_id(pub)
+    prev_hash = signer.ZERO32
+    last = None
+    for c in conn.execute(
+        """SELECT c.checkpoint_id, audit._micros(c.created_at) AS created_at_us, c.reason, c.streams, c.entries,
+                  c.root, c.prev_sig, c.key_id, s.key_id AS signer_key, s.prev_signed, s.sig AS signature
+             FROM audit.checkpoint_signatures s JOIN audit.checkpoints c USING (checkpoint_id) ORDER BY checkpoint_id"""
+    ):
+        cid = c["checkpoint_id"]
+        statement = signer.checkpoint_statement(c, bytes(c["prev_signed"]))
+        if bytes(c["prev_signed"]) != prev_hash:
+            bad(
+                f"checkpoint/{cid}",
+                cid,
+                "signed checkpoints do not chain (a signed checkpoint was removed or replaced)",
+            )
+        if c["signer_key"] != kid or not signer.verify_statement(pub, statement, bytes(c["signature"])):
+            bad(f"checkpoint/{cid}", cid, f"checkpoint signature (Ed25519) does not verify with the pinned key {kid}")
+        prev_hash = hashlib.sha256(statement + bytes(c["signature"])).digest()
+        last = c
+    for a in conn.execute(
+        """SELECT a.stream, a.seq, a.hash, a.checkpoint_id, s.sig FROM audit.anchors a
+             LEFT JOIN audit.anchor_signatures s USING (stream, seq)
+            WHERE NOT EXISTS (SELECT 1 FROM audit.log l WHERE l.stream = a.stream AND l.seq <= a.seq)"""
+    ):
+        statement = signer.anchor_statement(a["stream"], a["seq"], bytes(a["hash"]), a["checkpoint_id"])
+        if a["sig"] is None or not signer.verify_statement(pub, statement, bytes(a["sig"])):
+            bad(a["stream"], a["seq"] + 1, f"retention anchor at {a['seq']} is not signed with the pinned key {kid}")
+    if last is not None:
+        cid = last["checkpoint_id"]
+        heads = {
+            h["stream"]: (h["seq"], bytes(h["hash"]))
+            for h in conn.execute(
+                "SELECT stream, seq, hash FROM audit.checkpoint_heads WHERE checkpoint_id = %s", (cid,)
+            )
+        }
+        if signer.heads_root(heads) != bytes(last["root"]):
+            bad(f"checkpoint/{cid}", cid, "the last signed checkpoint's heads do not match its signed root")
+        found = {
+            e["stream"]: e
+            for e in conn.execute(
+                """SELECT l.stream, l.seq, l.source, l.op, l.actor, l.app, l.txid, l.payload, l.prev_hash, l.hash,
+                          timestamptz_send(l.logged_at) AS at
+                     FROM unnest(%s::text[], %s::bigint[]) h(stream, seq)
+                     JOIN audit.log l ON l.stream = h.stream AND l.seq = h.seq""",
+                (list(heads), [v[0] for v in heads.values()]),
+            )
+        }
+        for stream, (seq, h) in sorted(heads.items()):
+            e = found.get(stream)
+            if e is None:
+                anchored = conn.execute(
+                    "SELECT 1 FROM audit.anchors WHERE stream = %s AND seq >= %s", (stream, seq)
+                ).fetchone()
+                if anchored is None:
+                    bad(stream, seq, f"entry {seq} of the last signed checkpoint is gone")
+            elif bytes(e["hash"]) != h or signer.entry_hash(e) != h:
+                bad(stream, seq, f"chain rewritten: entry {seq} differs from the last signed checkpoint")
+    return problems
+
+
 @cli.command(help="Recompute every hash chain and name the first broken entry.")
 @click.option("--incremental", is_flag=True, help="Start each chain at the last checkpoint.")
 @click.option(
@@ -62,19 +166,33 @@ def cli() -> None:
     help="Also compare the journal (credits.entries) with its audit chains.",
 )
 @click.option(
+    "--journal/--no-journal",
+    default=True,
+    show_default=True,
+    help="Also compare every journal row's content with its audit entry.",
+)
+@click.option(
+    "--pubkey",
+    default=None,
+    help="The signer's public key (64 hex digits, or a file): default SHIELDX_AUDIT_PUBKEY, then the local .pub.",
+)
+@click.option(
     "--against",
     "against",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="An exported checkpoint to verify the log against.",
 )
 @click.option("--url", default=None, help="Database URL (default: SHIELDX_ADMIN_URL or the local cluster).")
-def verify(incremental: bool, ledger: bool, against: Path | None, url: str | None) -> None:
+def verify(
+    incremental: bool, ledger: bool, journal: bool, pubkey: str | None, against: Path | None, url: str | None
+) -> None:
     import psycopg
     from psycopg.rows import dict_row
     from psycopg.types.json import Jsonb
 
     console = Console()
     problems: list[dict] = []
+    pub = pinned_key(pubkey)
     with psycopg.connect(url or admin_url(), autocommit=True, row_factory=dict_row) as conn:
         heads = conn.execute("SELECT stream, max(seq) AS seq FROM audit.log GROUP BY stream ORDER BY stream").fetchall()
         total = sum(h["seq"] for h in heads)
@@ -100,17 +218,27 @@ def verify(incremental: bool, ledger: bool, against: Path | None, url: str | Non
                 lo = None if k == 0 else heads[first]["stream"]
                 hi = heads[end]["stream"] if end < len(heads) else None
                 problems += conn.execute(
-                    "SELECT * FROM audit.verify_streams(%s, %s, %s, %s)", (incremental, ledger, lo, hi)
+                    "SELECT * FROM audit.verify_streams(%s, %s, %s, %s, %s)", (incremental, ledger, lo, hi, journal)
                 ).fetchall()
                 progress.advance(task, sum(h["seq"] for h in heads[first:end]))
+        if pub is not None:
+            problems += signature_problems(conn, pub)
         export = None
         if against:
             doc = json.loads(against.read_text())
-            if merkle_root(doc.get("heads", {})) != doc.get("root"):
-                console.print(f"[red]{against}: its heads do not match its root; the file was altered[/red]")
+            refusal = export_refusal(doc, pub)
+            if refusal:
+                console.print(f"[red]{against}: {refusal}[/red]")
                 sys.exit(1)
-            export = conn.execute("SELECT * FROM audit.verify_export(%s)", (Jsonb(doc),)).fetchone()
+            export = conn.execute("SELECT * FROM audit.verify_export(%s, %s)", (Jsonb(doc), pub)).fetchone()
     problems.sort(key=lambda p: (p["logged_at"] is not None, p["logged_at"] or 0, p["stream"], p["seq"]))
+    if not journal and ledger:
+        console.print("[yellow]journal content NOT compared with the audit log (--no-journal)[/yellow]")
+    if pub is None:
+        console.print(
+            "[yellow]no signer public key pinned (--pubkey or SHIELDX_AUDIT_PUBKEY): signatures were checked "
+            "only against the keys registered in the database, which a superuser can add to[/yellow]"
+        )
     if problems:
         first = problems[0]
         console.print(
@@ -133,13 +261,78 @@ def verify(incremental: bool, ledger: bool, against: Path | None, url: str | Non
     sys.exit(1 if problems or (export is not None and not export["ok"]) else 0)
 
 
+def export_refusal(doc: dict, pub: bytes | None) -> str | None:
+    """Why an exported checkpoint cannot be trusted, checked here: its root, its signature (pinned key)."""
+    if merkle_root(doc.get("heads", {})) != doc.get("root"):
+        return "its heads do not match its root; the file was altered"
+    sig = doc.get("signature") or {}
+    if not sig.get("sig") or not sig.get("prev_signed"):
+        return "it is not signed by the audit signer"
+    if pub is None:
+        return None  # the database checks it against the registered key
+    if sig.get("key_id") != signer.key_id(pub):
+        return f"it is signed by key {sig.get('key_id')}, not by the pinned key {signer.key_id(pub)}"
+    statement = signer.checkpoint_statement(doc, bytes.fromhex(sig["prev_signed"]))
+    if not signer.verify_statement(pub, statement, bytes.fromhex(sig["sig"])):
+        return f"its signature (Ed25519) does not verify with the pinned key {signer.key_id(pub)}"
+    return None
+
+
+@cli.command(help="Make the signer's Ed25519 key pair (private key mode 0600, readable by this user only).")
+@click.option("--key", "key", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def keygen(key: Path | None) -> None:
+    path = key or default_key_path()
+    if path.exists():
+        pub = signer.load_public_key(str(path) + ".pub")
+        click.echo(f"{path} exists: {signer.key_id(pub)} {pub.hex()}")
+        return
+    pub = signer.generate_key(path)
+    click.echo(f"{path}: {signer.key_id(pub)} {pub.hex()}")
+
+
+@cli.command(help="Check and sign pending checkpoints and retention anchors with the signer's private key.")
+@click.option("--key", "key", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--retention-min-days",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Never sign a retention anchor on an entry younger than this.",
+)
+@click.option("--every", type=float, default=None, help="Keep running, signing every this many seconds.")
+@click.option("--url", default=None)
+def sign(key: Path | None, retention_min_days: float, every: float | None, url: str | None) -> None:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    s = signer.Signer(key or default_key_path(), retention_min_days=retention_min_days)
+    while True:
+        try:
+            with psycopg.connect(url or admin_url(), autocommit=True, row_factory=dict_row) as conn:
+                done = s.run(conn)
+        except signer.Refused as exc:
+            click.echo(f"REFUSED: {exc}", err=True)
+            sys.exit(1)
+        click.echo(
+            f"signed {len(done.checkpoints)} checkpoint(s) and {len(done.anchors)} retention anchor(s) as {s.key_id}"
+        )
+        if every is None:
+            return
+        time.sleep(every)
+
+
 @cli.group(help="Signed checkpoints.")
 def checkpoint() -> None:
     pass
 
 
 @checkpoint.command(help="Write the latest signed checkpoint to a file kept outside the database.")
-@click.option("--new", "new", is_flag=True, help="Take a new checkpoint first.")
+@click.option(
+    "--new",
+    "new",
+    is_flag=True,
+    help="Take a new checkpoint first (and sign it, if this user can read the signer key).",
+)
 @click.option(
     "-o",
     "--output",
@@ -150,11 +343,15 @@ def checkpoint() -> None:
 @click.option("--url", default=None)
 def export(new: bool, output: Path | None, url: str | None) -> None:
     import psycopg
+    from psycopg.rows import dict_row
 
-    with psycopg.connect(url or admin_url(), autocommit=True) as conn:
+    with psycopg.connect(url or admin_url(), autocommit=True, row_factory=dict_row) as conn:
         if new:
             conn.execute("SELECT * FROM audit.checkpoint('manual')")
-        doc = conn.execute("SELECT audit.export_checkpoint()").fetchone()[0]
+            path = default_key_path()
+            if os.access(path, os.R_OK):  # this user is the signer: sign it now
+                signer.Signer(path).run(conn)
+        doc = conn.execute("SELECT audit.export_checkpoint() AS doc").fetchone()["doc"]
     path = output or Path(f"audit-checkpoint-{doc['checkpoint_id']}.json")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -100,7 +100,11 @@ BEGIN
 END
 $$;
 
--- A checkpoint as a document to keep outside the database.
+-- A signed checkpoint as a document to keep outside the database: its
+-- fields, its heads, and the signer's Ed25519 signature with the hash of the
+-- previous signed checkpoint's statement (prev_signed), so every export names
+-- the one before it. Without an id: the latest signed checkpoint. A
+-- checkpoint the signer has not signed yet cannot be exported (SX206).
 CREATE OR REPLACE FUNCTION audit.export_checkpoint(p_checkpoint bigint DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -108,11 +112,21 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   c audit.checkpoints;
+  s audit.checkpoint_signatures;
 BEGIN
   SELECT * INTO c FROM audit.checkpoints x
-   WHERE p_checkpoint IS NULL OR x.checkpoint_id = p_checkpoint ORDER BY x.checkpoint_id DESC LIMIT 1;
+   WHERE (p_checkpoint IS NULL AND EXISTS (SELECT 1 FROM audit.checkpoint_signatures y WHERE y.checkpoint_id = x.checkpoint_id))
+      OR x.checkpoint_id = p_checkpoint
+   ORDER BY x.checkpoint_id DESC LIMIT 1;
   IF NOT FOUND THEN
-    PERFORM ops._fail('SX206', 'no such checkpoint', jsonb_build_object('checkpoint_id', p_checkpoint));
+    PERFORM ops._fail('SX206', CASE WHEN p_checkpoint IS NULL THEN 'no signed checkpoint yet (run the signer: shieldx audit sign)'
+                                    ELSE 'no such checkpoint' END,
+                      jsonb_build_object('checkpoint_id', p_checkpoint));
+  END IF;
+  SELECT * INTO s FROM audit.checkpoint_signatures x WHERE x.checkpoint_id = c.checkpoint_id;
+  IF NOT FOUND THEN
+    PERFORM ops._fail('SX206', format('checkpoint %s is not signed yet (run the signer: shieldx audit sign)', c.checkpoint_id),
+                      jsonb_build_object('checkpoint_id', c.checkpoint_id));
   END IF;
   IF EXISTS (SELECT 1 FROM audit.checkpoint_prunes p WHERE p.through_checkpoint >= c.checkpoint_id) THEN
     PERFORM ops._fail('SX207', format('the chain heads of checkpoint %s were pruned (older than the keep window); '
@@ -124,6 +138,8 @@ BEGIN
     'checkpoint_id', c.checkpoint_id, 'created_at_us', audit._micros(c.created_at), 'created_at', c.created_at,
     'reason', c.reason, 'streams', c.streams, 'entries', c.entries, 'root', encode(c.root, 'hex'),
     'prev_sig', encode(c.prev_sig, 'hex'), 'key_id', c.key_id, 'sig', encode(c.sig, 'hex'),
+    'signature', jsonb_build_object('alg', 'ed25519', 'key_id', s.key_id, 'prev_signed', encode(s.prev_signed, 'hex'),
+                                    'sig', encode(s.sig, 'hex')),
     'heads', (SELECT coalesce(jsonb_object_agg(h.stream, jsonb_build_array(h.seq, encode(h.hash, 'hex'))), '{}')
                 FROM audit.checkpoint_heads h WHERE h.checkpoint_id = c.checkpoint_id));
 END

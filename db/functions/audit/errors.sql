@@ -6,6 +6,7 @@ INSERT INTO ops.error_catalog (sqlstate, name, http_status, title) VALUES
   ('SX204', 'unknown_payment',    404, 'Unknown card payment'),
   ('SX205', 'subject_erased',     410, 'Data subject was erased'),
   ('SX206', 'invalid_checkpoint', 422, 'Invalid or unknown audit checkpoint'),
-  ('SX207', 'checkpoint_pruned',  410, 'Audit checkpoint heads were pruned')
+  ('SX207', 'checkpoint_pruned',  410, 'Audit checkpoint heads were pruned'),
+  ('SX208', 'invalid_signature',  422, 'Signature does not verify')
 ON CONFLICT (sqlstate) DO UPDATE
   SET name = excluded.name, http_status = excluded.http_status, title = excluded.title;

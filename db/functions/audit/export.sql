@@ -1,21 +1,34 @@
 -- Verifying the database against a checkpoint exported earlier (a file kept
--- outside the database). The document's own signature is checked with the
--- audit key, its heads against its root; then every exported head must still
--- be in the log with the same hash (or be archived behind a signed anchor).
--- This finds what the in-database checks cannot: a tail truncated together
--- with the checkpoints that covered it, or a rewrite by someone with the key.
-CREATE OR REPLACE FUNCTION audit.verify_export(p_doc jsonb,
+-- outside the database). The document's Ed25519 signature is checked against
+-- p_pubkey, the signer's public key pinned by the caller (the CLI's
+-- --pubkey, the API's SHIELDX_AUDIT_PUBKEY), else against the key registered
+-- in the database under the document's key id (a convenience: a superuser
+-- can register a key of their own). Then its heads against its root; then
+-- the database must still hold this signed checkpoint, with every signed
+-- checkpoint after it chained to it (a rollback to an older state, or a
+-- rewrite of the checkpoints, shows here), every anchor a chain starts at
+-- must be signed by that key, and every exported head must still be in the
+-- log with the same hash (or be archived behind such an anchor).
+DROP FUNCTION IF EXISTS audit.verify_export(jsonb);  -- before the pinned key
+
+CREATE OR REPLACE FUNCTION audit.verify_export(p_doc jsonb, p_pubkey bytea DEFAULT NULL,
   OUT ok boolean, OUT checkpoint_id bigint, OUT heads_checked bigint, OUT broken_streams bigint,
   OUT stream text, OUT seq bigint, OUT problem text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  c audit.checkpoints;
-  r record;
+  c      audit.checkpoints;
+  r      record;
+  v_key  text;
+  v_prev bytea;
+  v_sig  bytea;
 BEGIN
   IF p_doc IS NULL OR p_doc ->> 'format' IS DISTINCT FROM 'shieldx-audit-checkpoint/1' OR jsonb_typeof(p_doc -> 'heads') <> 'object' THEN
     PERFORM ops._fail('SX206', 'not a shieldx audit checkpoint export', '{}');
+  END IF;
+  IF p_pubkey IS NOT NULL AND octet_length(p_pubkey) <> 32 THEN
+    PERFORM ops._fail('SX007', 'an Ed25519 public key is 32 bytes', jsonb_build_object('argument', 'pubkey'));
   END IF;
   checkpoint_id := (p_doc ->> 'checkpoint_id')::bigint;
   c.checkpoint_id := checkpoint_id;
@@ -24,19 +37,39 @@ BEGIN
   c.root := decode(p_doc ->> 'root', 'hex'); c.prev_sig := decode(nullif(p_doc ->> 'prev_sig', ''), 'hex');
   c.key_id := p_doc ->> 'key_id'; c.sig := decode(p_doc ->> 'sig', 'hex');
   SELECT count(*) INTO heads_checked FROM jsonb_object_keys(p_doc -> 'heads');
-  broken_streams := 0;
-  IF (vault._hmac(c.key_id, ARRAY[audit._checkpoint_msg(c)])).sigs[1] <> c.sig THEN
-    ok := false; broken_streams := 1; stream := 'checkpoint/' || checkpoint_id; seq := checkpoint_id;
-    problem := 'exported checkpoint signature is not valid';
+  broken_streams := 1; ok := false; stream := 'checkpoint/' || checkpoint_id; seq := checkpoint_id;
+  v_key := p_doc #>> '{signature,key_id}';
+  v_prev := decode(p_doc #>> '{signature,prev_signed}', 'hex');
+  v_sig := decode(p_doc #>> '{signature,sig}', 'hex');
+  IF v_key IS NULL OR v_prev IS NULL OR v_sig IS NULL THEN
+    problem := 'exported checkpoint is not signed by the audit signer (Ed25519)';
+    RETURN;
+  END IF;
+  IF p_pubkey IS NOT NULL AND v_key <> audit._signing_key_id(p_pubkey) THEN
+    problem := format('exported checkpoint is signed by key %s, not by the pinned key %s', v_key,
+                      audit._signing_key_id(p_pubkey));
+    RETURN;
+  END IF;
+  IF NOT audit._sig_ok(v_key, audit._checkpoint_statement(c, v_prev), v_sig, p_pubkey) THEN
+    problem := 'exported checkpoint signature (Ed25519) does not verify with '
+               || CASE WHEN p_pubkey IS NULL THEN 'the registered key ' || v_key ELSE 'the pinned key' END;
     RETURN;
   END IF;
   IF audit._merkle_root(ARRAY(SELECT audit._leaf(j.key, (j.value ->> 0)::bigint, decode(j.value ->> 1, 'hex'))
                                 FROM jsonb_each(p_doc -> 'heads') j ORDER BY j.key COLLATE "C")) <> c.root THEN
-    ok := false; broken_streams := 1; stream := 'checkpoint/' || checkpoint_id; seq := checkpoint_id;
     problem := 'exported heads do not match the exported root';
     RETURN;
   END IF;
-  FOR r IN SELECT * FROM audit._missing_heads(NULL, p_doc -> 'heads') m ORDER BY m.stream LOOP
+  IF NOT EXISTS (SELECT 1 FROM audit.checkpoint_signatures s
+                  WHERE s.checkpoint_id = verify_export.checkpoint_id AND s.sig = v_sig AND s.prev_signed = v_prev) THEN
+    problem := format('the database no longer holds signed checkpoint %s as exported (rolled back or replaced)',
+                      checkpoint_id);
+    RETURN;
+  END IF;
+  broken_streams := 0; stream := NULL; seq := NULL;
+  FOR r IN SELECT * FROM audit._signature_problems(p_pubkey) p
+           UNION ALL SELECT * FROM audit._missing_heads(NULL, p_doc -> 'heads', p_pubkey) m
+           ORDER BY 1, 2 LOOP
     IF broken_streams = 0 THEN
       stream := r.stream; seq := r.seq; problem := r.problem;
     END IF;
@@ -45,3 +78,5 @@ BEGIN
   ok := broken_streams = 0;
 END
 $$;
+COMMENT ON FUNCTION audit.verify_export(jsonb, bytea) IS
+  'Verify the log against an exported checkpoint, its Ed25519 signature checked against the pinned public key (else the registered one).';

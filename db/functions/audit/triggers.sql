@@ -58,3 +58,5 @@ SELECT audit._attach('vault.keys');                 -- key rotations and retirem
 SELECT audit._attach('vault.payments');             -- ciphertexts and last four digits only
 SELECT audit._attach('privacy.subject_keys', NULL, NULL, '{wrapped}');  -- never the key itself
 SELECT audit._attach('privacy.erasures');
+SELECT audit._attach('privacy.epochs');             -- subject master key epochs (erasure made final)
+SELECT audit._attach('audit.signing_keys');         -- the signer's public keys registered

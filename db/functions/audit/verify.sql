@@ -11,6 +11,9 @@ DROP FUNCTION IF EXISTS audit._chain_problems(bigint);
 DROP FUNCTION IF EXISTS audit._ledger_problems(bigint);
 DROP FUNCTION IF EXISTS audit._ledger_problems(bigint, text, text);
 DROP FUNCTION IF EXISTS audit.verify_streams(boolean, boolean);
+DROP FUNCTION IF EXISTS audit.verify_streams(boolean, boolean, text, text);  -- before p_journal
+DROP FUNCTION IF EXISTS audit.verify(boolean, boolean);
+DROP FUNCTION IF EXISTS audit._missing_heads(bigint, jsonb);                 -- before p_pinned
 
 -- Where a chain's first examined entry must link to: genesis, a signed
 -- anchor left by retention, or (incremental) the checkpointed head itself.
@@ -135,6 +138,7 @@ DECLARE
   v_sigs bytea[];
   v_ids  bigint[];
   v_root bytea;
+  v_signed bigint;
 BEGIN
   FOR k IN SELECT DISTINCT x.key_id FROM audit.checkpoints x LOOP
     SELECT array_agg(x.checkpoint_id ORDER BY x.checkpoint_id), (vault._hmac(k.key_id, array_agg(audit._checkpoint_msg(x) ORDER BY x.checkpoint_id))).sigs
@@ -159,6 +163,13 @@ BEGIN
     END IF;
     RETURN QUERY SELECT * FROM audit._missing_heads(c.checkpoint_id, NULL);
   END IF;
+  -- The signer's Ed25519 signatures (registered keys), and the heads of the
+  -- last signed checkpoint.
+  RETURN QUERY SELECT * FROM audit._signature_problems();
+  SELECT max(s.checkpoint_id) INTO v_signed FROM audit.checkpoint_signatures s;
+  IF v_signed IS NOT NULL AND v_signed <> c.checkpoint_id THEN
+    RETURN QUERY SELECT * FROM audit._missing_heads(v_signed, NULL);
+  END IF;
   FOR k IN SELECT DISTINCT a.key_id FROM audit.anchors a LOOP
     RETURN QUERY
       SELECT a.stream, a.seq + 1, NULL::timestamptz, 'retention anchor signature is not valid'
@@ -170,28 +181,33 @@ END
 $$;
 
 -- Heads of a checkpoint (or of an exported one, p_heads) that the log no
--- longer has with the same hash: a truncated tail or a rewritten chain.
-CREATE OR REPLACE FUNCTION audit._missing_heads(p_checkpoint bigint, p_heads jsonb)
+-- longer has with the same hash: a truncated tail or a rewritten chain. A
+-- head removed by retention is fine only behind an anchor the signer signed
+-- (verified against p_pinned, else the registered keys).
+CREATE OR REPLACE FUNCTION audit._missing_heads(p_checkpoint bigint, p_heads jsonb, p_pinned bytea DEFAULT NULL)
 RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
 LANGUAGE sql STABLE
 AS $$
   WITH heads AS (
     SELECT h.stream, h.seq, h.hash FROM audit.checkpoint_heads h WHERE h.checkpoint_id = p_checkpoint
     UNION ALL
-    SELECT j.key, (j.value ->> 0)::bigint, decode(j.value ->> 1, 'hex') FROM jsonb_each(p_heads) j)
-  SELECT h.stream,
-         CASE WHEN l.hash IS NULL THEN coalesce(t.last_seq, 0) + 1 ELSE h.seq END,
-         l.logged_at,
-         CASE WHEN l.hash IS NULL
-              THEN format('chain truncated: ends at %s, the checkpoint has entry %s', coalesce(t.last_seq, 0), h.seq)
-              ELSE format('chain rewritten: entry %s differs from the checkpoint', h.seq) END
-    FROM heads h
-    LEFT JOIN audit.log l ON l.stream = h.stream AND l.seq = h.seq
-    LEFT JOIN LATERAL (SELECT max(l2.seq) AS last_seq FROM audit.log l2 WHERE l2.stream = h.stream) t ON true
-    LEFT JOIN LATERAL (SELECT max(a.seq) AS seq, (array_agg(a.hash ORDER BY a.seq DESC))[1] AS hash
-                         FROM audit.anchors a WHERE a.stream = h.stream) a ON true
-   WHERE l.hash IS DISTINCT FROM h.hash
-     AND NOT coalesce(a.seq > h.seq OR (a.seq = h.seq AND a.hash = h.hash), false)  -- archived behind an anchor
+    SELECT j.key, (j.value ->> 0)::bigint, decode(j.value ->> 1, 'hex') FROM jsonb_each(p_heads) j),
+  differ AS (
+    SELECT h.stream, h.seq, h.hash, l.hash AS log_hash, l.logged_at
+      FROM heads h LEFT JOIN audit.log l ON l.stream = h.stream AND l.seq = h.seq
+     WHERE l.hash IS DISTINCT FROM h.hash)
+  SELECT d.stream,
+         CASE WHEN d.log_hash IS NULL THEN coalesce(t.last_seq, 0) + 1 ELSE d.seq END,
+         d.logged_at,
+         CASE WHEN d.log_hash IS NULL
+              THEN format('chain truncated: ends at %s, the checkpoint has entry %s', coalesce(t.last_seq, 0), d.seq)
+              ELSE format('chain rewritten: entry %s differs from the checkpoint', d.seq) END
+    FROM differ d
+    LEFT JOIN LATERAL (SELECT max(l2.seq) AS last_seq FROM audit.log l2 WHERE l2.stream = d.stream) t ON true
+   WHERE NOT EXISTS (  -- archived behind a signed anchor
+     SELECT 1 FROM audit.anchors a JOIN audit.anchor_signatures s ON s.stream = a.stream AND s.seq = a.seq
+      WHERE a.stream = d.stream AND (a.seq > d.seq OR (a.seq = d.seq AND a.hash = d.hash))
+        AND audit._sig_ok(s.key_id, audit._anchor_statement(a.stream, a.seq, a.hash, a.checkpoint_id), s.sig, p_pinned))
 $$;
 
 -- The journal and its audit chains agree: every journal entry has its audit
@@ -297,7 +313,8 @@ $$;
 -- (p_from IS NULL). Each check is its own statement so the chain scan may use
 -- parallel workers.
 CREATE OR REPLACE FUNCTION audit.verify_streams(p_incremental boolean DEFAULT false, p_ledger boolean DEFAULT true,
-                                                p_from text DEFAULT NULL, p_to text DEFAULT NULL)
+                                                p_from text DEFAULT NULL, p_to text DEFAULT NULL,
+                                                p_journal boolean DEFAULT false)
 RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -318,17 +335,27 @@ BEGIN
   IF p_from IS NULL THEN
     RETURN QUERY SELECT * FROM audit._checkpoint_problems();
     RETURN QUERY SELECT * FROM audit._ddl_watch_problems();
+    RETURN QUERY SELECT * FROM audit._trigger_problems();
+    RETURN QUERY SELECT * FROM audit._ddl_chain_problems();
+    IF v_since IS NULL THEN
+      RETURN QUERY SELECT * FROM audit._state_problems();
+    END IF;
   END IF;
   IF p_ledger THEN
     RETURN QUERY SELECT * FROM audit._ledger_problems(v_since, p_from, p_to, v_broken);
+    IF p_journal THEN
+      RETURN QUERY SELECT * FROM audit._journal_problems(v_since, p_from, p_to);
+    END IF;
   END IF;
 END
 $$;
 
 -- One row: ok, what was checked, and the first broken entry: the earliest in
--- time of the first breaks of every broken chain.
+-- time of the first breaks of every broken chain. p_journal also compares
+-- every journal row's content with its audit entry (what the operator checks,
+-- `shieldx audit verify` and GET /v1/audit/verify, do by default).
 CREATE OR REPLACE FUNCTION audit.verify(p_incremental boolean DEFAULT false, p_ledger boolean DEFAULT true,
-  OUT ok boolean, OUT entries_checked bigint, OUT streams_checked bigint, OUT since_checkpoint bigint,
+  p_journal boolean DEFAULT false, OUT ok boolean, OUT entries_checked bigint, OUT streams_checked bigint, OUT since_checkpoint bigint,
   OUT broken_streams bigint, OUT stream text, OUT seq bigint, OUT problem text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -348,7 +375,7 @@ BEGIN
       LEFT JOIN audit.checkpoint_heads h ON h.checkpoint_id = since_checkpoint AND h.stream = hs.stream;
   END IF;
   broken_streams := 0;
-  FOR r IN SELECT * FROM (SELECT DISTINCT ON (x.stream) x.* FROM audit.verify_streams(p_incremental, p_ledger, NULL, NULL) x
+  FOR r IN SELECT * FROM (SELECT DISTINCT ON (x.stream) x.* FROM audit.verify_streams(p_incremental, p_ledger, NULL, NULL, p_journal) x
                            ORDER BY x.stream, x.seq) v
             ORDER BY v.logged_at NULLS FIRST, v.stream, v.seq LOOP
     IF broken_streams = 0 THEN

@@ -3,13 +3,13 @@
 -- (recorded by `shieldx backup run`), plus the purge of run histories.
 -- The facts themselves are in db/functions/monitoring/metrics.sql.
 
-SELECT ops._make_append_only('ops.audit_verify_runs');
-SELECT ops._make_append_only('ops.reconcile_runs');
+SELECT ops._make_removable('ops.audit_verify_runs', 'ops._removal_aged()', '', '{finished_at}');
+SELECT ops._make_removable('ops.reconcile_runs', 'ops._removal_aged()', '', '{finished_at}');
 SELECT ops._make_append_only('ops.backups');
 
 -- The job shieldx-audit-verify: an incremental audit.verify() (each chain
--- from the last signed checkpoint's head on, checkpoints and the journal
--- included), recorded. A verify that cannot run (no audit key, say) raises,
+-- from the last checkpoint's head on, checkpoints and the journal, its
+-- content too, included), recorded. A verify that cannot run (no audit key, say) raises,
 -- so pg_cron records the job as failed and nothing is recorded here.
 CREATE OR REPLACE FUNCTION ops._job_audit_verify()
 RETURNS boolean
@@ -20,7 +20,7 @@ DECLARE
   v_started timestamptz := clock_timestamp();
   v record;
 BEGIN
-  SELECT * INTO v FROM audit.verify(true, true);
+  SELECT * INTO v FROM audit.verify(true, true, true);
   INSERT INTO ops.audit_verify_runs (started_at, finished_at, incremental, since_checkpoint, ok, entries_checked,
                                      broken_streams, stream, seq, problem)
   VALUES (v_started, clock_timestamp(), true, v.since_checkpoint, v.ok, v.entries_checked, v.broken_streams,
@@ -71,7 +71,6 @@ BEGIN
     relation := 'cron.job_run_details'; removed := n;
     RETURN NEXT;
   END IF;
-  PERFORM ops._allow_removal(true);
   DELETE FROM ops.audit_verify_runs r WHERE r.finished_at < now() - p_runs_keep;
   GET DIAGNOSTICS n = ROW_COUNT;
   relation := 'ops.audit_verify_runs'; removed := n;
@@ -80,7 +79,6 @@ BEGIN
   GET DIAGNOSTICS n = ROW_COUNT;
   relation := 'ops.reconcile_runs'; removed := n;
   RETURN NEXT;
-  PERFORM ops._allow_removal(false);
 END
 $$;
 COMMENT ON FUNCTION ops._job_purge_history(interval, interval) IS

@@ -5,3 +5,4 @@ DROP FUNCTION IF EXISTS credits._refuse_change();   -- now ops._refuse_change()
 DROP FUNCTION IF EXISTS audit._refuse_change();
 DROP FUNCTION IF EXISTS shadow._refuse_change();
 DROP FUNCTION IF EXISTS credits._audit_chain(bigint);  -- holds chain per account now
+DROP FUNCTION IF EXISTS ops._allow_removal(boolean);  -- a session setting opened append-only tables; now signed removal rules

@@ -1,0 +1,395 @@
+"""The audit signer: Ed25519 signatures made outside PostgreSQL.
+
+The private key lives in a file the database server's OS user cannot read
+(root-owned, mode 0600, in a directory of mode 0700), so no SQL session, not
+even a superuser's with pg_read_file() or PL/Python, can sign. The signer
+(`shieldx audit sign`) does not sign what the database asks blindly:
+
+* a checkpoint only after recomputing its Merkle root from its heads and
+  walking every chain, entry by entry (hash and link recomputed here), from
+  the previous signed checkpoint's head (or the chain's start) to the new
+  head; and only if the database still holds, as signed, the last checkpoint
+  this signer signed for it (its state file), so a rollback is refused;
+* a retention anchor only if its entry is on a chain of a signed checkpoint
+  and older than the signer's minimum age.
+
+The statement formats are those of db/functions/audit/signing.sql; the
+verifier side (`verify_statement`, `checkpoint_statement`) is shared with
+`shieldx audit verify`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ZERO32 = bytes(32)
+
+
+def f(value: str | None) -> str:
+    """audit._f: '<length in characters>:<text>', NULL as '-'."""
+    return "-" if value is None else f"{len(value)}:{value}"
+
+
+def key_id(public_key: bytes) -> str:
+    return "ed25519:" + hashlib.sha256(public_key).hexdigest()[:16]
+
+
+def genesis(stream: str) -> bytes:
+    return hashlib.sha256(("SXA1 genesis " + stream).encode()).digest()
+
+
+def entry_hash(e: dict[str, Any]) -> bytes:
+    """audit._hash_v1 of a row of audit.log (logged_at as timestamptz_send bytes, `at`)."""
+    text = "SXA1" + f(e["stream"]) + f(e["source"]) + f(e["op"]) + f(e["actor"]) + f(e["app"]) + f(e["payload"])
+    return hashlib.sha256(
+        bytes(e["prev_hash"]) + struct.pack(">qq", e["seq"], e["txid"]) + bytes(e["at"]) + text.encode()
+    ).digest()
+
+
+def merkle_root(leaves: list[bytes]) -> bytes:
+    level = list(leaves)
+    if not level:
+        return hashlib.sha256(b"").digest()
+    while len(level) > 1:
+        nxt = [hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def heads_root(heads: dict[str, tuple[int, bytes]]) -> bytes:
+    """audit._merkle_root over audit._leaf of every head, in C collation order."""
+    return merkle_root(
+        [
+            hashlib.sha256(b"\x00" + ("SXL1" + f(s) + f(str(seq))).encode() + h).digest()
+            for s, (seq, h) in sorted(heads.items(), key=lambda kv: kv[0].encode())
+        ]
+    )
+
+
+def checkpoint_statement(c: dict[str, Any], prev_signed: bytes) -> bytes:
+    """'SXE1' || audit._checkpoint_msg(c) || _f(hex prev_signed)."""
+    prev_sig = c.get("prev_sig")
+    msg = (
+        "SXC1"
+        + f(str(c["checkpoint_id"]))
+        + f(str(c["created_at_us"]))
+        + f(c["reason"])
+        + f(str(c["streams"]))
+        + f(str(c["entries"]))
+        + f(_hex(c["root"]))
+        + f(_hex(prev_sig) if prev_sig not in (None, "") else None)
+        + f(c["key_id"])
+    )
+    return b"SXE1" + msg.encode() + f(prev_signed.hex()).encode()
+
+
+def anchor_statement(stream: str, seq: int, hash_: bytes, checkpoint_id: int) -> bytes:
+    return b"SXE2" + ("SXN1" + f(stream) + f(str(seq)) + f(hash_.hex()) + f(str(checkpoint_id))).encode()
+
+
+def _hex(v: Any) -> str:
+    return v if isinstance(v, str) else bytes(v).hex()
+
+
+def load_public_key(spec: str) -> bytes:
+    """A pinned public key: 64 hex digits, or a file holding them."""
+    text = spec.strip()
+    if len(text) != 64 or not all(ch in "0123456789abcdefABCDEF" for ch in text):
+        text = Path(spec).read_text().strip()
+    raw = bytes.fromhex(text)
+    if len(raw) != 32:
+        raise ValueError("an Ed25519 public key is 32 bytes (64 hex digits)")
+    return raw
+
+
+def verify_statement(public_key: bytes, statement: bytes, sig: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(sig, statement)
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
+def generate_key(path: Path) -> bytes:
+    """A new key pair: the private key at `path` (PKCS#8 PEM, mode 0600, its
+    directory 0700, both the caller's), the public key as hex at `path`.pub.
+    Refuses to overwrite. Returns the public key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    Path(str(path) + ".pub").write_text(pub.hex() + "\n")
+    return pub
+
+
+class Refused(Exception):
+    """The signer will not sign: the database is not what it signed before."""
+
+    def __init__(self, stream: str, seq: int, problem: str) -> None:
+        super().__init__(f"stream {stream} seq {seq}: {problem}")
+        self.stream, self.seq, self.problem = stream, seq, problem
+
+
+@dataclass
+class Signed:
+    checkpoints: list[int]
+    anchors: list[tuple[str, int]]
+
+
+class Signer:
+    def __init__(self, key_path: Path, state_path: Path | None = None, retention_min_days: float = 30.0) -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{key_path} is not an Ed25519 private key")
+        self.key = key
+        self.public_key = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.key_id = key_id(self.public_key)
+        self.state_path = state_path or Path(str(key_path) + ".state")
+        self.retention_min_days = retention_min_days
+
+    # -- the signer's own memory of what it signed, per database ------------
+    def _state(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _remember(self, db: str, checkpoint_id: int, statement_hash: bytes) -> None:
+        state = self._state()
+        state[db] = {"checkpoint_id": checkpoint_id, "statement_sha256": statement_hash.hex()}
+        tmp = self.state_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(state, fh, indent=1, sort_keys=True)
+        os.replace(tmp, self.state_path)
+
+    # -- reading the database ------------------------------------------------
+    @staticmethod
+    def _checkpoint(conn: Any, checkpoint_id: int) -> dict[str, Any]:
+        c = conn.execute(
+            """SELECT c.checkpoint_id, audit._micros(c.created_at) AS created_at_us, c.reason, c.streams, c.entries,
+                      c.root, c.prev_sig, c.key_id, s.key_id AS signer_key, s.prev_signed, s.sig AS signature
+                 FROM audit.checkpoints c LEFT JOIN audit.checkpoint_signatures s USING (checkpoint_id)
+                WHERE c.checkpoint_id = %s""",
+            (checkpoint_id,),
+        ).fetchone()
+        c["heads"] = {
+            h["stream"]: (h["seq"], bytes(h["hash"]))
+            for h in conn.execute(
+                "SELECT stream, seq, hash FROM audit.checkpoint_heads WHERE checkpoint_id = %s", (checkpoint_id,)
+            )
+        }
+        return c
+
+    def _signed_anchor(self, conn: Any, stream: str, min_seq: int) -> dict[str, Any] | None:
+        """The highest anchor of a chain at or after min_seq that this signer signed."""
+        for a in conn.execute(
+            """SELECT a.stream, a.seq, a.hash, a.checkpoint_id, s.sig FROM audit.anchors a
+                 JOIN audit.anchor_signatures s USING (stream, seq)
+                WHERE a.stream = %s AND a.seq >= %s ORDER BY a.seq DESC""",
+            (stream, min_seq),
+        ):
+            if verify_statement(
+                self.public_key,
+                anchor_statement(a["stream"], a["seq"], bytes(a["hash"]), a["checkpoint_id"]),
+                bytes(a["sig"]),
+            ):
+                return a
+        return None
+
+    @staticmethod
+    def _entries(conn: Any, ranges: list[tuple[str, int, int]]) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        if not ranges:
+            return out
+        rows = conn.execute(
+            """SELECT l.stream, l.seq, l.source, l.op, l.actor, l.app, l.txid, l.payload, l.prev_hash, l.hash,
+                      timestamptz_send(l.logged_at) AS at, l.logged_at
+                 FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) r(stream, lo, hi)
+                 JOIN audit.log l ON l.stream = r.stream AND l.seq BETWEEN r.lo AND r.hi
+                ORDER BY l.stream, l.seq""",
+            ([r[0] for r in ranges], [r[1] for r in ranges], [r[2] for r in ranges]),
+        )
+        for e in rows:
+            out.setdefault(e["stream"], []).append(e)
+        return out
+
+    def _walk(self, stream: str, entries: list[dict[str, Any]], lo: int, prev: bytes, hi: int, head: bytes) -> None:
+        """Entries lo..hi of a chain: contiguous, each hash recomputed, each linked, ending at head."""
+        expect = lo
+        for e in entries:
+            if e["seq"] != expect:
+                raise Refused(stream, expect, f"entries {expect} to {e['seq'] - 1} are missing")
+            if bytes(e["prev_hash"]) != prev:
+                raise Refused(stream, e["seq"], "chain broken: prev_hash is not the previous entry's hash")
+            if entry_hash(e) != bytes(e["hash"]):
+                raise Refused(stream, e["seq"], "entry altered: its hash does not match its content")
+            prev = bytes(e["hash"])
+            expect += 1
+        if expect != hi + 1:
+            raise Refused(stream, expect, f"chain truncated: ends at {expect - 1}, the checkpoint has entry {hi}")
+        if prev != head:
+            raise Refused(stream, hi, "chain rewritten: the head differs from the checkpoint")
+
+    def _statement_hash(self, c: dict[str, Any]) -> bytes:
+        return hashlib.sha256(checkpoint_statement(c, bytes(c["prev_signed"])) + bytes(c["signature"])).digest()
+
+    def check_checkpoint(self, conn: Any, c: dict[str, Any], prev: dict[str, Any] | None) -> None:
+        cid = c["checkpoint_id"]
+        if heads_root(c["heads"]) != bytes(c["root"]):
+            raise Refused(f"checkpoint/{cid}", cid, "its heads do not match its root")
+        if len(c["heads"]) != c["streams"] or sum(s for s, _ in c["heads"].values()) != c["entries"]:
+            raise Refused(f"checkpoint/{cid}", cid, "its counts do not match its heads")
+        ranges: list[tuple[str, int, int]] = []
+        starts: dict[str, tuple[int, bytes]] = {}  # first seq to read, and the hash it must link to
+        prev_heads = prev["heads"] if prev else {}
+        for stream, (pseq, _phash) in prev_heads.items():
+            moved_back = stream not in c["heads"] or c["heads"][stream][0] < pseq
+            if moved_back and self._signed_anchor(conn, stream, pseq) is None:
+                raise Refused(stream, pseq, "the signed head is gone without a retention anchor this signer signed")
+        for stream, (seq, _) in c["heads"].items():
+            if stream in prev_heads and prev_heads[stream][0] <= seq:
+                pseq, phash = prev_heads[stream]
+                first = conn.execute(
+                    "SELECT hash FROM audit.log WHERE stream = %s AND seq = %s", (stream, pseq)
+                ).fetchone()
+                if first is not None:
+                    if bytes(first["hash"]) != phash:
+                        raise Refused(stream, pseq, "chain rewritten: entry differs from the signed checkpoint")
+                    starts[stream] = (pseq + 1, phash)
+                    ranges.append((stream, pseq + 1, seq))
+                    continue
+            low = conn.execute("SELECT min(seq) AS m FROM audit.log WHERE stream = %s", (stream,)).fetchone()["m"]
+            if low is None:
+                raise Refused(stream, seq, "chain truncated: no entries left")
+            if low == 1:
+                starts[stream] = (1, genesis(stream))
+            else:
+                a = self._signed_anchor(conn, stream, low - 1)
+                if a is None or a["seq"] != low - 1:
+                    raise Refused(stream, low, f"entries 1 to {low - 1} are missing (no anchor this signer signed)")
+                starts[stream] = (low, bytes(a["hash"]))
+            ranges.append((stream, starts[stream][0], seq))
+        entries = self._entries(conn, ranges)
+        for stream, (seq, head) in sorted(c["heads"].items()):
+            lo, link = starts[stream]
+            self._walk(stream, entries.get(stream, []), lo, link, seq, head)
+
+    def sign_checkpoints(self, conn: Any, db: str) -> list[int]:
+        last = conn.execute("SELECT max(checkpoint_id) AS m FROM audit.checkpoint_signatures").fetchone()["m"]
+        remembered = self._state().get(db)
+        prev = self._checkpoint(conn, last) if last is not None else None
+        if remembered and (prev is None or prev["checkpoint_id"] < remembered["checkpoint_id"]):
+            raise Refused(
+                f"checkpoint/{remembered['checkpoint_id']}",
+                remembered["checkpoint_id"],
+                "the database no longer holds the last checkpoint this signer signed (rolled back?)",
+            )
+        if prev is not None:
+            if prev["signer_key"] != self.key_id or not verify_statement(
+                self.public_key, checkpoint_statement(prev, bytes(prev["prev_signed"])), bytes(prev["signature"])
+            ):
+                raise Refused(f"checkpoint/{last}", last, "the last signed checkpoint is not one this signer signed")
+            if heads_root(prev["heads"]) != bytes(prev["root"]):
+                raise Refused(f"checkpoint/{last}", last, "the last signed checkpoint's heads do not match its root")
+            same = remembered and remembered["checkpoint_id"] == last
+            if same and self._statement_hash(prev).hex() != remembered["statement_sha256"]:
+                raise Refused(f"checkpoint/{last}", last, "the last signed checkpoint differs from what was signed")
+        done: list[int] = []
+        pending = [
+            r["checkpoint_id"]
+            for r in conn.execute(
+                "SELECT checkpoint_id FROM audit.checkpoints WHERE checkpoint_id > %s ORDER BY checkpoint_id",
+                (last or 0,),
+            )
+        ]
+        for cid in pending:
+            c = self._checkpoint(conn, cid)
+            self.check_checkpoint(conn, c, prev)
+            prev_signed = self._statement_hash(prev) if prev is not None else ZERO32
+            sig = self.key.sign(checkpoint_statement(c, prev_signed))
+            conn.execute("SELECT audit.sign_checkpoint(%s, %s, %s)", (cid, self.key_id, sig))
+            c.update(signer_key=self.key_id, prev_signed=prev_signed, signature=sig)
+            self._remember(db, cid, self._statement_hash(c))
+            done.append(cid)
+            prev = c
+        return done
+
+    def sign_anchors(self, conn: Any) -> list[tuple[str, int]]:
+        rows = conn.execute(
+            """SELECT a.stream, a.seq, a.hash, a.checkpoint_id, h.seq AS head_seq, h.hash AS head_hash,
+                      (SELECT max(s.checkpoint_id) FROM audit.checkpoint_signatures s) AS last_signed
+                 FROM audit.anchors a
+                 LEFT JOIN audit.checkpoint_heads h ON h.checkpoint_id = a.checkpoint_id AND h.stream = a.stream
+                WHERE NOT EXISTS (SELECT 1 FROM audit.anchor_signatures s WHERE s.stream = a.stream AND s.seq = a.seq)
+                ORDER BY a.stream, a.seq"""
+        ).fetchall()
+        todo = []
+        for a in rows:
+            signed = conn.execute(
+                "SELECT 1 FROM audit.checkpoint_signatures WHERE checkpoint_id = %s", (a["checkpoint_id"],)
+            ).fetchone()
+            if signed is None or a["head_seq"] is None or a["seq"] > a["head_seq"]:
+                continue  # its checkpoint is not signed (sign_checkpoints refused it) or does not cover it
+            todo.append(a)
+        # The anchors' checkpoints were checked and signed by this signer (their heads against the signed roots).
+        for cid in sorted({a["checkpoint_id"] for a in todo}):
+            c = self._checkpoint(conn, cid)
+            if c["signer_key"] != self.key_id or not verify_statement(
+                self.public_key, checkpoint_statement(c, bytes(c["prev_signed"])), bytes(c["signature"])
+            ):
+                raise Refused(f"checkpoint/{cid}", cid, "an anchor's checkpoint is not one this signer signed")
+            if heads_root(c["heads"]) != bytes(c["root"]):
+                raise Refused(f"checkpoint/{cid}", cid, "an anchor's checkpoint heads do not match its root")
+        entries = self._entries(conn, [(a["stream"], a["seq"], a["head_seq"]) for a in todo])
+        done: list[tuple[str, int]] = []
+        min_age = self.retention_min_days * 86400
+        for a in todo:
+            chain = entries.get(a["stream"], [])
+            if not chain or chain[0]["seq"] != a["seq"]:
+                raise Refused(a["stream"], a["seq"], "the anchored entry is not in the log")
+            first = chain[0]
+            if entry_hash(first) != bytes(a["hash"]) or bytes(first["hash"]) != bytes(a["hash"]):
+                raise Refused(a["stream"], a["seq"], "the anchor does not name the entry's hash")
+            self._walk(a["stream"], chain[1:], a["seq"] + 1, bytes(a["hash"]), a["head_seq"], bytes(a["head_hash"]))
+            age = conn.execute("SELECT extract(epoch FROM now() - %s::timestamptz) AS s", (first["logged_at"],))
+            if float(age.fetchone()["s"]) < min_age:
+                raise Refused(
+                    a["stream"],
+                    a["seq"],
+                    f"the anchored entry is younger than the signer's minimum age ({self.retention_min_days:g} days)",
+                )
+            sig = self.key.sign(anchor_statement(a["stream"], a["seq"], bytes(a["hash"]), a["checkpoint_id"]))
+            conn.execute("SELECT audit.sign_anchor(%s, %s, %s, %s)", (a["stream"], a["seq"], self.key_id, sig))
+            done.append((a["stream"], a["seq"]))
+        return done
+
+    def run(self, conn: Any) -> Signed:
+        """Register the public key (idempotent), sign every pending checkpoint, then every pending anchor."""
+        conn.execute("SELECT audit.register_signing_key(%s)", (self.public_key,))
+        ident = conn.execute(
+            """SELECT (SELECT system_identifier FROM pg_control_system()) || '/' || d.oid || '/' || d.datname AS id
+                 FROM pg_database d WHERE d.datname = current_database()"""
+        ).fetchone()["id"]
+        return Signed(self.sign_checkpoints(conn, ident), self.sign_anchors(conn))
