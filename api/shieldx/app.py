@@ -46,7 +46,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=all_routes(),
         dependencies={"db": Provide(provide_db, use_cache=False), "principal": Provide(provide_principal)},
         guards=[key_auth.guard],  # default deny: every route, see shieldx/auth.py
-        state=State({"auth": key_auth, "database": database}),
+        state=State(
+            {
+                "auth": key_auth,
+                "database": database,
+                "audit_pubkey": bytes.fromhex(settings.audit_pubkey) if settings.audit_pubkey else None,
+            }
+        ),
         exception_handlers={**HANDLERS, ApiProblem: problem_handler, CircuitOpen: circuit_open_handler},  # type: ignore[dict-item]
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,

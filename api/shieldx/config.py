@@ -28,6 +28,10 @@ class Settings(msgspec.Struct, frozen=True):
     # Circuit breaker: consecutive outage failures that open it, and seconds it stays open.
     breaker_threshold: int = 3
     breaker_open_s: float = 2.0
+    # The audit signer's Ed25519 public key (64 hex digits), pinned outside the
+    # database: POST /v1/audit/checkpoints/verify checks exports against it.
+    # Empty: the key registered in the database (which a superuser can add to).
+    audit_pubkey: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -43,6 +47,7 @@ class Settings(msgspec.Struct, frozen=True):
             "auth_cache_s": "SHIELDX_AUTH_CACHE_S",
             "breaker_threshold": "SHIELDX_BREAKER_THRESHOLD",
             "breaker_open_s": "SHIELDX_BREAKER_OPEN_S",
+            "audit_pubkey": "SHIELDX_AUDIT_PUBKEY",
         }
         raw = {field: env[var] for field, var in names.items() if var in env}
         # msgspec converts and type-checks the strings ("16" -> 16).

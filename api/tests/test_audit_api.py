@@ -64,9 +64,9 @@ def test_checkpoint_export_and_verify_against_it(client, accounts, dsn):
     # Truncate a chain behind the database's back: the export notices.
     stream = f"ledger/{accounts[0]}"
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("ALTER TABLE audit.log DISABLE TRIGGER append_only")
+        conn.execute("ALTER TABLE audit.log DISABLE TRIGGER append_only, DISABLE TRIGGER removal")
         conn.execute("DELETE FROM audit.log WHERE stream = %s AND seq = 1", (stream,))
-        conn.execute("ALTER TABLE audit.log ENABLE ALWAYS TRIGGER append_only")
+        conn.execute("ALTER TABLE audit.log ENABLE ALWAYS TRIGGER append_only, ENABLE ALWAYS TRIGGER removal")
     r = client.post("/v1/audit/checkpoints/verify", json=doc)
     assert not r.json()["ok"] and r.json()["stream"] == stream
     v = client.get("/v1/audit/verify").json()

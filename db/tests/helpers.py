@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -68,3 +71,27 @@ def run_threads(n: int, target) -> list[BaseException]:
         t.join(timeout=120)
     assert not any(t.is_alive() for t in threads), "a worker hung"
     return errors
+
+
+SIGNER_STATE = Path(tempfile.gettempdir()) / f"shieldx-signer-{os.getpid()}.state"
+
+
+def signer_key() -> Path:
+    """The local cluster's audit signer key (root-only; made by deploy/local/cluster.sh)."""
+    from shieldx.cli.audit import default_key_path
+
+    return default_key_path()
+
+
+def sign(conn: psycopg.Connection, retention_min_days: float = 0) -> Any:
+    """Run the audit signer over this connection's database, as `shieldx audit sign` does."""
+    from shieldx.signer import Signer
+
+    return Signer(signer_key(), state_path=SIGNER_STATE, retention_min_days=retention_min_days).run(conn)
+
+
+def pubkey() -> bytes:
+    """The signer's public key, as a verifier pins it."""
+    from shieldx.signer import load_public_key
+
+    return load_public_key(str(signer_key()) + ".pub")

@@ -10,7 +10,7 @@ import json
 import psycopg
 
 from helpers import call, raises, rows
-from test_audit_tamper import history, rechain, tamper, verify
+from test_audit_tamper import checkpoint, history, rechain, tamper, verify
 
 
 def heads_per_checkpoint(db):
@@ -28,20 +28,20 @@ def test_growth_is_bounded_by_the_keep_window(db):
     a, _b = history(db)
     for i in range(5):
         call(db, "credits.consume", "acme", a, 1, f"round-{i}")
-        last = call(db, "audit.checkpoint")
+        last = checkpoint(db)
         prune(db)
         # Every checkpoint but the last is outside a keep window of 0: only its heads remain.
         assert heads_per_checkpoint(db) == {last["checkpoint_id"]: last["streams"]}
     assert db.execute("SELECT count(*) AS n FROM audit.checkpoints").fetchone()["n"] == 6  # the checkpoints stay
     # Inside the keep window nothing goes.
-    call(db, "audit.checkpoint")
+    checkpoint(db)
     assert prune(db, keep="1 day")["checkpoints_pruned"] == 0
     assert len(heads_per_checkpoint(db)) == 2
 
 
 def test_pruning_is_batched_idempotent_and_recorded(db):
     history(db)
-    ids = [call(db, "audit.checkpoint")["checkpoint_id"] for _ in range(4)]  # 5 checkpoints in all
+    ids = [checkpoint(db)["checkpoint_id"] for _ in range(4)]  # 5 checkpoints in all
     first = prune(db, max_checkpoints=2)
     assert (first["through_checkpoint"], first["checkpoints_pruned"]) == (ids[0], 2)
     second = prune(db, max_checkpoints=2)
@@ -58,7 +58,7 @@ def test_pruning_is_batched_idempotent_and_recorded(db):
 
 def test_a_run_that_dies_midway_leaves_nothing_half_done(db, dsn):
     history(db)
-    call(db, "audit.checkpoint")
+    checkpoint(db)
     before = heads_per_checkpoint(db)
     with psycopg.connect(dsn) as conn:  # pg_cron runs the job in one transaction like this
         conn.execute("SELECT * FROM audit.prune_checkpoint_heads('0')")
@@ -70,7 +70,7 @@ def test_a_run_that_dies_midway_leaves_nothing_half_done(db, dsn):
 
 def test_the_job_is_registered_and_runs(db):
     history(db)
-    call(db, "audit.checkpoint")
+    checkpoint(db)
     job = db.execute("SELECT command FROM ops.jobs WHERE job_name = 'shieldx-audit-prune-heads'").fetchone()
     db.execute("SET shieldx.audit_checkpoint_keep = '0'")  # ALTER DATABASE ... SET in production
     db.execute(job["command"])
@@ -81,7 +81,7 @@ def test_a_pruned_checkpoint_cannot_be_exported_and_older_exports_still_verify(d
     a, _ = history(db)
     old = db.execute("SELECT audit.export_checkpoint() AS d").fetchone()["d"]
     call(db, "credits.consume", "acme", a, 1, "later")
-    call(db, "audit.checkpoint")
+    checkpoint(db)
     prune(db)
     with raises("SX207") as info:
         db.execute("SELECT audit.export_checkpoint(%s)", (old["checkpoint_id"],))
@@ -95,7 +95,7 @@ def test_a_pruned_checkpoint_cannot_be_exported_and_older_exports_still_verify(d
 def test_verification_after_pruning_still_finds_truncation_and_rewrites(db):
     a, _ = history(db)
     call(db, "credits.consume", "acme", a, 1, "more")
-    call(db, "audit.checkpoint")
+    checkpoint(db)
     prune(db)
     assert verify(db)["ok"] and verify(db, incremental=True)["ok"]
     doc = db.execute("SELECT audit.export_checkpoint() AS d").fetchone()["d"]
@@ -110,7 +110,7 @@ def test_verification_after_pruning_still_finds_truncation_and_rewrites(db):
 
 def test_verification_after_pruning_still_finds_a_rewritten_chain(db):
     a, _ = history(db)
-    call(db, "audit.checkpoint")
+    checkpoint(db)
     prune(db)
     tamper(
         db,

@@ -10,11 +10,18 @@ import json
 
 import pytest
 
-from helpers import call, raises, setup_accounts
+from helpers import call, raises, setup_accounts, sign
 
 
 def verify(db, incremental=False):
     return call(db, "audit.verify", incremental, True)
+
+
+def checkpoint(db):
+    """A checkpoint, signed by the audit signer (outside the database)."""
+    c = call(db, "audit.checkpoint")
+    sign(db)
+    return c
 
 
 def history(db):
@@ -24,23 +31,23 @@ def history(db):
         call(db, "credits.consume", "acme", a, 1, f"c{i}")
     call(db, "credits.transfer", "acme", a, b, 5, "t1")
     call(db, "credits.set_account_status", "acme", b, "frozen")
-    call(db, "audit.checkpoint")
+    checkpoint(db)
     return a, b
 
 
 def tamper(db, sql, *args):
     """Run a statement the way a superuser would have to: with the guards off."""
-    db.execute("ALTER TABLE audit.log DISABLE TRIGGER append_only")
+    db.execute("ALTER TABLE audit.log DISABLE TRIGGER append_only, DISABLE TRIGGER removal")
     try:
         db.execute(sql, args)
     finally:
-        db.execute("ALTER TABLE audit.log ENABLE ALWAYS TRIGGER append_only")
+        db.execute("ALTER TABLE audit.log ENABLE ALWAYS TRIGGER append_only, ENABLE ALWAYS TRIGGER removal")
 
 
 def rechain(db, stream, from_seq):
     """Recompute every hash from from_seq on with the public algorithm (no key needed)."""
     last = db.execute("SELECT max(seq) AS m FROM audit.log WHERE stream = %s", (stream,)).fetchone()["m"]
-    db.execute("ALTER TABLE audit.log DISABLE TRIGGER append_only")
+    db.execute("ALTER TABLE audit.log DISABLE TRIGGER append_only, DISABLE TRIGGER removal")
     try:
         for seq in range(from_seq, last + 1):
             db.execute(
@@ -57,7 +64,7 @@ def rechain(db, stream, from_seq):
                 (stream, seq),
             )
     finally:
-        db.execute("ALTER TABLE audit.log ENABLE ALWAYS TRIGGER append_only")
+        db.execute("ALTER TABLE audit.log ENABLE ALWAYS TRIGGER append_only, ENABLE ALWAYS TRIGGER removal")
 
 
 def test_untouched_history_verifies_in_full_and_incrementally(db):
@@ -154,14 +161,14 @@ def test_forged_entry_with_a_correct_hash_has_no_journal_row(db):
 
 def test_superuser_swaps_two_entries(db):
     a, _ = history(db)
-    db.execute("ALTER TABLE audit.log DISABLE TRIGGER append_only")
+    db.execute("ALTER TABLE audit.log DISABLE TRIGGER append_only, DISABLE TRIGGER removal")
     db.execute(
         """UPDATE audit.log l SET payload = o.payload, hash = o.hash, prev_hash = o.prev_hash
                     FROM audit.log o
                    WHERE l.stream = %(s)s AND o.stream = %(s)s AND l.seq IN (3, 4) AND o.seq = 7 - l.seq""",
         {"s": f"ledger/{a}"},
     )
-    db.execute("ALTER TABLE audit.log ENABLE ALWAYS TRIGGER append_only")
+    db.execute("ALTER TABLE audit.log ENABLE ALWAYS TRIGGER append_only, ENABLE ALWAYS TRIGGER removal")
     r = verify(db)
     assert (r["ok"], r["stream"], r["seq"]) == (False, f"ledger/{a}", 3)
 
@@ -172,16 +179,27 @@ def test_truncated_tail_is_found_against_an_exported_checkpoint(db, tmp_path):
     account_stream = db.execute(
         "SELECT stream FROM audit.log WHERE source = 'credits.accounts' AND op = 'UPDATE'"
     ).fetchone()["stream"]
-    # Truncate the tail of a chain AND remove every checkpoint that covered it.
-    for t in ("audit.checkpoint_heads", "audit.checkpoints"):
-        db.execute(f"ALTER TABLE {t} DISABLE TRIGGER append_only")
+    # Truncate the tail of a chain AND remove every checkpoint that covered it, signatures included.
+    for t in ("audit.checkpoint_signatures", "audit.checkpoint_heads", "audit.checkpoints"):
+        removal = ", DISABLE TRIGGER removal" if t == "audit.checkpoint_heads" else ""
+        db.execute(f"ALTER TABLE {t} DISABLE TRIGGER append_only{removal}")
         db.execute(f"DELETE FROM {t}")
         db.execute(f"ALTER TABLE {t} ENABLE ALWAYS TRIGGER append_only")
+        if removal:
+            db.execute(f"ALTER TABLE {t} ENABLE ALWAYS TRIGGER removal")
     tamper(db, "DELETE FROM audit.log WHERE stream = %s AND seq = 2", account_stream)
-    assert verify(db)["ok"], "inside the database nothing is left to compare with: the README says so"
+    # The rows now match their audit state again (the account's last audited row is the frozen one: the
+    # status change was cut), so only the account row itself still differs.
+    problems = {r["stream"] for r in db.execute("SELECT * FROM audit.verify_streams()")}
+    assert problems <= {f"{account_stream}"}, problems
     r = call(db, "audit.verify_export", json.dumps(doc))
-    assert (r["ok"], r["stream"], r["seq"]) == (False, account_stream, 2)
-    assert r["problem"] == "chain truncated: ends at 1, the checkpoint has entry 2"
+    assert (r["ok"], r["stream"], r["seq"]) == (False, "checkpoint/1", 1)
+    assert r["problem"] == "the database no longer holds signed checkpoint 1 as exported (rolled back or replaced)"
+    found = {
+        (x["stream"], x["seq"], x["problem"])
+        for x in db.execute("SELECT m.* FROM audit._missing_heads(NULL, %s::jsonb) m", (json.dumps(doc["heads"]),))
+    }
+    assert (account_stream, 2, "chain truncated: ends at 1, the checkpoint has entry 2") in found
 
 
 def test_truncated_tail_is_found_by_the_last_checkpoint(db):
@@ -208,14 +226,14 @@ def test_whole_chain_recomputed_without_the_key(db):
     assert not r["ok"] and r["stream"] == f"ledger/{a}" and "rewritten" in r["problem"]
     # Rewrite the checkpoint too: its signature (HMAC, key outside the database) gives it away.
     last = db.execute("SELECT max(seq) AS m FROM audit.log WHERE stream = %s", (f"ledger/{a}",)).fetchone()["m"]
-    db.execute("ALTER TABLE audit.checkpoint_heads DISABLE TRIGGER append_only")
+    db.execute("ALTER TABLE audit.checkpoint_heads DISABLE TRIGGER append_only, DISABLE TRIGGER removal")
     db.execute("ALTER TABLE audit.checkpoints DISABLE TRIGGER append_only")
     db.execute("""UPDATE audit.checkpoint_heads h SET hash = l.hash FROM audit.log l
                    WHERE l.stream = h.stream AND l.seq = h.seq""")
     db.execute("""UPDATE audit.checkpoints c SET root = (SELECT audit._merkle_root(array_agg(
                      audit._leaf(h.stream, h.seq, h.hash) ORDER BY h.stream)) FROM audit.checkpoint_heads h
                    WHERE h.checkpoint_id = c.checkpoint_id)""")
-    db.execute("ALTER TABLE audit.checkpoint_heads ENABLE ALWAYS TRIGGER append_only")
+    db.execute("ALTER TABLE audit.checkpoint_heads ENABLE ALWAYS TRIGGER append_only, ENABLE ALWAYS TRIGGER removal")
     db.execute("ALTER TABLE audit.checkpoints ENABLE ALWAYS TRIGGER append_only")
     r = call(db, "audit.verify", False, False)
     assert not r["ok"] and r["problem"] == "checkpoint signature is not valid"
@@ -263,7 +281,7 @@ APP_ATTEMPTS = [
     "SELECT * FROM audit.log",
     "DELETE FROM audit.checkpoints",
     "UPDATE audit.heads SET seq = 0",
-    "ALTER TABLE audit.log DISABLE TRIGGER append_only",
+    "ALTER TABLE audit.log DISABLE TRIGGER append_only, DISABLE TRIGGER removal",
     "ALTER TABLE credits.entries DISABLE TRIGGER audit_log",
     "SET session_replication_role = replica",
     "SELECT vault._hmac(NULL, ARRAY['\\x00'::bytea])",
@@ -288,7 +306,9 @@ def test_immutability_refuses_even_the_superuser_unless_triggers_are_dropped(db)
         "DELETE FROM audit.log",
         "TRUNCATE audit.log",
         "DELETE FROM audit.checkpoints",
-        "TRUNCATE audit.anchors",
+        "TRUNCATE audit.anchors, audit.anchor_signatures",
+        "DELETE FROM credits.entries",
+        "DELETE FROM audit.checkpoint_heads",
         "DELETE FROM audit.heads",
     ):
         with raises("42501"):
@@ -320,9 +340,11 @@ def test_public_audit_functions_are_security_definer_with_fixed_search_path(db):
 
 def test_superuser_edits_the_journal_row_itself(db):
     a, _ = history(db)
-    db.execute("ALTER TABLE credits.entries DISABLE TRIGGER entries_append_only")
+    db.execute("ALTER TABLE credits.entries DISABLE TRIGGER entries_append_only, DISABLE TRIGGER entries_removal")
     db.execute("UPDATE credits.entries SET reason = 'edited' WHERE account_id = %s AND seq = 2", (a,))
-    db.execute("ALTER TABLE credits.entries ENABLE ALWAYS TRIGGER entries_append_only")
+    db.execute(
+        "ALTER TABLE credits.entries ENABLE ALWAYS TRIGGER entries_append_only, ENABLE ALWAYS TRIGGER entries_removal"
+    )
     assert db.execute("SELECT stream, seq, problem FROM audit.verify_journal()").fetchall() == [
         {"stream": f"ledger/{a}", "seq": 2, "problem": "journal entry differs from its audit entry"}
     ]
@@ -373,9 +395,11 @@ def test_superuser_deletes_a_journal_row_in_the_middle(db):
     # Same first and last seq on both sides: the per-account counts disagree,
     # and the per-entry check then names the entry.
     a, _ = history(db)
-    db.execute("ALTER TABLE credits.entries DISABLE TRIGGER entries_append_only")
+    db.execute("ALTER TABLE credits.entries DISABLE TRIGGER entries_append_only, DISABLE TRIGGER entries_removal")
     db.execute("DELETE FROM credits.entries WHERE account_id = %s AND seq = 3", (a,))
-    db.execute("ALTER TABLE credits.entries ENABLE ALWAYS TRIGGER entries_append_only")
+    db.execute(
+        "ALTER TABLE credits.entries ENABLE ALWAYS TRIGGER entries_append_only, ENABLE ALWAYS TRIGGER entries_removal"
+    )
     assert call(db, "audit.verify", False, False)["ok"]  # the chain alone cannot tell
     r = verify(db)
     assert (r["ok"], r["stream"], r["seq"], r["problem"]) == (

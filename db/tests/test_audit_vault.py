@@ -206,10 +206,10 @@ def test_retention_archives_behind_a_signed_checkpoint_and_what_remains_verifies
     assert db.execute("SELECT * FROM credits.reconcile()").fetchall() == []
     assert call(db, "credits.get_account", "acme", a)["balance"] == 94
     # A forged anchor is caught by its signature.
-    db.execute("ALTER TABLE audit.anchors DISABLE TRIGGER append_only")
+    db.execute("ALTER TABLE audit.anchors DISABLE TRIGGER append_only, DISABLE TRIGGER removal")
     db.execute("UPDATE audit.anchors SET seq = seq WHERE stream = %s", (f"ledger/{a}",))
     db.execute("UPDATE audit.anchors SET sig = sha256(sig) WHERE stream = %s", (f"ledger/{a}",))
-    db.execute("ALTER TABLE audit.anchors ENABLE ALWAYS TRIGGER append_only")
+    db.execute("ALTER TABLE audit.anchors ENABLE ALWAYS TRIGGER append_only, ENABLE ALWAYS TRIGGER removal")
     v = call(db, "audit.verify")
     assert not v["ok"] and v["stream"] == f"ledger/{a}" and "anchor" in v["problem"]
 

@@ -209,9 +209,9 @@ def test_audit_verify_job_records_its_result(db):
     assert db.execute("SELECT ops._job_audit_verify() AS ok").fetchone()["ok"] is True
     assert call(db, "monitoring.audit")["last_verify_ok"] == 1
     # An entry altered by a superuser with the guards off: the next run records the failure.
-    db.execute("ALTER TABLE audit.log DISABLE TRIGGER append_only")
+    db.execute("ALTER TABLE audit.log DISABLE TRIGGER append_only, DISABLE TRIGGER removal")
     db.execute("UPDATE audit.log SET payload = payload || ' ' WHERE seq = (SELECT max(seq) FROM audit.log)")
-    db.execute("ALTER TABLE audit.log ENABLE ALWAYS TRIGGER append_only")
+    db.execute("ALTER TABLE audit.log ENABLE ALWAYS TRIGGER append_only, ENABLE ALWAYS TRIGGER removal")
     assert db.execute("SELECT ops._job_audit_verify() AS ok").fetchone()["ok"] is False
     assert call(db, "monitoring.audit")["last_verify_ok"] == 0
     run = db.execute("SELECT * FROM ops.audit_verify_runs ORDER BY run_id DESC LIMIT 1").fetchone()

@@ -39,9 +39,16 @@ class AuditController(Controller):
     path = "/v1/audit"
     tags = ["audit"]
 
-    @get("/verify", summary="Verify every hash chain, checkpoint and anchor; name the first broken entry")
-    async def verify(self, db: DB, incremental: bool = False, ledger: bool = True) -> Verification:
-        return Verification(**await db.one("SELECT * FROM audit.verify(%s, %s)", (incremental, ledger)))
+    @get(
+        "/verify",
+        summary="Verify every chain, checkpoint, anchor and the journal's content; name the first broken entry",
+    )
+    async def verify(
+        self, db: DB, incremental: bool = False, ledger: bool = True, journal: bool = True
+    ) -> Verification:
+        return Verification(
+            **await db.one("SELECT * FROM audit.verify(%s, %s, %s)", (incremental, ledger, ledger and journal))
+        )
 
     @post("/checkpoints", summary="Sign a checkpoint (Merkle root over every chain head)")
     async def checkpoint(self, db: DB) -> Response[Checkpoint]:
@@ -54,7 +61,8 @@ class AuditController(Controller):
     @post("/checkpoints/verify", summary="Verify the log against an exported checkpoint", status_code=200)
     async def verify_export(self, data: CheckpointDoc, db: DB, request: Request) -> ExportVerification:
         doc = msgspec.json.decode(await request.body())
-        return ExportVerification(**await db.one("SELECT * FROM audit.verify_export(%s)", (Jsonb(doc),)))
+        pinned = request.app.state.audit_pubkey  # SHIELDX_AUDIT_PUBKEY, else the registered key
+        return ExportVerification(**await db.one("SELECT * FROM audit.verify_export(%s, %s)", (Jsonb(doc), pinned)))
 
 
 class PaymentsController(Controller):

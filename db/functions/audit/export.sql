@@ -60,14 +60,15 @@ BEGIN
     problem := 'exported heads do not match the exported root';
     RETURN;
   END IF;
-  IF NOT EXISTS (SELECT 1 FROM audit.checkpoint_signatures s
-                  WHERE s.checkpoint_id = verify_export.checkpoint_id AND s.sig = v_sig AND s.prev_signed = v_prev) THEN
-    problem := format('the database no longer holds signed checkpoint %s as exported (rolled back or replaced)',
-                      checkpoint_id);
-    RETURN;
-  END IF;
   broken_streams := 0; stream := NULL; seq := NULL;
-  FOR r IN SELECT * FROM audit._signature_problems(p_pubkey) p
+  FOR r IN SELECT 'checkpoint/' || verify_export.checkpoint_id AS stream, verify_export.checkpoint_id AS seq,
+                  NULL::timestamptz AS logged_at,
+                  format('the database no longer holds signed checkpoint %s as exported (rolled back or replaced)',
+                         verify_export.checkpoint_id) AS problem
+            WHERE NOT EXISTS (SELECT 1 FROM audit.checkpoint_signatures s
+                               WHERE s.checkpoint_id = verify_export.checkpoint_id AND s.sig = v_sig
+                                 AND s.prev_signed = v_prev)
+           UNION ALL SELECT * FROM audit._signature_problems(p_pubkey) p
            UNION ALL SELECT * FROM audit._missing_heads(NULL, p_doc -> 'heads', p_pubkey) m
            ORDER BY 1, 2 LOOP
     IF broken_streams = 0 THEN

@@ -15,7 +15,16 @@
 -- So entries go at the first run after the signer signed the plan (the
 -- daily job: within a day of signing). Safe to run twice or to die midway:
 -- one transaction, and a second run finds nothing more to apply or plan.
-DROP FUNCTION IF EXISTS audit.cleanup_old_transactions(int, int);  -- before the signer: one step, other columns
+DO $$
+DECLARE
+  v_old regprocedure := to_regprocedure('audit.cleanup_old_transactions(int, int)');
+BEGIN  -- the version before the signer (one step, other columns); dropped once
+  IF v_old IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = v_old
+                                                              AND 'anchors_planned' = ANY (p.proargnames)) THEN
+    DROP FUNCTION audit.cleanup_old_transactions(int, int);
+  END IF;
+END
+$$;
 CREATE OR REPLACE FUNCTION audit.cleanup_old_transactions(p_days int, p_max_streams int DEFAULT 10000,
   OUT checkpoint_id bigint, OUT anchors_planned bigint, OUT anchors_waiting bigint, OUT streams_trimmed bigint,
   OUT audit_entries_removed bigint, OUT journal_entries_archived bigint)
