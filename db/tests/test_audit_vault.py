@@ -13,7 +13,8 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from helpers import call, raises, setup_accounts
+from helpers import call, raises, setup_accounts, sign
+from shieldx.signer import Refused
 
 PAN = "4111111111111111"
 PAN2 = "5555555555554444"
@@ -186,32 +187,53 @@ def test_erasure_shreds_personal_data_and_the_chain_still_verifies(db, connect):
     )
 
 
-def test_retention_archives_behind_a_signed_checkpoint_and_what_remains_verifies(db):
+def test_retention_removes_only_behind_anchors_the_signer_signed_and_what_remains_verifies(db):
     a, b = setup_accounts(db)
     for i in range(5):
         call(db, "credits.consume", "acme", a, 1, f"old-{i}")
     before = db.execute("SELECT count(*) AS n FROM credits.entries").fetchone()["n"]
+    plan = call(db, "audit.cleanup_old_transactions", 0)
+    assert plan["anchors_planned"] > 0 and plan["anchors_waiting"] == plan["anchors_planned"]
+    assert plan["audit_entries_removed"] == 0 and plan["journal_entries_archived"] == 0  # awaits the signer
+    again = call(db, "audit.cleanup_old_transactions", 0)  # plans nothing new while the signer has not signed
+    assert (again["anchors_planned"], again["anchors_waiting"], again["audit_entries_removed"]) == (
+        0,
+        plan["anchors_planned"],
+        0,
+    )
+    # The signer refuses anchors on entries younger than its minimum age, and signs them once allowed.
+    with pytest.raises(Refused) as refused:
+        sign(db, retention_min_days=30)
+    assert "younger than the signer's minimum age" in refused.value.problem
+    assert call(db, "audit.cleanup_old_transactions", 0)["audit_entries_removed"] == 0
+    assert len(sign(db).anchors) == plan["anchors_planned"]
     r = call(db, "audit.cleanup_old_transactions", 0)
     assert r["journal_entries_archived"] == before and r["audit_entries_removed"] > before
     assert db.execute("SELECT count(*) AS n FROM credits.entries").fetchone()["n"] == 0
     assert db.execute("SELECT count(*) AS n FROM credits.entries_archive").fetchone()["n"] == before
     assert db.execute("SELECT * FROM credits.reconcile()").fetchall() == []
     assert call(db, "audit.verify")["ok"]
-    # New entries chain on from the anchors; a second run is harmless.
+    # New entries chain on from the anchors; more rounds are harmless.
     call(db, "credits.consume", "acme", a, 1, "new-1")
     call(db, "credits.set_account_status", "acme", b, "frozen")
     assert call(db, "audit.verify")["ok"] and call(db, "audit.verify", True)["ok"]
+    sign(db)
     call(db, "audit.cleanup_old_transactions", 0)
     assert call(db, "audit.verify")["ok"]
     assert db.execute("SELECT * FROM credits.reconcile()").fetchall() == []
     assert call(db, "credits.get_account", "acme", a)["balance"] == 94
-    # A forged anchor is caught by its signature.
-    db.execute("ALTER TABLE audit.anchors DISABLE TRIGGER append_only, DISABLE TRIGGER removal")
-    db.execute("UPDATE audit.anchors SET seq = seq WHERE stream = %s", (f"ledger/{a}",))
-    db.execute("UPDATE audit.anchors SET sig = sha256(sig) WHERE stream = %s", (f"ledger/{a}",))
-    db.execute("ALTER TABLE audit.anchors ENABLE ALWAYS TRIGGER append_only, ENABLE ALWAYS TRIGGER removal")
+    # A forged anchor signature (all zeros) is caught.
+    db.execute("ALTER TABLE audit.anchor_signatures DISABLE TRIGGER append_only")
+    db.execute(
+        "UPDATE audit.anchor_signatures SET sig = decode(repeat('00', 64), 'hex') WHERE stream = %s", (f"ledger/{a}",)
+    )
+    db.execute("ALTER TABLE audit.anchor_signatures ENABLE ALWAYS TRIGGER append_only")
     v = call(db, "audit.verify")
-    assert not v["ok"] and v["stream"] == f"ledger/{a}" and "anchor" in v["problem"]
+    assert (
+        not v["ok"]
+        and v["stream"] == f"ledger/{a}"
+        and v["problem"] == ("retention anchor signature (Ed25519) does not verify")
+    )
 
 
 def test_jobs_are_registered(db):
@@ -219,6 +241,7 @@ def test_jobs_are_registered(db):
     assert "audit.checkpoint('periodic')" in jobs["shieldx-audit-checkpoint"]
     assert "audit.cleanup_old_transactions(" in jobs["shieldx-audit-retention"]
     assert "vault.reencrypt(" in jobs["shieldx-vault-reencrypt"]
+    assert "privacy.close_epoch()" in jobs["shieldx-privacy-epoch"]
 
 
 def test_a_session_cannot_redirect_the_keyring(db, connect):

@@ -90,23 +90,28 @@ $$;
 -- trigger (audit._log_row, audit._log_row_keyed); columns the trigger omits
 -- are not compared, and for credits.accounts only what its trigger logs
 -- changes of (tenant, name, status: balances are the journal's, checked by
--- the ledger cross-check). Reported as the row's chain and its last entry.
+-- the ledger cross-check). A row whose whole history retention removed
+-- (behind a signed anchor) has nothing left to compare with. Reported as the
+-- row's chain and its last entry.
 CREATE OR REPLACE FUNCTION audit._state_problems()
 RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  t      record;
-  v_cols text;
+  t       record;
+  v_cols  text;
+  v_chain text;
 BEGIN
   FOR t IN
     SELECT tr.tgrelid::regclass AS rel,
            n.nspname || '.' || c.relname AS name,
            (SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
              WHERE i.indrelid = tr.tgrelid AND i.indisprimary) AS pk,
-           -- the trigger's arguments after the first name columns never logged
-           (SELECT coalesce(array_agg(x), '{}') FROM unnest((string_to_array(rtrim(encode(tr.tgargs, 'escape'), '\000'), '\000'))[2:]) x) AS omit
+           -- the trigger's first argument picks the chain; the others name columns never logged
+           (string_to_array(rtrim(encode(tr.tgargs, 'escape'), '\000'), '\000'))[1] AS chain_col,
+           (SELECT coalesce(array_agg(x), '{}') FROM unnest((string_to_array(rtrim(encode(tr.tgargs, 'escape'), '\000'), '\000'))[2:]) x) AS omit,
+           tr.tgfoid = 'audit._log_row_keyed()'::regprocedure AS keyed
       FROM (SELECT DISTINCT ON (tr.tgrelid) tr.* FROM pg_trigger tr
              WHERE tr.tgfoid IN ('audit._log_row()'::regprocedure, 'audit._log_row_keyed()'::regprocedure)
                AND NOT tr.tgisinternal ORDER BY tr.tgrelid, tr.tgname) tr
@@ -115,6 +120,9 @@ BEGIN
   LOOP
     CONTINUE WHEN t.pk IS NULL;
     v_cols := CASE WHEN t.name = 'credits.accounts' THEN '''{tenant_id,name,status}''::text[]' ELSE 'NULL::text[]' END;
+    -- The chain a row's history is in (as audit._log_row and audit._log_row_keyed pick it).
+    v_chain := CASE WHEN t.keyed THEN format('%L || (to_jsonb(r) ->> %L)', t.name || '/', t.chain_col)
+                    ELSE format('%L || (abs(hashtext(coalesce(to_jsonb(r) ->> %L, %L))) %% 16)', t.name || '/', t.chain_col, '') END;
     RETURN QUERY EXECUTE format($q$
       WITH l AS (
         SELECT DISTINCT ON (x.k) x.stream, x.seq, x.logged_at, x.op, x.k, x.st
@@ -127,17 +135,20 @@ BEGIN
         SELECT l.stream, l.seq, l.logged_at, l.op, r IS NULL AS gone,
                audit._state_cols(to_jsonb(r), %5$L::text[], %7$s) AS now_state,
                audit._state_cols(to_jsonb(jsonb_populate_record(NULL::%6$s, l.st)), %5$L::text[], %7$s) AS last_state,
-               coalesce(l.k, to_jsonb(r) ->> %1$L) AS k
+               coalesce(l.k, to_jsonb(r) ->> %1$L) AS k,
+               CASE WHEN l.stream IS NULL THEN %8$s END AS row_chain
           FROM l FULL JOIN %6$s r ON (to_jsonb(r) ->> %1$L) = l.k)
-      SELECT coalesce(j.stream, %4$L || ' ' || j.k)::text, coalesce(j.seq, 0), j.logged_at,
+      SELECT coalesce(j.stream, j.row_chain)::text, coalesce(j.seq, 0), j.logged_at,
              CASE WHEN j.stream IS NULL THEN format('%4$s row %%s has no audit entry (written with auditing off?)', j.k)
                   WHEN j.gone AND j.op <> 'DELETE' THEN format('%4$s row %%s is gone, but its audit chain does not say it was deleted', j.k)
                   WHEN NOT j.gone AND j.op = 'DELETE' THEN format('%4$s row %%s exists, but its audit chain says it was deleted', j.k)
                   ELSE format('%4$s row %%s differs from its last audited state (changed with auditing off?)', j.k) END
         FROM j
-       WHERE j.stream IS NULL OR (j.gone AND j.op <> 'DELETE') OR (NOT j.gone AND j.op = 'DELETE')
+       WHERE (j.stream IS NULL  -- unless retention removed the row's history behind an anchor
+              AND NOT EXISTS (SELECT 1 FROM audit.anchors a WHERE a.stream = j.row_chain))
+          OR (j.gone AND j.op <> 'DELETE') OR (NOT j.gone AND j.op = 'DELETE')
           OR (NOT j.gone AND j.op <> 'DELETE' AND j.now_state IS DISTINCT FROM j.last_state)$q$,
-      t.pk, t.name || '/', t.name || '0', t.name, t.omit, t.rel, v_cols);
+      t.pk, t.name || '/', t.name || '0', t.name, t.omit, t.rel, v_cols, v_chain);
   END LOOP;
 END
 $$;
