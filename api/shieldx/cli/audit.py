@@ -119,7 +119,8 @@ def signature_problems(conn, pub: bytes) -> list[dict]:
     for a in conn.execute(
         """SELECT a.stream, a.seq, a.hash, a.checkpoint_id, s.sig FROM audit.anchors a
              LEFT JOIN audit.anchor_signatures s USING (stream, seq)
-            WHERE NOT EXISTS (SELECT 1 FROM audit.log l WHERE l.stream = a.stream AND l.seq <= a.seq)"""
+            WHERE s.sig IS NOT NULL  -- signed, or unsigned but the chain starts there
+               OR NOT EXISTS (SELECT 1 FROM audit.log l WHERE l.stream = a.stream AND l.seq <= a.seq)"""
     ):
         statement = signer.anchor_statement(a["stream"], a["seq"], bytes(a["hash"]), a["checkpoint_id"])
         if a["sig"] is None or not signer.verify_statement(pub, statement, bytes(a["sig"])):

@@ -191,8 +191,8 @@ AS $$
 $$;
 
 -- Signature problems, for verify() and verify_export(): every signed
--- checkpoint's signature and chain, and every anchor a chain starts at (its
--- entries are gone) must be signed. p_pinned: the key to check against
+-- checkpoint's signature and chain; every signed anchor's signature; and
+-- every anchor a chain starts at (its entries are gone) must be signed. p_pinned: the key to check against
 -- (NULL: the registered keys).
 CREATE OR REPLACE FUNCTION audit._signature_problems(p_pinned bytea DEFAULT NULL)
 RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
@@ -214,8 +214,8 @@ AS $$
               ELSE 'retention anchor signature (Ed25519) does not verify' END
     FROM audit.anchors a
     LEFT JOIN audit.anchor_signatures s ON s.stream = a.stream AND s.seq = a.seq
-   WHERE NOT EXISTS (SELECT 1 FROM audit.log l WHERE l.stream = a.stream AND l.seq <= a.seq)  -- in use
-     AND (s.sig IS NULL
-          OR NOT audit._sig_ok(s.key_id, audit._anchor_statement(a.stream, a.seq, a.hash, a.checkpoint_id), s.sig,
-                               p_pinned))
+   WHERE CASE WHEN s.sig IS NULL  -- unsigned: awaiting the signer, a problem only once the chain starts there
+              THEN NOT EXISTS (SELECT 1 FROM audit.log l WHERE l.stream = a.stream AND l.seq <= a.seq)
+              ELSE NOT audit._sig_ok(s.key_id, audit._anchor_statement(a.stream, a.seq, a.hash, a.checkpoint_id),
+                                     s.sig, p_pinned) END
 $$;
