@@ -250,3 +250,51 @@ def test_a_session_cannot_redirect_the_keyring(db, connect):
     app.execute("SET shieldx.key_dir = '/tmp/not-the-keyring'")
     e = top_up(app, a, "pay-1")["entry_id"]
     assert call(db, "vault._reveal", e)["pan"] == PAN  # encrypted with the configured keyring
+
+
+def test_erasure_becomes_final_when_the_epoch_master_key_is_destroyed(own_keyring):
+    db, keydir = own_keyring
+    a, _ = setup_accounts(db)
+    e = top_up(db, a, "pay-1", subject="jane")["entry_id"]
+    top_up(db, a, "pay-2", subject="john")
+    # What a superuser keeps of jane's key before the erasure: the wrapped key, as a dead tuple, the WAL or a
+    # backup still hold it after the DELETE.
+    kept = db.execute("SELECT key_id, wrapped FROM privacy.subject_keys WHERE subject_id = 'jane'").fetchone()
+    holder = db.execute("SELECT holder_ct FROM vault.payments WHERE entry_id = %s", (e,)).fetchone()["holder_ct"]
+    aad = db.execute(
+        "SELECT vault._aad('pii', tenant_id, account_id, entry_id, 'holder') AS a "
+        "FROM vault.payments WHERE entry_id = %s",
+        (e,),
+    ).fetchone()["a"]
+
+    def unwrap_kept():
+        return db.execute("SELECT privacy._open(%s, 'jane', %s, %s) AS v", (kept["wrapped"], holder, aad)).fetchone()[
+            "v"
+        ]
+
+    call(db, "privacy.erase_subject", "jane", "erase-jane")
+    assert unwrap_kept() == "Jane Doe", "not final yet: the master key still unwraps the kept copy"
+    assert call(db, "privacy.erasure_status", "jane")["final"] is False
+    first = call(db, "privacy.close_epoch")  # a new master key; john's key re-wrapped under it
+    assert first["rewrapped"] == 1 and first["keys_destroyed"] == 0 and first["key_id"] != kept["key_id"]
+    assert (keydir / "subject" / f"{kept['key_id']}.key").exists()  # destroyed only once the re-wrap committed
+    second = call(db, "privacy.close_epoch")
+    assert (second["keys_destroyed"], second["rewrapped"], second["epoch_id"]) == (1, 0, first["epoch_id"])
+    assert not (keydir / "subject" / f"{kept['key_id']}.key").exists()
+    status = call(db, "privacy.erasure_status", "jane")
+    assert status["final"] is True and status["final_at"] >= status["erased_at"]
+    with raises("SX202"):  # the kept copy is noise now
+        unwrap_kept()
+    with pytest.raises(psycopg.Error):
+        db.execute("SELECT pg_read_file(%s)", (str(keydir / "subject" / f"{kept['key_id']}.key"),))
+    assert (
+        call(db, "vault.get_payment", "acme", e + 1)["holder"] == "Jane Doe"
+    )  # john's (same holder name) still readable
+    assert call(db, "vault.get_payment", "acme", e)["holder"] == "[erased]"
+    third = call(db, "privacy.close_epoch")  # nothing erased since: nothing to do
+    assert (third["keys_destroyed"], third["rewrapped"], third["epoch_id"]) == (0, 0, first["epoch_id"])
+    states = {
+        r["key_id"]: r["state"] for r in db.execute("SELECT key_id, state FROM vault.keys WHERE purpose = 'subject'")
+    }
+    assert states == {kept["key_id"]: "retired", first["key_id"]: "current"}
+    assert call(db, "audit.verify")["ok"]
