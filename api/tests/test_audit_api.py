@@ -5,8 +5,21 @@ from __future__ import annotations
 import logging
 
 import psycopg
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from litestar.testing import TestClient
+
+from shieldx.app import create_app
+from shieldx.cli import main
+from shieldx.cli.audit import default_key_path
+from shieldx.config import Settings
 
 PAN = "4111111111111111"
+
+
+def pubkey_hex() -> str:
+    return (default_key_path().parent / (default_key_path().name + ".pub")).read_text().strip()
 
 
 def test_card_top_up_is_masked_and_audited(client, accounts, dsn, caplog):
@@ -51,16 +64,30 @@ def test_card_top_up_is_masked_and_audited(client, accounts, dsn, caplog):
     assert v.status_code == 200 and v.json()["ok"], v.text
 
 
-def test_checkpoint_export_and_verify_against_it(client, accounts, dsn):
+def sign(dsn, tmp_path):
+    """The audit signer, outside the database (root reads its key)."""
+    r = CliRunner().invoke(main, ["audit", "sign", "--url", dsn, "--state", str(tmp_path / "signer.state")])
+    assert r.exit_code == 0, r.output
+
+
+def test_checkpoint_export_and_verify_against_it(client, accounts, dsn, tmp_path):
     c = client.post("/v1/audit/checkpoints")
     assert c.status_code == 201 and c.json()["streams"] > 0
+    unsigned = client.get("/v1/audit/checkpoints/latest/export")
+    assert unsigned.status_code == 422 and unsigned.json()["sqlstate"] == "SX206"  # the signer has not run yet
+    sign(dsn, tmp_path)
     doc = client.get("/v1/audit/checkpoints/latest/export").json()
     assert doc["checkpoint_id"] == c.json()["checkpoint_id"] and doc["heads"]
     ok = client.post("/v1/audit/checkpoints/verify", json=doc)
     assert ok.status_code == 200 and ok.json()["ok"], ok.text
     forged = {**doc, "root": "00" * 32}
     r = client.post("/v1/audit/checkpoints/verify", json=forged)
-    assert not r.json()["ok"] and r.json()["problem"] == "exported checkpoint signature is not valid"
+    assert not r.json()["ok"] and r.json()["problem"].startswith(
+        "exported checkpoint signature (Ed25519) does not verify"
+    )
+    zero = {**doc, "signature": {**doc["signature"], "sig": "00" * 64}}
+    r = client.post("/v1/audit/checkpoints/verify", json=zero)
+    assert not r.json()["ok"] and r.json()["stream"] == f"checkpoint/{doc['checkpoint_id']}"
     # Truncate a chain behind the database's back: the export notices.
     stream = f"ledger/{accounts[0]}"
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -71,3 +98,32 @@ def test_checkpoint_export_and_verify_against_it(client, accounts, dsn):
     assert not r.json()["ok"] and r.json()["stream"] == stream
     v = client.get("/v1/audit/verify").json()
     assert not v["ok"] and v["stream"] == stream and v["seq"] == 1
+
+
+def test_the_pinned_key_refuses_an_export_signed_by_another_key(app_dsn, operator_key, accounts, dsn, tmp_path):
+    other = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT audit.checkpoint()")
+    sign(dsn, tmp_path)
+    settings = Settings(database_url=app_dsn, pool_min=1, pool_max=2, audit_pubkey=other.hex())
+    with TestClient(app=create_app(settings)) as pinned:
+        pinned.headers["Authorization"] = f"Bearer {operator_key}"
+        doc = pinned.get("/v1/audit/checkpoints/latest/export").json()
+        r = pinned.post("/v1/audit/checkpoints/verify", json=doc)
+        assert r.status_code == 200 and not r.json()["ok"]
+        assert r.json()["problem"].startswith(f"exported checkpoint is signed by key {doc['signature']['key_id']}, not")
+    good = Settings(database_url=app_dsn, pool_min=1, pool_max=2, audit_pubkey=pubkey_hex())
+    with TestClient(app=create_app(good)) as pinned:
+        pinned.headers["Authorization"] = f"Bearer {operator_key}"
+        assert pinned.post("/v1/audit/checkpoints/verify", json=doc).json()["ok"]
+
+
+def test_verify_compares_the_journal_content_by_default(client, accounts, dsn):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE credits.entries DISABLE TRIGGER entries_append_only")
+        conn.execute("UPDATE credits.entries SET amount = 7 WHERE account_id = %s AND seq = 1", (accounts[0],))
+        conn.execute("ALTER TABLE credits.entries ENABLE ALWAYS TRIGGER entries_append_only")
+    v = client.get("/v1/audit/verify").json()
+    assert (v["ok"], v["stream"], v["seq"]) == (False, f"ledger/{accounts[0]}", 1)
+    assert v["problem"].startswith("journal entry differs from its audit entry")
+    assert client.get("/v1/audit/verify", params={"journal": "false"}).json()["ok"]

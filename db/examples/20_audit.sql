@@ -10,7 +10,8 @@ SELECT stream, seq, source, op, actor FROM audit.log WHERE stream LIKE 'ledger/%
  ORDER BY stream, seq;
 SELECT ok, entries_checked, streams_checked, broken_streams FROM audit.verify();
 
--- Sign a checkpoint: a Merkle root over every chain head, HMAC with the key file.
+-- A checkpoint: a Merkle root over every chain head (HMAC here; the signer outside the
+-- database, shieldx audit sign, adds its Ed25519 signature).
 SELECT checkpoint_id, streams, entries FROM audit.checkpoint();
 SELECT ok, since_checkpoint FROM audit.verify(p_incremental => true);
 

@@ -300,13 +300,19 @@ def keygen(key: Path | None) -> None:
     show_default=True,
     help="Never sign a retention anchor on an entry younger than this.",
 )
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="What the signer remembers signing, per database (default: the key's path + .state).",
+)
 @click.option("--every", type=float, default=None, help="Keep running, signing every this many seconds.")
 @click.option("--url", default=None)
-def sign(key: Path | None, retention_min_days: float, every: float | None, url: str | None) -> None:
+def sign(key: Path | None, retention_min_days: float, state: Path | None, every: float | None, url: str | None) -> None:
     import psycopg
     from psycopg.rows import dict_row
 
-    s = signer.Signer(key or default_key_path(), retention_min_days=retention_min_days)
+    s = signer.Signer(key or default_key_path(), state_path=state, retention_min_days=retention_min_days)
     while True:
         try:
             with psycopg.connect(url or admin_url(), autocommit=True, row_factory=dict_row) as conn:
