@@ -453,3 +453,24 @@ def test_a_direct_edit_of_an_entry_amount_is_caught_by_the_operator_checks(db, d
     assert f"stream ledger/{a} seq 3: journal entry differs from its audit entry" in flat(r.output)
     r = CliRunner().invoke(main, ["audit", "verify", "--url", dsn, "--no-journal"])
     assert r.exit_code == 0 and "journal content NOT compared" in r.output
+
+
+def test_the_signer_refuses_a_rolled_back_database(db):
+    history(db)  # signed: the signer remembers its last checkpoint for this database
+    call(db, "credits.create_tenant", "later", "Later")
+    checkpoint(db)
+    last = db.execute("SELECT max(checkpoint_id) AS m FROM audit.checkpoint_signatures").fetchone()["m"]
+    # Back to the state before the last signed checkpoint (as a restore to an earlier point would be).
+    guards(db, "audit.checkpoint_heads", False, "append_only", "removal")
+    for t in ("audit.checkpoint_signatures", "audit.checkpoint_heads", "audit.checkpoints"):
+        if t != "audit.checkpoint_heads":
+            guards(db, t, False, "append_only")
+        db.execute(f"DELETE FROM {t} WHERE checkpoint_id = %s", (last,))
+        if t != "audit.checkpoint_heads":
+            guards(db, t, True, "append_only")
+    guards(db, "audit.checkpoint_heads", True, "append_only", "removal")
+    call(db, "audit.checkpoint")
+    with pytest.raises(signer.Refused) as refused:
+        sign(db)
+    assert (refused.value.stream, refused.value.seq) == (f"checkpoint/{last}", last)
+    assert "no longer holds the last checkpoint this signer signed" in refused.value.problem

@@ -3,6 +3,7 @@
     shieldx audit verify [--incremental] [--no-ledger] [--no-journal] [--pubkey KEY] [--against checkpoint.json]
     shieldx audit checkpoint export [--new] [-o checkpoint.json]
     shieldx audit keygen [--key PATH]
+    shieldx audit pubkey [--key PATH]
     shieldx audit sign [--key PATH] [--retention-min-days N] [--every SECONDS]
 
 Verification runs in the database (audit.verify_streams), in slices of
@@ -289,6 +290,12 @@ def keygen(key: Path | None) -> None:
         return
     pub = signer.generate_key(path)
     click.echo(f"{path}: {signer.key_id(pub)} {pub.hex()}")
+
+
+@cli.command(help="Print the signer's public key (64 hex digits), for verifiers to pin.")
+@click.option("--key", "key", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def pubkey(key: Path | None) -> None:
+    click.echo(signer.load_public_key(str(key or default_key_path()) + ".pub").hex())
 
 
 @cli.command(help="Check and sign pending checkpoints and retention anchors with the signer's private key.")
