@@ -313,8 +313,11 @@ class Signer:
                 raise Refused(f"checkpoint/{last}", last, "the last signed checkpoint is not one this signer signed")
             if heads_root(prev["heads"]) != bytes(prev["root"]):
                 raise Refused(f"checkpoint/{last}", last, "the last signed checkpoint's heads do not match its root")
-            same = remembered and remembered["checkpoint_id"] == last
-            if same and self._statement_hash(prev).hex() != remembered["statement_sha256"]:
+            if (
+                remembered is not None
+                and remembered["checkpoint_id"] == last
+                and self._statement_hash(prev).hex() != remembered["statement_sha256"]
+            ):
                 raise Refused(f"checkpoint/{last}", last, "the last signed checkpoint differs from what was signed")
         done: list[int] = []
         pending = [

@@ -64,3 +64,27 @@ def test_verify_names_the_first_broken_entry(dsn):
     r = CliRunner().invoke(main, ["audit", "verify", "--url", dsn])
     assert r.exit_code == 1
     assert "stream ledger/2 seq 1: entry altered" in r.output
+
+
+def test_each_export_descends_from_the_previous_one(dsn, tmp_path):
+    _history(dsn)
+    runner = CliRunner()
+    first, second, third = (tmp_path / f"cp{i}.json" for i in (1, 2, 3))
+    r = runner.invoke(main, ["audit", "checkpoint", "export", "--new", "-o", str(first), "--url", dsn])
+    assert r.exit_code == 0, r.output
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT credits.grant_credits('acme', 1, 5, 'later')")
+        conn.execute("SELECT audit.checkpoint()")  # one more in between, signed with the next
+    args = ["audit", "checkpoint", "export", "--new", "--url", dsn, "--previous", str(first), "-o", str(second)]
+    r = runner.invoke(main, args)
+    assert r.exit_code == 0, r.output
+    doc1, doc2 = json.loads(first.read_text()), json.loads(second.read_text())
+    assert doc2["checkpoint_id"] == doc1["checkpoint_id"] + 2 and doc2["signature"]["prev_signed"] != "00" * 32
+    # A "previous" export that is not this database's history (its signature altered) is refused.
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(dict(doc1, signature=dict(doc1["signature"], sig="11" * 64))))
+    r = runner.invoke(main, [*args[:-4], "--previous", str(forged), "-o", str(third)])
+    assert r.exit_code == 1 and "does not descend from" in r.output and not third.exists()
+    # The older export still verifies: the database holds its signed checkpoint and every head.
+    r = runner.invoke(main, ["audit", "verify", "--url", dsn, "--against", str(first)])
+    assert r.exit_code == 0, r.output

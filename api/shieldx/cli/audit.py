@@ -242,10 +242,10 @@ def verify(
             "only against the keys registered in the database, which a superuser can add to[/yellow]"
         )
     if problems:
-        first = problems[0]
+        earliest = problems[0]
         console.print(
             f"[red]BROKEN[/red]: {len(problems)} chain(s); first broken entry: "
-            f"stream {first['stream']} seq {first['seq']}: {first['problem']}"
+            f"stream {earliest['stream']} seq {earliest['seq']}: {earliest['problem']}"
         )
     else:
         console.print(f"[green]verified[/green] {total:,} entries in {len(heads):,} chains")
@@ -261,6 +261,39 @@ def verify(
                 f"stream {export['stream']} seq {export['seq']}: {export['problem']}"
             )
     sys.exit(1 if problems or (export is not None and not export["ok"]) else 0)
+
+
+def export_hash(doc: dict) -> bytes:
+    """The hash the next signed checkpoint names as prev_signed: SHA-256(statement || signature)."""
+    sig = doc["signature"]
+    statement = signer.checkpoint_statement(doc, bytes.fromhex(sig["prev_signed"]))
+    return hashlib.sha256(statement + bytes.fromhex(sig["sig"])).digest()
+
+
+def descent_problem(conn, old: dict, new: dict, pub: bytes | None) -> str | None:
+    """Why `new` does not descend from `old`: the signed checkpoints between them, read from the database and
+    each signature checked here (pinned key), must link old's hash to new's prev_signed."""
+    if new["checkpoint_id"] < old["checkpoint_id"]:
+        return f"it is older than checkpoint {old['checkpoint_id']} (a rollback?)"
+    if new["checkpoint_id"] == old["checkpoint_id"]:
+        return None if export_hash(new) == export_hash(old) else "the same checkpoint, signed differently"
+    link = export_hash(old)
+    for c in conn.execute(
+        """SELECT c.checkpoint_id, audit._micros(c.created_at) AS created_at_us, c.reason, c.streams, c.entries,
+                  c.root, c.prev_sig, c.key_id, s.key_id AS signer_key, s.prev_signed, s.sig AS signature
+             FROM audit.checkpoint_signatures s JOIN audit.checkpoints c USING (checkpoint_id)
+            WHERE checkpoint_id > %s AND checkpoint_id < %s ORDER BY checkpoint_id""",
+        (old["checkpoint_id"], new["checkpoint_id"]),
+    ):
+        statement = signer.checkpoint_statement(c, bytes(c["prev_signed"]))
+        if bytes(c["prev_signed"]) != link:
+            return f"signed checkpoint {c['checkpoint_id']} does not follow the previous export's chain"
+        if pub is not None and not signer.verify_statement(pub, statement, bytes(c["signature"])):
+            return f"signed checkpoint {c['checkpoint_id']} does not verify with the pinned key"
+        link = hashlib.sha256(statement + bytes(c["signature"])).digest()
+    if bytes.fromhex(new["signature"]["prev_signed"]) != link:
+        return "its prev_signed does not link to the previous export"
+    return None
 
 
 def export_refusal(doc: dict, pub: bytes | None) -> str | None:
@@ -354,8 +387,14 @@ def checkpoint() -> None:
     default=None,
     help="File to write (default: audit-checkpoint-<id>.json).",
 )
+@click.option(
+    "--previous",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The export before this one: check the new one descends from it (else exit 1, nothing written).",
+)
 @click.option("--url", default=None)
-def export(new: bool, output: Path | None, url: str | None) -> None:
+def export(new: bool, output: Path | None, previous: Path | None, url: str | None) -> None:
     import psycopg
     from psycopg.rows import dict_row
 
@@ -365,7 +404,16 @@ def export(new: bool, output: Path | None, url: str | None) -> None:
             path = default_key_path()
             if os.access(path, os.R_OK):  # this user is the signer: sign it now
                 signer.Signer(path).run(conn)
-        doc = conn.execute("SELECT audit.export_checkpoint() AS doc").fetchone()["doc"]
+        row = conn.execute("SELECT audit.export_checkpoint() AS doc").fetchone()
+        assert row is not None
+        doc = row["doc"]
+        if previous is not None:
+            problem = descent_problem(conn, json.loads(previous.read_text()), doc, pinned_key(None))
+            if problem:
+                click.echo(
+                    f"REFUSED: checkpoint {doc['checkpoint_id']} does not descend from {previous}: {problem}", err=True
+                )
+                sys.exit(1)
     path = output or Path(f"audit-checkpoint-{doc['checkpoint_id']}.json")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
