@@ -170,7 +170,11 @@ $$;
 CREATE OR REPLACE FUNCTION audit._journal_problems(p_since bigint, p_from text DEFAULT NULL, p_to text DEFAULT NULL)
 RETURNS TABLE (stream text, seq bigint, logged_at timestamptz, problem text)
 LANGUAGE plpgsql STABLE
+-- One parallel hash join of the journal with the log: the payloads rebuilt
+-- in the workers. JIT compiles for longer than it saves here.
 SET work_mem = '256MB'
+SET parallel_setup_cost = 0
+SET parallel_tuple_cost = 0
 SET jit = off
 AS $$
 BEGIN
