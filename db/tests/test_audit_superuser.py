@@ -474,3 +474,10 @@ def test_the_signer_refuses_a_rolled_back_database(db):
         sign(db)
     assert (refused.value.stream, refused.value.seq) == (f"checkpoint/{last}", last)
     assert "no longer holds the last checkpoint this signer signed" in refused.value.problem
+
+
+def test_a_column_added_by_a_migration_is_not_a_change_of_the_rows(db):
+    history(db)
+    db.execute("ALTER TABLE credits.tenants ADD COLUMN tier int NOT NULL DEFAULT 3")
+    assert list(db.execute("SELECT * FROM audit._state_problems()")) == []
+    assert call(db, "audit.verify")["ok"]

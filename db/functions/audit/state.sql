@@ -86,7 +86,8 @@ $$;
 -- Every audited row against its last audited state: the row as its chain
 -- last logged it (an INSERT's row, an UPDATE's new row) must be the row now;
 -- a row the chain says was deleted must be gone; a row without any audit
--- entry was written with auditing off. Tables: those with an audit row
+-- entry was written with auditing off. Only the columns the last entry logged
+-- are compared (a column added later by a migration is not a change). Tables: those with an audit row
 -- trigger (audit._log_row, audit._log_row_keyed); columns the trigger omits
 -- are not compared, and for credits.accounts only what its trigger logs
 -- changes of (tenant, name, status: balances are the journal's, checked by
@@ -133,8 +134,9 @@ BEGIN
          ORDER BY x.k, x.seq DESC),
       j AS (
         SELECT l.stream, l.seq, l.logged_at, l.op, r IS NULL AS gone,
-               audit._state_cols(to_jsonb(r), %5$L::text[], %7$s) AS now_state,
-               audit._state_cols(to_jsonb(jsonb_populate_record(NULL::%6$s, l.st)), %5$L::text[], %7$s) AS last_state,
+               audit._state_cols(audit._keys_of(to_jsonb(r), l.st), %5$L::text[], %7$s) AS now_state,
+               audit._state_cols(audit._keys_of(to_jsonb(jsonb_populate_record(NULL::%6$s, l.st)), l.st),
+                                 %5$L::text[], %7$s) AS last_state,
                coalesce(l.k, to_jsonb(r) ->> %1$L) AS k,
                CASE WHEN l.stream IS NULL THEN %8$s END AS row_chain
           FROM l FULL JOIN %6$s r ON (to_jsonb(r) ->> %1$L) = l.k)
@@ -151,6 +153,15 @@ BEGIN
       t.pk, t.name || '/', t.name || '0', t.name, t.omit, t.rel, v_cols, v_chain);
   END LOOP;
 END
+$$;
+
+-- The columns of p_row that p_logged has: a column added after the row was
+-- last logged (a migration's ADD COLUMN ... DEFAULT) is not a change.
+CREATE OR REPLACE FUNCTION audit._keys_of(p_row jsonb, p_logged jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+AS $$
+  SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(p_row) e WHERE p_logged ? e.key
 $$;
 
 -- A row as JSON for the comparison above: without the omitted columns, or
