@@ -87,7 +87,8 @@ $$;
 -- last logged it (an INSERT's row, an UPDATE's new row) must be the row now;
 -- a row the chain says was deleted must be gone; a row without any audit
 -- entry was written with auditing off. Only the columns the last entry logged
--- are compared (a column added later by a migration is not a change). Tables: those with an audit row
+-- are compared (a column added later by a migration is not a change): the
+-- row with the logged values written over it must still be the row. Tables: those with an audit row
 -- trigger (audit._log_row, audit._log_row_keyed); columns the trigger omits
 -- are not compared, and for credits.accounts only what its trigger logs
 -- changes of (tenant, name, status: balances are the journal's, checked by
@@ -120,23 +121,26 @@ BEGIN
      ORDER BY 2
   LOOP
     CONTINUE WHEN t.pk IS NULL;
-    v_cols := CASE WHEN t.name = 'credits.accounts' THEN '''{tenant_id,name,status}''::text[]' ELSE 'NULL::text[]' END;
+    -- What the last entry says (omitted columns were never logged); for
+    -- credits.accounts only what its trigger logs changes of.
+    v_cols := CASE WHEN t.name = 'credits.accounts'
+                   THEN 'jsonb_build_object(''tenant_id'', l.st -> ''tenant_id'', ''name'', l.st -> ''name'', ''status'', l.st -> ''status'')'
+                   ELSE 'l.st' END;
     -- The chain a row's history is in (as audit._log_row and audit._log_row_keyed pick it).
     v_chain := CASE WHEN t.keyed THEN format('%L || (to_jsonb(r) ->> %L)', t.name || '/', t.chain_col)
                     ELSE format('%L || (abs(hashtext(coalesce(to_jsonb(r) ->> %L, %L))) %% 16)', t.name || '/', t.chain_col, '') END;
     RETURN QUERY EXECUTE format($q$
       WITH l AS (
         SELECT DISTINCT ON (x.k) x.stream, x.seq, x.logged_at, x.op, x.k, x.st
-          FROM (SELECT l.stream, l.seq, l.logged_at, l.op,
-                       coalesce(l.payload::jsonb -> 'new', l.payload::jsonb) ->> %1$L AS k,
-                       CASE l.op WHEN 'UPDATE' THEN l.payload::jsonb -> 'new' ELSE l.payload::jsonb END AS st
-                  FROM audit.log l WHERE l.stream >= %2$L AND l.stream < %3$L AND l.source = %4$L) x
+          FROM (SELECT l.stream, l.seq, l.logged_at, l.op, coalesce(p.p -> 'new', p.p) ->> %1$L AS k,
+                       CASE l.op WHEN 'UPDATE' THEN p.p -> 'new' ELSE p.p END AS st
+                  FROM audit.log l CROSS JOIN LATERAL (SELECT l.payload::jsonb AS p) p
+                 WHERE l.stream >= %2$L AND l.stream < %3$L AND l.source = %4$L) x
          ORDER BY x.k, x.seq DESC),
       j AS (
         SELECT l.stream, l.seq, l.logged_at, l.op, r IS NULL AS gone,
-               audit._state_cols(audit._keys_of(to_jsonb(r), l.st), %5$L::text[], %7$s) AS now_state,
-               audit._state_cols(audit._keys_of(to_jsonb(jsonb_populate_record(NULL::%6$s, l.st)), l.st),
-                                 %5$L::text[], %7$s) AS last_state,
+               -- the row with what its last entry logged written over it: equal to the row if nothing changed
+               to_jsonb(r) AS now_state, to_jsonb(jsonb_populate_record(r, %7$s)) AS last_state,
                coalesce(l.k, to_jsonb(r) ->> %1$L) AS k,
                CASE WHEN l.stream IS NULL THEN %8$s END AS row_chain
           FROM l FULL JOIN %6$s r ON (to_jsonb(r) ->> %1$L) = l.k)
@@ -153,25 +157,6 @@ BEGIN
       t.pk, t.name || '/', t.name || '0', t.name, t.omit, t.rel, v_cols, v_chain);
   END LOOP;
 END
-$$;
-
--- The columns of p_row that p_logged has: a column added after the row was
--- last logged (a migration's ADD COLUMN ... DEFAULT) is not a change.
-CREATE OR REPLACE FUNCTION audit._keys_of(p_row jsonb, p_logged jsonb)
-RETURNS jsonb
-LANGUAGE sql IMMUTABLE
-AS $$
-  SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(p_row) e WHERE p_logged ? e.key
-$$;
-
--- A row as JSON for the comparison above: without the omitted columns, or
--- only the listed ones.
-CREATE OR REPLACE FUNCTION audit._state_cols(p_row jsonb, p_omit text[], p_only text[])
-RETURNS jsonb
-LANGUAGE sql IMMUTABLE
-AS $$
-  SELECT CASE WHEN p_only IS NULL THEN p_row - p_omit
-              ELSE (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(p_row) e WHERE e.key = ANY (p_only)) END
 $$;
 
 -- Journal rows whose content differs from their audit entry (a journal row
