@@ -273,6 +273,12 @@ def test_erasure_becomes_final_when_the_epoch_master_key_is_destroyed(own_keyrin
         ]
 
     call(db, "privacy.erase_subject", "jane", "erase-jane")
+    # The deleted row is still on its page (a dead tuple), wrapped key and all.
+    db.execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
+    dead = db.execute(
+        "SELECT t_data FROM heap_page_items(get_raw_page('privacy.subject_keys', 0)) WHERE t_xmax <> 0"
+    ).fetchall()
+    assert any(bytes(kept["wrapped"]) in bytes(d["t_data"]) for d in dead)
     assert unwrap_kept() == "Jane Doe", "not final yet: the master key still unwraps the kept copy"
     assert call(db, "privacy.erasure_status", "jane")["final"] is False
     first = call(db, "privacy.close_epoch")  # a new master key; john's key re-wrapped under it
