@@ -6,18 +6,18 @@ from litestar import Controller, Response, get, post, put
 from litestar.openapi import ResponseSpec
 
 from ..auth import READERS  # roles: see shieldx/auth.py; no declaration = platform operator only
-from ..models import (
+from ..models.credits import (
     Account,
     AccountCreated,
     AccountIn,
     AccountPage,
+    AccountStatusChange,
+    AccountStatusIn,
     AccountSummary,
     AmountIn,
     Entry,
     EntryPage,
     Movement,
-    StatusChange,
-    StatusIn,
     Tenant,
     TenantIn,
     Transfer,
@@ -36,7 +36,7 @@ class CreditsController(Controller):
         status_code=201,
         responses={200: ResponseSpec(Tenant, description="Replayed: the tenant already existed")},
     )
-    async def put_tenant(self, tenant_id: str, data: TenantIn, db: DB) -> Response[Tenant]:
+    async def create_tenant(self, tenant_id: str, data: TenantIn, db: DB) -> Response[Tenant]:
         row = await db.one("SELECT * FROM credits.create_tenant(%s, %s)", (tenant_id, data.name))
         return created(Tenant, row)
 
@@ -83,11 +83,13 @@ class CreditsController(Controller):
         status_code=200,
         opt={"roles": ["admin"]},
     )
-    async def set_status(self, tenant_id: str, account_id: int, data: StatusIn, db: DB) -> StatusChange:
+    async def set_account_status(
+        self, tenant_id: str, account_id: int, data: AccountStatusIn, db: DB
+    ) -> AccountStatusChange:
         row = await db.one(
             "SELECT * FROM credits.set_account_status(%s, %s::bigint, %s)", (tenant_id, account_id, data.status)
         )
-        return StatusChange(**row)
+        return AccountStatusChange(**row)
 
     @post(
         "/accounts/{account_id:int}/grants",
@@ -95,7 +97,7 @@ class CreditsController(Controller):
         status_code=200,
         opt={"roles": ["billing"]},
     )
-    async def grant(
+    async def grant_credits(
         self, tenant_id: str, account_id: int, data: AmountIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Movement:
         row = await db.one(

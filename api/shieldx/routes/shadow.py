@@ -10,11 +10,10 @@ import msgspec
 from litestar import Controller, Response, get, post, put
 from litestar.openapi import ResponseSpec
 
-from ..models_shadow import (
+from ..models.shadow import (
     Action,
     ActionIn,
     Assignment,
-    BatchAccepted,
     Event,
     EventPage,
     ExperimentCreated,
@@ -23,6 +22,7 @@ from ..models_shadow import (
     ExperimentStatus,
     ExperimentSummary,
     ObservationBatchIn,
+    ObservationsRecorded,
     Rule,
     RuleIn,
     RuleVersion,
@@ -41,7 +41,7 @@ class ShadowController(Controller):
         status_code=201,
         responses={200: ResponseSpec(Rule, description="Replayed: the rule already existed")},
     )
-    async def put_rule(self, rule_id: str, data: RuleIn, db: DB) -> Response[Rule]:
+    async def create_rule(self, rule_id: str, data: RuleIn, db: DB) -> Response[Rule]:
         return created(Rule, await db.one("SELECT * FROM shadow.create_rule(%s, %s)", (rule_id, data.name)))
 
     @post(
@@ -50,7 +50,7 @@ class ShadowController(Controller):
         status_code=201,
         responses={200: ResponseSpec(RuleVersion, description="Replayed: the original result")},
     )
-    async def add_version(
+    async def add_rule_version(
         self, rule_id: str, data: RuleVersionIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Response[RuleVersion]:
         row = await db.one(
@@ -125,16 +125,16 @@ class ShadowController(Controller):
         "/experiments/{experiment_id:int}/observations",
         summary="Record a batch of observations (all or nothing)",
         status_code=201,
-        responses={200: ResponseSpec(BatchAccepted, description="Replayed: the batch was already recorded")},
+        responses={200: ResponseSpec(ObservationsRecorded, description="Replayed: the batch was already recorded")},
     )
-    async def record(
+    async def record_observations(
         self, experiment_id: int, data: ObservationBatchIn, db: DB, idempotency_key: IdempotencyKey = None
-    ) -> Response[BatchAccepted]:
+    ) -> Response[ObservationsRecorded]:
         row = await db.one(
             "SELECT * FROM shadow.record_observations(%s::bigint, %s::jsonb, %s)",
             (experiment_id, msgspec.json.encode(data.observations).decode(), idempotency_key),
         )
-        return created(BatchAccepted, row)
+        return created(ObservationsRecorded, row)
 
     @get("/experiments/{experiment_id:int}/assignments/{unit_id:str}", summary="The arm a unit is assigned to")
     async def assign(self, experiment_id: int, unit_id: str, db: DB) -> Assignment:
