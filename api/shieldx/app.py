@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await pool.open(wait=False)
         try:
-            await catalog.ensure(database)
+            await catalog.refresh(database)
         except Exception:  # noqa: BLE001, S110 - database not up yet: readiness says so; errors map on first success
             pass
         try:

@@ -31,10 +31,13 @@ class ErrorCatalog:
     def load(self, rows: list[dict[str, Any]]) -> None:
         self.by_sqlstate = {r["sqlstate"]: (r["name"], r["http_status"], r["title"]) for r in rows}
 
+    async def refresh(self, database: Any) -> None:
+        self.load(await database.all("SELECT * FROM ops.error_codes()"))
+
     async def ensure(self, database: Any) -> None:
         """Load the catalog if it is not yet (the database was down at start-up)."""
         if not self.by_sqlstate:
-            self.load(await database.all("SELECT * FROM ops.error_codes()"))
+            await self.refresh(database)
 
     def entry(self, sqlstate: str) -> tuple[str, int, str]:
         try:
