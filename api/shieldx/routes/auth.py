@@ -6,7 +6,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.openapi import ResponseSpec
 
 from ..models.auth import KeyCreated, KeyIn, KeyPage, KeyRevoked, KeyRotated, KeySummary, RotateKeyIn
-from .params import DB, IdempotencyKey, Limit, created
+from .params import DB, IdempotencyKey, Limit, created, next_cursor
 
 ADMIN = {"roles": ["admin"]}
 
@@ -34,7 +34,7 @@ class KeysController(Controller):
     async def list_keys(self, tenant_id: str, db: DB, after: str | None = None, limit: Limit = 100) -> KeyPage:
         rows = await db.all("SELECT * FROM auth.list_keys(%s, %s, %s::int)", (tenant_id, after, limit))
         items = [KeySummary(**r) for r in rows]
-        return KeyPage(items=items, next_after=items[-1].key_id if len(items) == limit else None)
+        return KeyPage(items=items, next_after=next_cursor(items, limit, "key_id"))
 
     @post(
         "/{key_id:str}/rotate",

@@ -23,7 +23,7 @@ from ..models.credits import (
     Transfer,
     TransferIn,
 )
-from .params import DB, IdempotencyKey, Limit, created
+from .params import DB, IdempotencyKey, Limit, created, next_cursor
 
 
 class CreditsController(Controller):
@@ -56,7 +56,7 @@ class CreditsController(Controller):
     async def list_accounts(self, tenant_id: str, db: DB, after: int | None = None, limit: Limit = 100) -> AccountPage:
         rows = await db.all("SELECT * FROM credits.list_accounts(%s, %s::bigint, %s::int)", (tenant_id, after, limit))
         items = [AccountSummary(**r) for r in rows]
-        return AccountPage(items=items, next_after=items[-1].account_id if len(items) == limit else None)
+        return AccountPage(items=items, next_after=next_cursor(items, limit, "account_id"))
 
     @get("/accounts/{account_id:int}", summary="Balance, held and available credits", opt={"roles": READERS})
     async def get_account(self, tenant_id: str, account_id: int, db: DB) -> Account:
@@ -75,7 +75,7 @@ class CreditsController(Controller):
             (tenant_id, account_id, before, limit),
         )
         items = [Entry(**r) for r in rows]
-        return EntryPage(items=items, next_before=items[-1].seq if len(items) == limit else None)
+        return EntryPage(items=items, next_before=next_cursor(items, limit, "seq"))
 
     @post(
         "/accounts/{account_id:int}/status",

@@ -38,7 +38,7 @@ from ..models.holds import (
     HoldView,
     ReserveIn,
 )
-from .params import DB, IdempotencyKey, Limit, created
+from .params import DB, IdempotencyKey, Limit, created, next_cursor
 
 
 def _seconds(value: float) -> timedelta | None:
@@ -99,7 +99,7 @@ class HoldsController(Controller):
             (tenant_id, account_id, status, before, limit),
         )
         items = [HoldSummary(**r) for r in rows]
-        return HoldPage(items=items, next_before=items[-1].hold_id if len(items) == limit else None)
+        return HoldPage(items=items, next_before=next_cursor(items, limit, "hold_id"))
 
     @get(
         "/holds/{hold_id:int}",

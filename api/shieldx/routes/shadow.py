@@ -28,7 +28,7 @@ from ..models.shadow import (
     RuleVersion,
     RuleVersionIn,
 )
-from .params import DB, IdempotencyKey, Limit, created
+from .params import DB, IdempotencyKey, Limit, created, next_cursor
 
 
 class ShadowController(Controller):
@@ -102,7 +102,7 @@ class ShadowController(Controller):
     async def list_experiments(self, db: DB, after: int | None = None, limit: Limit = 100) -> ExperimentPage:
         rows = await db.all("SELECT * FROM shadow.list_experiments(%s::bigint, %s::int)", (after, limit))
         items = [ExperimentSummary(**r) for r in rows]
-        return ExperimentPage(items=items, next_after=items[-1].experiment_id if len(items) == limit else None)
+        return ExperimentPage(items=items, next_after=next_cursor(items, limit, "experiment_id"))
 
     @get(
         "/experiments/{experiment_id:int}",
@@ -119,7 +119,7 @@ class ShadowController(Controller):
             "SELECT * FROM shadow.list_events(%s::bigint, %s::bigint, %s::int)", (experiment_id, after, limit)
         )
         items = [Event(**r) for r in rows]
-        return EventPage(items=items, next_after=items[-1].event_id if len(items) == limit else None)
+        return EventPage(items=items, next_after=next_cursor(items, limit, "event_id"))
 
     @post(
         "/experiments/{experiment_id:int}/observations",
