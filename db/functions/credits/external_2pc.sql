@@ -41,7 +41,7 @@ BEGIN
     xid := t.xid; vote := 'no'; state := t.state; reason := t.reason; deadline := t.deadline; replayed := true;
     RETURN;
   END IF;
-  -- Lock the legs' accounts before begin writes any (audited) row: see dist_transactions.sql.
+  -- Lock the legs' accounts before begin writes any (audited) row: see dist_begin_prepare.sql.
   PERFORM 1 FROM credits.accounts a
    WHERE a.account_id IN (SELECT (l ->> 'account_id')::bigint FROM jsonb_array_elements(credits._check_legs(p_legs)) l)
    ORDER BY a.account_id FOR UPDATE;

@@ -6,8 +6,8 @@ RETURNS text
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $py$
-plpy.execute("SELECT shadow._stats_load()")
-S = GD["shadow_stats"]
+plpy.execute("SELECT ops._py_load('shadow.stats')")
+S = GD["shadow.stats"]
 import json
 plan = GD.get("shadow_svg_plan")
 if plan is None:

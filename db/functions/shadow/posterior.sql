@@ -11,8 +11,8 @@ RETURNS jsonb
 LANGUAGE plpython3u
 AS $py$
 import json
-plpy.execute("SELECT shadow._stats_load()")
-S = GD["shadow_stats"]
+plpy.execute("SELECT ops._py_load('shadow.stats')")
+S = GD["shadow.stats"]
 return json.dumps(S.summary(n_a, s_a, n_b, s_b))
 $py$;
 
@@ -25,8 +25,8 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $py$
-plpy.execute("SELECT shadow._stats_load()")
-S = GD["shadow_stats"]
+plpy.execute("SELECT ops._py_load('shadow.stats')")
+S = GD["shadow.stats"]
 if min(champion_alpha, champion_beta, challenger_alpha, challenger_beta) <= 0:
     plpy.error("Beta parameters must be positive", sqlstate="SX007")
 return S.prob_greater(champion_alpha, champion_beta, challenger_alpha, challenger_beta)
@@ -40,8 +40,8 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $py$
-plpy.execute("SELECT shadow._stats_load()")
-S = GD["shadow_stats"]
+plpy.execute("SELECT ops._py_load('shadow.stats')")
+S = GD["shadow.stats"]
 if min(champion_alpha, champion_beta, challenger_alpha, challenger_beta) <= 0:
     plpy.error("Beta parameters must be positive", sqlstate="SX007")
 return S.expected_loss(champion_alpha, champion_beta, challenger_alpha, challenger_beta)
