@@ -47,7 +47,7 @@ CREATE TABLE credits.dist_participants (
   completed_at timestamptz,
   PRIMARY KEY (dist_tx_id, leg_no),
   CONSTRAINT dist_participants_account_once UNIQUE (dist_tx_id, account_id),
-  CONSTRAINT dist_participants_yes_debit_has_hold CHECK (vote IS DISTINCT FROM 'yes' OR amount > 0 OR hold_id IS NOT NULL),
+  CONSTRAINT dist_participants_yes_debit_has_hold CHECK (vote IS DISTINCT FROM 'yes' OR amount > 0 OR hold_id IS NOT NULL),  -- noqa: LT05
   CONSTRAINT dist_participants_commit_needs_yes CHECK (outcome IS DISTINCT FROM 'committed' OR vote = 'yes')
 );
 -- Pending credits per account (closing such an account is refused).

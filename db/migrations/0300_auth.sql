@@ -25,7 +25,7 @@ CREATE TABLE auth.keys (
   revoked_at   timestamptz,
   replaced_by  text REFERENCES auth.keys,
   -- Only operator keys have no tenant, and operator keys have no tenant.
-  CONSTRAINT keys_operator_has_no_tenant CHECK ((tenant_id IS NULL) = ('operator' = ANY (roles))),
+  CONSTRAINT keys_operator_has_no_tenant CHECK ((tenant_id IS NULL) = ('operator' = ANY (roles))),  -- noqa: LT06
   -- Idempotency of create/rotate: a key names one creation per tenant
   -- (operator keys share the NULL tenant).
   CONSTRAINT keys_idem_unique UNIQUE NULLS NOT DISTINCT (tenant_id, idem_key)

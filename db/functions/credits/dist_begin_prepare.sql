@@ -239,4 +239,3 @@ BEGIN
     INTO votes_yes, votes_no FROM credits.dist_participants x WHERE x.dist_tx_id = t.dist_tx_id;
 END
 $$;
-

@@ -215,4 +215,3 @@ CREATE OR REPLACE FUNCTION credits.dist_abort(
 LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM credits._dist_finish(p_xid, 'abort') $$;
-

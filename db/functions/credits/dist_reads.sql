@@ -27,4 +27,3 @@ BEGIN
     INTO events FROM credits.dist_events e WHERE e.dist_tx_id = t.dist_tx_id;
 END
 $$;
-

@@ -117,4 +117,3 @@ SET search_path = pg_catalog, pg_temp
 AS $$
   INSERT INTO credits.dist_events (dist_tx_id, leg_no, event, detail) VALUES (p_tx, p_leg, p_event, coalesce(p_detail, '{}'));
 $$;
-
