@@ -76,3 +76,9 @@ k8s-tools: $(TOOLS_VENV)/bin/checkov
 k8s-check: k8s-tools
 	$(TOOLS_VENV)/bin/kubernetes-validate --strict -k 1.30.0 --quiet deploy/k8s/[0-9]*.yaml
 	$(TOOLS_VENV)/bin/checkov -d deploy/k8s --config-file deploy/k8s/.checkov.yaml --compact --quiet
+
+# --- SQL lint (config: .sqlfluff, db/*/.sqlfluff, .squawk.toml) ----------------
+.PHONY: lint-sql
+lint-sql: venv
+	$(BIN)/sqlfluff lint db/ --processes 2
+	$(BIN)/squawk --config .squawk.toml db/migrations/*.sql

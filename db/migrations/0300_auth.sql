@@ -1,6 +1,8 @@
 -- depends: 0005_jobs
 -- Access control: API keys (stored only as hashes), per-key token buckets,
 -- and a count of failed authentications. Functions live in db/functions/auth/.
+-- Released before migrations set lock and statement timeouts; kept as it ran.
+-- squawk-ignore-file require-lock-timeout, require-statement-timeout
 CREATE SCHEMA auth AUTHORIZATION shieldx_owner;
 SET ROLE shieldx_owner;
 
