@@ -134,6 +134,10 @@ BEGIN
   deadline := t.deadline; legs := jsonb_array_length(t.legs); created_at := t.created_at;
 END
 $$;
+COMMENT ON FUNCTION credits.dist_begin(text, jsonb, interval, text) IS
+  'Begin a distributed transaction named p_xid: legs (JSON array of tenant_id, account_id, amount; < 0 debits) '
+  'across accounts and tenants that commit all or none by a deadline p_timeout away. Idempotent by xid. SX112 '
+  'invalid legs, SX106 invalid timeout, SX005 xid reused with other legs.';
 
 -- Reserve a debit leg as a hold of the transaction, expiring at its deadline.
 CREATE OR REPLACE FUNCTION credits._reserve_leg(t credits.dist_transactions, p credits.dist_participants)
@@ -239,3 +243,7 @@ BEGIN
     INTO votes_yes, votes_no FROM credits.dist_participants x WHERE x.dist_tx_id = t.dist_tx_id;
 END
 $$;
+COMMENT ON FUNCTION credits.dist_prepare(text) IS
+  'Prepare a distributed transaction: each leg votes (a debit is reserved as a hold, a credit is checked); any '
+  'refusal aborts it at once. Returns the state and votes; SX107 unknown transaction, SX108 aborted, SX111 '
+  'deadline passed.';

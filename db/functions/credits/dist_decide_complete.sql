@@ -139,6 +139,10 @@ BEGIN
   xid := t.xid; state := t.state; decision := t.decision;
 END
 $$;
+COMMENT ON FUNCTION credits.dist_decide(text, text) IS
+  'Log a decision (''commit'' or ''abort'') for a distributed transaction without applying it; commit needs every '
+  'vote yes before the deadline. Logging the same decision again is a replay. SX007 invalid decision, SX110 not '
+  'prepared, SX111 timed out, SX108/SX109 decided otherwise.';
 
 CREATE OR REPLACE FUNCTION credits._dist_decided_otherwise(t credits.dist_transactions)
 RETURNS void
@@ -173,6 +177,9 @@ BEGIN
   xid := t.xid; state := t.state; decision := t.decision;
 END
 $$;
+COMMENT ON FUNCTION credits.dist_complete(text) IS
+  'Apply the logged decision of a distributed transaction to every leg not yet done (idempotent; recovery runs it '
+  'too). Returns the final state; SX107 unknown, SX110 no decision logged.';
 
 -- Commit or abort: decide and apply it, in one call; a decision already
 -- logged the same way makes it a replay, the other way a named error.
@@ -209,9 +216,15 @@ CREATE OR REPLACE FUNCTION credits.dist_commit(
 LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM credits._dist_finish(p_xid, 'commit') $$;
+COMMENT ON FUNCTION credits.dist_commit(text) IS
+  'Decide commit and apply it to every leg in one call (a replay when already committed). Returns the final '
+  'state; SX107 unknown, SX110 not prepared, SX111 deadline passed, SX108 aborted.';
 
 CREATE OR REPLACE FUNCTION credits.dist_abort(
   p_xid text, OUT xid text, OUT state text, OUT decision text, OUT replayed boolean)
 LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM credits._dist_finish(p_xid, 'abort') $$;
+COMMENT ON FUNCTION credits.dist_abort(text) IS
+  'Decide abort and release every leg in one call; allowed until commit is logged, also past the deadline (a '
+  'replay when already aborted). SX107 unknown, SX109 already committed.';

@@ -27,3 +27,6 @@ BEGIN
     INTO events FROM credits.dist_events e WHERE e.dist_tx_id = t.dist_tx_id;
 END
 $$;
+COMMENT ON FUNCTION credits.get_dist_transaction(text) IS
+  'A distributed transaction by xid: its state, decision, deadline, legs (participants) and history (events) as '
+  'JSON. SX107 unknown transaction.';

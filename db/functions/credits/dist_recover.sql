@@ -45,6 +45,10 @@ BEGIN
   END LOOP;
 END
 $$;
+COMMENT ON FUNCTION credits.dist_recover(integer) IS
+  'Job: complete every distributed transaction whose decision is logged and abort every undecided one past its '
+  'deadline (presumed abort), at most p_limit, skipping those busy now. Returns one row per transaction acted on; '
+  'safe to rerun.';
 
 SELECT ops._register_job('shieldx-dist-recover', '* * * * *', 'SELECT * FROM credits.dist_recover()',
   'Finish distributed transactions whose decision is logged; abort undecided ones past their deadline.');

@@ -163,6 +163,10 @@ BEGIN
   expires_at := h.expires_at; created_at := h.created_at; replayed := true;
 END
 $$;
+COMMENT ON FUNCTION credits.reserve(text, bigint, bigint, text, interval, text) IS
+  'Hold p_amount of an open account for p_ttl (default 5 minutes), idempotent by p_idem_key; the hold counts '
+  'against available at once. Returns the hold; SX003 invalid amount, SX106 invalid TTL, SX004 insufficient '
+  'funds, SX008 not open, SX005 key reused.';
 
 -- Why a commit or abort matched no active hold: unknown, owned by a
 -- distributed transaction, already resolved, expired, or too large a capture.
@@ -270,6 +274,10 @@ BEGIN
   released := h.amount - h.captured; resolved_at := h.resolved_at;
 END
 $$;
+COMMENT ON FUNCTION credits.commit_hold(text, bigint, bigint, text) IS
+  'Capture a hold, all of it or p_amount (the rest is released), and journal the debit; committing again answers '
+  'as before. Returns the capture and balance after; SX101 unknown hold, SX102 aborted, SX104 expired, SX105 '
+  'capture exceeds the hold, SX113 owned by a distributed transaction.';
 
 -- The money side of a capture whose hold row was just marked captured (and
 -- is locked by us): debit the balance, drop the whole hold from held, bump
@@ -333,6 +341,9 @@ BEGIN
   resolved_at := h.resolved_at;
 END
 $$;
+COMMENT ON FUNCTION credits.abort_hold(text, bigint) IS
+  'Release a whole hold; aborting again answers as before. Returns the hold; SX101 unknown hold, SX103 already '
+  'committed, SX113 owned by a distributed transaction.';
 
 -- Audited writes: a hold's audit entries are chained per account
 -- (audit._log_row_keyed), ordered by the account row lock every hold writer

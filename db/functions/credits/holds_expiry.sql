@@ -93,6 +93,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT * FROM credits._expire_holds_at(now(), p_batch);
 $$;
+COMMENT ON FUNCTION credits.expire_holds(integer) IS
+  'Job: release active holds past their deadline on up to p_batch accounts, skipping accounts busy now. Returns '
+  'the accounts, holds and amount released; safe to rerun.';
 
 SELECT ops._register_job('shieldx-expire-holds', '* * * * *', 'SELECT * FROM credits.expire_holds()',
   'Release holds past their deadline (capture already refuses them); returns their funds to available.');

@@ -20,6 +20,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION credits.get_hold(text, bigint) IS
+  'A hold as it stands (an active hold past its deadline reads as ''expired''). SX101 unknown hold.';
 
 -- An account's holds, newest first, keyset-paginated by hold_id; optionally
 -- only those in one (effective) status.
@@ -48,6 +50,9 @@ BEGIN
      ORDER BY s.hold_id DESC LIMIT p_limit;
 END
 $$;
+COMMENT ON FUNCTION credits.list_holds(text, bigint, text, bigint, integer) IS
+  'An account''s holds, newest first, keyset-paginated by hold_id before p_before, optionally only in one '
+  'effective status (active, captured, aborted, expired). SX002 unknown account, SX007 invalid status or limit.';
 
 -- Proof that held is the sum of the active holds: returns only the accounts
 -- where it is not, so an empty result is the proof.
@@ -63,3 +68,5 @@ AS $$
       ON s.account_id = a.account_id
    WHERE a.held <> coalesce(s.total, 0);
 $$;
+COMMENT ON FUNCTION credits.reconcile_holds() IS
+  'Accounts whose held amount differs from the sum of their active holds; no rows is the proof that they agree.';

@@ -111,3 +111,7 @@ BEGIN
   replayed := false;
 END
 $$;
+COMMENT ON FUNCTION privacy.erase_subject(text, text) IS
+  'Erase a data subject (GDPR art. 17) by destroying their key, so their personal data in payments becomes '
+  'unreadable while the audit chains still verify. Idempotent by subject; SX006 invalid key, SX007 invalid '
+  'subject, SX005 key reused.';

@@ -38,3 +38,5 @@ else:
 title = f"{r['name']}: {r['state']}, challenger at {r['weight']}% ({when})"
 return S.render_svg(title, arms, p_better)
 $py$;
+COMMENT ON FUNCTION shadow.posterior_svg(bigint) IS
+  'An SVG picture of both arms'' posterior densities with their 95% credible intervals. SX401 unknown experiment.';

@@ -31,6 +31,10 @@ if min(champion_alpha, champion_beta, challenger_alpha, challenger_beta) <= 0:
     plpy.error("Beta parameters must be positive", sqlstate="SX007")
 return S.prob_greater(champion_alpha, champion_beta, challenger_alpha, challenger_beta)
 $py$;
+COMMENT ON FUNCTION shadow.prob_challenger_better(
+  double precision, double precision, double precision, double precision) IS
+  'P(challenger > champion) for two Beta posteriors (exact sum for moderate parameters, quadrature beyond). SX007 '
+  'when a parameter is not positive.';
 
 -- E[max(champion - challenger, 0)]: the expected loss of choosing the challenger.
 CREATE OR REPLACE FUNCTION shadow.expected_loss_of_challenger(
@@ -46,3 +50,7 @@ if min(champion_alpha, champion_beta, challenger_alpha, challenger_beta) <= 0:
     plpy.error("Beta parameters must be positive", sqlstate="SX007")
 return S.expected_loss(champion_alpha, champion_beta, challenger_alpha, challenger_beta)
 $py$;
+COMMENT ON FUNCTION shadow.expected_loss_of_challenger(
+  double precision, double precision, double precision, double precision) IS
+  'E[max(champion - challenger, 0)] for two Beta posteriors: the expected loss of choosing the challenger. SX007 '
+  'when a parameter is not positive.';
