@@ -105,7 +105,7 @@ def test_ha_manifests_pass_checkov(tools: Path) -> None:
         skipped = {c["check_id"] for c in report["results"]["skipped_checks"]}
         assert skipped <= DOCUMENTED_SKIPS, skipped - DOCUMENTED_SKIPS
     passed = {c["check_id"] for r in reports for c in r["results"]["passed_checks"]}
-    # The hardening the issue asks for, as checkov names it.
+    # The hardening the manifests promise, as checkov names it.
     for check in (
         "CKV_K8S_8",
         "CKV_K8S_9",  # liveness, readiness probes
@@ -134,7 +134,7 @@ def test_ha_checkov_catches_a_writable_root_filesystem(tools: Path, tmp_path: Pa
     assert "CKV_K8S_22" in failed
 
 
-def test_ha_manifests_say_what_the_issue_asks() -> None:
+def test_ha_manifests_replicate_probe_and_harden_every_workload() -> None:
     db = find("StatefulSet", "shieldx-db")
     assert db["spec"]["replicas"] == 3
     pod = db["spec"]["template"]["spec"]

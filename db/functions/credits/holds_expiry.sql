@@ -40,7 +40,7 @@ $$;
 
 -- Lazy release, under the account row lock: mark this account's active holds
 -- past their deadline 'expired' and take them out of held. Returns the amount
--- released. The lead's consume/transfer call it when refusing.
+-- released. consume and transfer call it when they refuse a debit.
 CREATE OR REPLACE FUNCTION credits._release_expired_holds(p_account bigint)
 RETURNS bigint
 LANGUAGE sql
