@@ -41,3 +41,13 @@ def test_a_private_function_without_a_comment_is_not_reported(db):
     rows = db.execute(PUBLIC_FUNCTIONS, [SCHEMAS]).fetchall()
     names = {r["function"] for r in rows if not r["comment"]}
     assert names == {"credits.probe_uncommented()"}
+
+
+def test_every_table_has_a_comment(db):
+    rows = db.execute(
+        """SELECT c.oid::regclass::text AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(%s)
+              AND coalesce(obj_description(c.oid, 'pg_class'), '') = '' ORDER BY 1""",
+        [SCHEMAS],
+    ).fetchall()
+    assert [r["name"] for r in rows] == []
