@@ -53,6 +53,7 @@ lint-py: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# SQL lint: config in .sqlfluff, db/*/.sqlfluff and .squawk.toml.
 lint-sql: venv
 	$(BIN)/sqlfluff lint db/ --processes 2
 	$(BIN)/squawk --config .squawk.toml db/migrations/*.sql
@@ -94,4 +95,3 @@ k8s-check: k8s-tools
 	$(TOOLS_VENV)/bin/kubernetes-validate --strict -k 1.30.0 --quiet deploy/k8s/[0-9]*.yaml
 	$(TOOLS_VENV)/bin/checkov -d deploy/k8s --config-file deploy/k8s/.checkov.yaml --compact --quiet
 
-# --- SQL lint (config: .sqlfluff, db/*/.sqlfluff, .squawk.toml) ----------------
