@@ -70,11 +70,18 @@ class Workload:
     tenant: str = TENANT
     kinds: tuple[str, ...] = ("grant", "consume", "consume", "transfer", "transfer", "hold")
     api_key: str | None = None  # sent as a Bearer token when the API checks keys
+    # Several API processes behind one address, as a Service spreads requests over
+    # pods: each attempt goes to one of these (base is then only the default).
+    # Changed while the workload runs to add or remove a process.
+    bases: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.drain_deadline = float("inf")
+
+    def _url(self, path: str) -> str:
+        return random.choice(self.bases) + path if self.bases else path
 
     # -- one operation --
     async def _post(self, http, op: Op, path: str, body: dict | None, key: str | None) -> dict | None:
@@ -86,7 +93,7 @@ class Workload:
             op.attempts += 1
             op.sent_at = time.monotonic()
             try:
-                resp = await http.post(path, json=body, headers={"Idempotency-Key": key} if key else {})
+                resp = await http.post(self._url(path), json=body, headers={"Idempotency-Key": key} if key else {})
             except (httpx.TimeoutException, httpx.TransportError):
                 status = None
             else:
@@ -157,7 +164,7 @@ class Workload:
             try:
                 # A new connection each time, so probes reach every API worker process.
                 resp = await http.post(
-                    f"/v1/tenants/{self.tenant}/accounts/{self.probe_account}/grants",
+                    self._url(f"/v1/tenants/{self.tenant}/accounts/{self.probe_account}/grants"),
                     json={"amount": 1},
                     timeout=1.0,
                     headers={"Idempotency-Key": f"probe-{i}", "Connection": "close"},
@@ -175,7 +182,7 @@ class Workload:
 
         while not self._stop.is_set():
             try:
-                status = (await http.get("/health/ready", timeout=1.0)).status_code
+                status = (await http.get(self._url("/health/ready"), timeout=1.0)).status_code
             except (httpx.TimeoutException, httpx.TransportError):
                 status = 0
             self.ready.append((time.monotonic(), status))
