@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg.rows import dict_row
@@ -259,7 +259,16 @@ def seed_bank(url: str, tenant: str = TENANT, accounts: int = ACCOUNTS) -> tuple
     return ids[:-1], ids[-1], api_key
 
 
-def verify(cluster: Cluster, work: Workload, tenant: str = TENANT) -> dict[str, Any]:
+class Nodes(Protocol):
+    """What verify() needs of a cluster: a superuser URL of the primary and the nodes accepting writes."""
+
+    @property
+    def layout(self) -> Any: ...
+
+    def writable_nodes(self) -> list[str]: ...
+
+
+def verify(cluster: Nodes, work: Workload, tenant: str = TENANT) -> dict[str, Any]:
     """Check the ledger on the settled cluster against what the clients were told.
 
     Returns figures and a list of problems (empty when everything holds)."""
