@@ -204,3 +204,23 @@ def test_ha_pgbackrest_point_in_time_restore(cluster: Cluster, tmp_path_factory)
 def _cron_jobs(cluster: Cluster) -> list[tuple]:
     with psycopg.connect(cluster.layout.url(), connect_timeout=3) as conn:
         return conn.execute("SELECT jobname, schedule, command FROM cron.job ORDER BY jobname").fetchall()
+
+
+def test_ha_rolling_restart_under_load_loses_nothing(cluster: Cluster, api: str) -> None:
+    """Replicas restarted first, a switchover, then the old primary (shieldx_local.rolling), under the workload."""
+    from shieldx_local.rolling import rehearse
+
+    result = rehearse(cluster, api, before_s=2.0, after_s=2.0, clients=16)
+    print({k: v for k, v in result.items() if k != "problems"})
+    assert result["problems"] == []
+    assert result["lost_acked_ops"] == 0
+    assert result["unexpected"] == []
+    assert set(result["counts"]) <= {"acked", "refused"}, result["counts"]
+    assert result["counts"]["acked"] > 0
+    # Every node restarted, the old primary last, after one switchover to the synchronous standby.
+    assert result["restarted"] == sorted(cluster.layout.names)
+    assert result["order"][-1] == result["old_leader"] and result["new_leader"] != result["old_leader"]
+    before, after = result["timelines_before"], result["timelines_after"]
+    assert len(set(after.values())) == 1 and min(after.values()) == max(before.values()) + 1
+    # The API stayed ready throughout (readiness does not follow the database).
+    assert result["ready_statuses"] == [200]
