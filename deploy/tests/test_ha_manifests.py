@@ -166,6 +166,7 @@ def test_ha_checkov_catches_a_writable_root_filesystem(tools: Path, tmp_path: Pa
 def test_ha_manifests_declare_replicas_probes_and_hardening() -> None:
     db = find("StatefulSet", "shieldx-db")
     assert db["spec"]["replicas"] == 3
+    assert db["spec"]["updateStrategy"] == {"type": "OnDelete"}  # rolled in Patroni's order, by hand
     pod = db["spec"]["template"]["spec"]
     required = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert required[0]["topologyKey"] == "kubernetes.io/hostname"

@@ -67,12 +67,18 @@ def rolling_restart(cluster: Cluster, say: Callable[[str], None] = lambda messag
     say("switching over to the synchronous standby")
     t0 = time.monotonic()
     new_leader = cluster.switchover()
-    switchover_s = time.monotonic() - t0
+    t1 = time.monotonic()
     wait_until(cluster.healthy, 120, "the old primary to follow as a standby", 0.5)
     say(f"restarting the old primary {leader}")
     restart_member(cluster, leader)
     order.append(leader)
-    return {"old_leader": leader, "new_leader": new_leader, "order": order, "switchover_s": switchover_s}
+    return {
+        "old_leader": leader,
+        "new_leader": new_leader,
+        "order": order,
+        "switchover_s": t1 - t0,
+        "switchover_window": (t0, t1),
+    }
 
 
 def rehearse(
@@ -104,6 +110,9 @@ def rehearse(
             "unexpected": work.unexpected,
             "rolling_s": t1 - t0,
             "longest_write_gap_s": longest_gap(work, t0, t1),
+            # The same while the replicas restart, before the switchover (with strict synchronous
+            # replication commits wait while the synchronous standby restarts, until Patroni names another).
+            "restarts_write_gap_s": longest_gap(work, t0, done["switchover_window"][0]),
             "ready_statuses": sorted({s for t, s in work.ready if t0 <= t <= t1}),
         }
     )
