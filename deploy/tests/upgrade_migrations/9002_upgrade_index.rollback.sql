@@ -1,2 +1,2 @@
--- transactional: false
+-- Runs outside a transaction too (the migration is non-transactional).
 DROP INDEX CONCURRENTLY IF EXISTS credits.accounts_upgrade_note;
