@@ -193,3 +193,20 @@ def test_function_files_never_drop_a_public_function():
         if not m.group(2).startswith("_")
     ]
     assert public == []
+
+
+def test_a_function_reload_blocked_by_a_writer_waits_lock_timeout_then_retries(dsn, caplog):
+    """Re-creating a trigger needs a lock that conflicts with writes: the reload waits at most lock_timeout
+    (so writers are never queued behind it for longer) and is tried again, whole, once the writer is done."""
+    writer = psycopg.connect(dsn)
+    writer.execute("LOCK TABLE credits.holds IN ROW EXCLUSIVE MODE")  # what an open write transaction holds
+    release = threading.Timer(1.5, writer.rollback)
+    release.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="shieldx.schema"):
+            applied = schema.reload_functions(dsn, force=True, lock_timeout="200ms", attempts=10)
+    finally:
+        release.join()
+        writer.close()
+    assert "credits/holds.sql" in applied
+    assert "reloading the function files: lock timeout (attempt 1 of 10)" in caplog.text
