@@ -1,8 +1,9 @@
 """A release and its rollback under a steady workload through the API (shieldx_local.upgrade).
 
-Expand migrations (a column; an index built concurrently, non-transactional)
-and a new function overload are applied while the old API serves; the new API
-serves next to the old one, the old one is stopped; then the API and the schema
+The new release's API process starts first and is not ready while its
+migrations are pending. Expand migrations (a column; an index built
+concurrently, non-transactional) and a new function overload are applied while
+the old API serves; the new API then serves next to the old one, the old one is stopped; then the API and the schema
 are rolled back, still under load. No request may fail beyond retryable 503s
 (retried with the same Idempotency-Key), every acknowledged operation is in the
 ledger once, the ledger reconciles and the audit chain verifies. The figures
@@ -24,6 +25,10 @@ def test_release_and_rollback_under_load_fail_no_request(dsn, tmp_path):
     print({k: v for k, v in result.items() if k != "problems"})
     assert result["applied"] == ["9001_upgrade_expand", "9002_upgrade_index"]
     assert result["rolled_back"] == ["9002_upgrade_index", "9001_upgrade_expand"]
+    # The new release's process was live but not ready before its migrations ran (no traffic for it).
+    status, body = result["new_readiness_before_migrate"]
+    assert status == 503 and body["reason"] == "migrations pending"
+    assert body["migrations_pending"] == ["9001_upgrade_expand", "9002_upgrade_index"]
     assert result["problems"] == []
     assert result["unexpected"] == [] and result["failed_requests"] == 0
     # Once retries are counted, every operation got a definite answer.

@@ -6,10 +6,11 @@ pods; removing a process from that list before stopping it is what taking a pod
 out of the endpoints does. The steps, in order (docs/operations/upgrades.md):
 
 1. the old release serves (API process `old`), the workload runs;
-2. migrate to the new release: the expand migrations (a column, an index built
+2. the new release's API process starts: live, but not ready (its migrations
+   are pending), so it gets no requests;
+3. migrate to the new release: the expand migrations (a column, an index built
    concurrently) and the new release's function files (a new overload), while
-   the old API serves;
-3. the new API process starts and serves next to the old one;
+   the old API serves; the new process turns ready and serves next to the old one;
 4. the old process is taken out, then stopped;
 5. rollback of the API: an old-release process starts, the new one is taken out
    and stopped;
@@ -18,13 +19,16 @@ out of the endpoints does. The steps, in order (docs/operations/upgrades.md):
 7. the workload stops; every acknowledged operation is checked against the
    ledger, `credits.reconcile()` must be empty and `audit.verify()` ok.
 
-Both "releases" are the same code here; the new one is told about the fixture
-migrations and function files (deploy/tests/upgrade_*), and the old one runs
-on a schema it does not know (expand), which is what a rolling release does.
+Both "releases" run the same code here; the new one's files (SHIELDX_ROOT, see
+release_tree) add the fixture migrations (deploy/tests/upgrade_migrations), and
+its migrate applies those and the fixture function file
+(deploy/tests/upgrade_functions). The old one runs on a schema it does not know
+(expand), which is what a rolling release does.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -37,7 +41,7 @@ import psycopg
 from shieldx import schema
 
 from .private import api_server, ready
-from .processes import wait_until
+from .processes import http_json, wait_until
 from .state import ROOT
 from .workload import Workload, seed_bank, verify
 
@@ -88,11 +92,12 @@ def rehearse(
     log_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as servers:
 
-        def serve(name: str) -> tuple[str, ExitStack]:
+        def serve(name: str, env: dict[str, str] | None = None, wait_ready: bool = True) -> tuple[str, ExitStack]:
             own = ExitStack()
-            base = own.enter_context(api_server(app_url, log_dir / f"api-{name}.log"))
+            base = own.enter_context(api_server(app_url, log_dir / f"api-{name}.log", env=env))
             servers.callback(own.close)  # stopped at the end in any case (a no-op once closed)
-            wait_until(lambda: ready(base), 30, f"the {name} API to be ready")
+            if wait_ready:
+                wait_until(lambda: ready(base), 30, f"the {name} API to be ready")
             return base, own
 
         old, old_proc = serve("old")
@@ -100,11 +105,15 @@ def rehearse(
         work.start()
         servers.callback(lambda: work.stop() if work._thread is not None and work._thread.is_alive() else None)
         time.sleep(before_s)
+        # The new release's first pod starts before its migrations ran: live, not ready.
+        steps["release_start"] = time.monotonic()
+        new, new_proc = serve("new", env={"SHIELDX_ROOT": str(release_tree(log_dir / "release"))}, wait_ready=False)
+        readiness_before = http_json(new + "/health/ready")
         say("migrating to the new release under load")
         steps["migrate_start"] = time.monotonic()
         applied = schema.migrate(admin_url, extra_migrations=[MIGRATIONS], extra_functions=[FUNCTIONS])
         steps["migrate_end"] = time.monotonic()
-        new, new_proc = serve("new")
+        wait_until(lambda: ready(new), 30, "the new API to be ready once its migrations ran")
         say("old and new API side by side")
         work.bases[:] = [old, new]
         time.sleep(side_by_side_s)
@@ -128,7 +137,7 @@ def rehearse(
         time.sleep(1.5)
         work.stop()
     result = verify(SingleNode(admin_url), work, tenant)
-    t0, t1 = steps["migrate_start"], steps["rollback_end"]
+    t0, t1 = steps["release_start"], steps["rollback_end"]
     latencies = [
         (op.sent_at, op.acked_at - op.sent_at)
         for op in work.ops
@@ -137,6 +146,7 @@ def rehearse(
     result.update(
         {
             "applied": applied,
+            "new_readiness_before_migrate": readiness_before,
             "rolled_back": rolled,
             "new_function": new_call,
             "retries": work.retries,
@@ -144,12 +154,26 @@ def rehearse(
             "failed_requests": len(work.unexpected),
             "p99_ms_before": _p99_ms([d for t, d in latencies if t < t0]),
             "p99_ms_during": _p99_ms([d for t, d in latencies if t0 <= t <= t1]),
-            "migrate_s": steps["migrate_end"] - t0,
+            "migrate_s": steps["migrate_end"] - steps["migrate_start"],
             "rollback_s": steps["rollback_end"] - steps["rollback_start"],
             "acked_during": sum(1 for t, _ in latencies if t0 <= t <= t1),
         }
     )
     return result
+
+
+def release_tree(base: Path) -> Path:
+    """The new release's files as its API process sees them (SHIELDX_ROOT): db/migrations holds the
+    current migrations and the release's own; db/functions is the current one."""
+    migrations = base / "db" / "migrations"
+    if base.exists():
+        shutil.rmtree(base)
+    migrations.mkdir(parents=True)
+    for folder in (schema.MIGRATIONS_DIR, MIGRATIONS):
+        for path in folder.iterdir():
+            (migrations / path.name).symlink_to(path)
+    (base / "db" / "functions").symlink_to(schema.FUNCTIONS_DIR)
+    return base
 
 
 def _call_new_function(app_url: str, tenant: str, account: int) -> dict[str, Any]:
