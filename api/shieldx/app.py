@@ -17,6 +17,7 @@ from .config import Settings
 from .db import Database, make_pool
 from .errors import HANDLERS, catalog
 from .routes import all_routes
+from .routes.health import check_schema
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await pool.open(wait=False)
         try:
             await catalog.refresh(database)
+            await check_schema(database, settings.pool_timeout)  # readiness knows its schema from the start
         except Exception:  # noqa: BLE001, S110 - database not up yet: readiness says so; errors map on first success
             pass
         try:

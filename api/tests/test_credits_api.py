@@ -121,12 +121,20 @@ def test_health(client):
 
 
 def test_readiness_reports_pending_migrations(client, dsn):
+    """Checked at start-up, then again once the last check is SCHEMA_CHECK_S old (a schema rolled back under it)."""
+    import time
+
     import psycopg
 
+    from shieldx.routes.health import SCHEMA_CHECK_S
+
+    assert client.get("/health/ready").status_code == 200
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DELETE FROM public._yoyo_migration WHERE migration_id = '0004_credits'")
+    time.sleep(SCHEMA_CHECK_S + 0.2)
     r = client.get("/health/ready")
     assert r.status_code == 503 and r.json()["migrations_pending"] == ["0004_credits"]
+    assert r.json()["reason"] == "migrations pending"
 
 
 def test_openapi_and_docs_are_served(client):

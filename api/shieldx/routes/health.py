@@ -43,12 +43,17 @@ class SchemaSeen:
 _seen: weakref.WeakKeyDictionary[Database, SchemaSeen] = weakref.WeakKeyDictionary()
 
 
-async def _schema(db: Database) -> SchemaSeen:
+async def check_schema(db: Database, timeout: float = SCHEMA_CHECK_TIMEOUT_S) -> SchemaSeen:
+    """The schema as last seen by this process; checked again when older than SCHEMA_CHECK_S.
+
+    Also run once at start-up (app.py), so every worker process knows its schema
+    before a probe reaches it: a worker first asked during an outage would
+    otherwise not know, and turn the pod unready."""
     seen = _seen.setdefault(db, SchemaSeen())
     if time.monotonic() - seen.checked_at < SCHEMA_CHECK_S:
         return seen
     try:
-        row = await asyncio.wait_for(db.one("SELECT * FROM ops.health()"), SCHEMA_CHECK_TIMEOUT_S)
+        row = await asyncio.wait_for(db.one("SELECT * FROM ops.health()"), timeout)
     except Exception as exc:  # noqa: BLE001 - the database's state is reported, not raised
         seen.reachable, seen.error = False, type(exc).__name__
         return seen
@@ -72,7 +77,7 @@ async def ready(request: Request) -> Response[Readiness]:
     # The app's Database itself, not the `db` dependency: that one first loads the
     # error catalog, which would make the probe wait on the database.
     db: Database = request.app.state.database
-    seen = await _schema(db)
+    seen = await check_schema(db)
     if db.pool.closed:
         reason: str | None = "connection pool closed"
     elif seen.pending is None:
