@@ -13,7 +13,9 @@
 # Used by deploy/local/cluster.sh (single node) and the HA harness
 # (deploy/local/shieldx_local), which gives every node a copy of one keyring.
 set -euo pipefail
-OSUSER=postgres
+# The files' owner: the server's OS user (SHIELDX_KEYRING_OWNER to make a
+# keyring elsewhere, e.g. for the Kubernetes Secrets in deploy/k8s/13-db-statefulset.yaml).
+OSUSER="${SHIELDX_KEYRING_OWNER:-postgres}"
 PURPOSES="audit payment subject"
 
 create() {
