@@ -13,8 +13,11 @@ restore_s  from the start of `pgbackrest restore` until the scratch node has
            finished recovery and passed both checks.
 rpo_s      the data a lost cluster would lose at the drill's moment: the commit
            time of a row written on the primary just before the restore (an
-           acknowledged commit) minus the time of the last transaction the
-           scratch node replayed from the archive (pg_last_xact_replay_timestamp()).
+           acknowledged commit) minus the time of the newest commit the scratch
+           node has: the latest of the last transaction it replayed from the
+           archive (pg_last_xact_replay_timestamp()), its newest probe row and its
+           newest journal entry (created_at, the entry's transaction start: a
+           few milliseconds early at most, so rpo_s errs on the high side).
            WAL reaches the archive a segment (16 MB) at a time, when a segment
            fills or after `archive_timeout` (300 s); nothing forces a switch here,
            so this is the window of a real loss at that moment, bounded by
@@ -152,6 +155,7 @@ def restore_drill(
         with psycopg.connect(node.url(), autocommit=True, connect_timeout=5) as conn:
             mismatches = conn.execute("SELECT * FROM credits.reconcile()").fetchall()
             verify_cols = ("ok", "entries_checked", "streams_checked", "broken_streams", "stream", "seq", "problem")
+            newest_entry = scalar(conn, "SELECT max(created_at) FROM credits.entries")
             counts = {
                 "entries": scalar(conn, "SELECT count(*) FROM credits.entries"),
                 "checkpoints": scalar(conn, "SELECT count(*) FROM audit.checkpoints"),
@@ -166,10 +170,12 @@ def restore_drill(
         restore_s = time.monotonic() - started
         with psycopg.connect(node.url("postgres"), autocommit=True, connect_timeout=5) as conn:
             replayed_at = scalar(conn, "SELECT pg_last_xact_replay_timestamp()")
+            has_table = scalar(conn, f"SELECT to_regclass('{PROBE_TABLE}') IS NOT NULL")
             has_probe = bool(
-                scalar(conn, f"SELECT to_regclass('{PROBE_TABLE}') IS NOT NULL")
-                and scalar(conn, f"SELECT count(*) FROM {PROBE_TABLE} WHERE id = %s", (probe_id,))
+                has_table and scalar(conn, f"SELECT count(*) FROM {PROBE_TABLE} WHERE id = %s", (probe_id,))
             )
+            newest_probe = scalar(conn, f"SELECT max(at) FROM {PROBE_TABLE}") if has_table else None
+        newest = max((t for t in (replayed_at, newest_probe, newest_entry) if t is not None), default=None)
     finally:
         say("stopping and deleting the scratch node")
         node.stop_and_delete()
@@ -179,8 +185,9 @@ def restore_drill(
         "reconcile": [list(map(str, r)) for r in mismatches],
         "verify": verify,
         "restore_s": restore_s,
-        "rpo_s": max(0.0, (acked_at - replayed_at).total_seconds()) if replayed_at else None,
+        "rpo_s": max(0.0, (acked_at - newest).total_seconds()) if newest else None,
         "last_acked_commit": acked_at.isoformat(),
+        "newest_restored_commit": newest.isoformat() if newest else None,
         "last_replayed_commit": replayed_at.isoformat() if replayed_at else None,
         "probe_restored": has_probe,
         "restored_counts": counts,
