@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from shieldx_local.cluster import Cluster
-from shieldx_local.drill import restore_drill, scratch_dirs
+from shieldx_local.drill import ScratchNode, restore_drill, scratch_dirs
 from shieldx_local.private import api_server, private_cluster, ready
 from shieldx_local.processes import PGBIN, as_postgres, free_port, missing_binaries, pg_env, pg_ids, wait_until
 from shieldx_local.workload import failover, switchover
@@ -239,6 +239,27 @@ def test_ha_restore_drill(cluster: Cluster) -> None:
     # The scratch node is gone; the cluster is untouched.
     assert scratch_dirs(cluster) == []
     assert cluster.healthy()
+
+
+def test_ha_restored_node_without_the_keyring_cannot_verify(cluster: Cluster) -> None:
+    """The keys travel apart from the backup: restored on a host without the keyring, audit.verify()
+    cannot check the checkpoints' signatures (SX202) and card data stays unreadable."""
+    node = ScratchNode(cluster, "restore-nokeys")
+    try:
+        node.restore(keys=False)
+        node.start()
+        with psycopg.connect(node.url(), autocommit=True, connect_timeout=5) as conn:
+            assert conn.execute("SELECT count(*) FROM audit.checkpoints").fetchone()[0] > 0
+            with pytest.raises(psycopg.Error) as refused:
+                conn.execute("SELECT * FROM audit.verify()")
+            assert refused.value.sqlstate == "SX202"
+            entry = conn.execute("SELECT entry_id FROM vault.payments LIMIT 1").fetchone()[0]
+            with pytest.raises(psycopg.Error) as unreadable:
+                conn.execute("SELECT vault._reveal(%s)", (entry,))
+            assert unreadable.value.sqlstate == "SX202"
+    finally:
+        node.stop_and_delete()
+    assert not node.dir.exists()
 
 
 def _keys_work_on_primary(cluster: Cluster, leader: str, tag: str) -> None:

@@ -77,20 +77,22 @@ class ScratchNode:
     def url(self, dbname: str = DBNAME) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
 
-    def restore(self, *args: str) -> None:
-        """Restore the repository's latest backup (pgbackrest options `args`) and give the node the keys."""
+    def restore(self, *args: str, keys: bool = True) -> None:
+        """Restore the repository's latest backup (pgbackrest options `args`) and give the node the keys
+        (with keys=False its shieldx.key_dir names an empty folder: a host without the keyring)."""
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
         self.dir.chmod(0o700)
         chown(self.dir)
         self.cluster.restore(self.data, *args)
         # The keys travel apart from the backup (it never contains them): the same keyring as every node.
-        subprocess.run(
-            [str(KEYRING_SH), "copy", str(self.cluster.layout.keyring), str(self.keys)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        if keys:
+            subprocess.run(
+                [str(KEYRING_SH), "copy", str(self.cluster.layout.keyring), str(self.keys)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
         with open(self.data / "postgresql.auto.conf", "a") as conf:
             conf.write(f"\n# restore drill: this node's keyring\nshieldx.key_dir = '{self.keys}'\n")
 
