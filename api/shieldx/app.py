@@ -16,6 +16,7 @@ from .breaker import Breaker, CircuitOpen, circuit_open_handler
 from .config import Settings
 from .db import Database, make_pool
 from .errors import HANDLERS, catalog
+from .observability.wiring import install as install_observability
 from .routes import all_routes
 
 
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers={**HANDLERS, ApiProblem: problem_handler, CircuitOpen: circuit_open_handler},  # type: ignore[dict-item]
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
+        logging_config=None,  # JSON logs: shieldx/observability/logging.py
         openapi_config=OpenAPIConfig(
             title="ShieldX Credits & Shadow",
             version="1.0.0",
@@ -58,4 +60,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
     )
     document(app)  # the guard's and error handlers' answers, in OpenAPI
+    install_observability(app, settings, pool, database, key_auth)  # metrics, request ids, JSON logs
     return app

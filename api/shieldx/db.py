@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .breaker import Breaker
 from .config import Settings
+from .observability.context import saw_row, tag  # request id in each statement; replays seen
 
 # A connection returned to the pool less than this long ago is handed out
 # without a round trip to check it: a failure on it is reported as 503
@@ -76,12 +77,15 @@ class Database:
 
     async def one(self, query: str, params: Sequence[Any] = ()) -> dict[str, Any]:
         async with self.breaker.connection(self.pool) as conn:
-            cur = await conn.execute(query, params)
+            text = tag(query)  # a text unique per request is sent unprepared (prepare=False)
+            cur = await conn.execute(text, params, prepare=None if text is query else False)
             row = await cur.fetchone()
         assert row is not None, query
+        saw_row(row)
         return row
 
     async def all(self, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         async with self.breaker.connection(self.pool) as conn:
-            cur = await conn.execute(query, params)
+            text = tag(query)
+            cur = await conn.execute(text, params, prepare=None if text is query else False)
             return await cur.fetchall()
