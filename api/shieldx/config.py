@@ -29,7 +29,7 @@ class Settings(msgspec.Struct, frozen=True):
     breaker_threshold: int = 3
     breaker_open_s: float = 2.0
     # Observability (shieldx/observability): Prometheus metrics, the JSON line per request,
-    # the request id as an SQL comment before each statement, and the log level.
+    # the request id handed to PostgreSQL (application_name), and the log level.
     metrics: bool = True
     request_log: bool = True
     sql_request_id: bool = True

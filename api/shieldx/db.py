@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .breaker import Breaker
 from .config import Settings
-from .observability.context import saw_row, tag  # request id in each statement; replays seen
+from .observability.context import saw_row, statement  # request id -> application_name; replays seen
 
 # A connection returned to the pool less than this long ago is handed out
 # without a round trip to check it: a failure on it is reported as 503
@@ -77,8 +77,7 @@ class Database:
 
     async def one(self, query: str, params: Sequence[Any] = ()) -> dict[str, Any]:
         async with self.breaker.connection(self.pool) as conn:
-            text = tag(query)  # a text unique per request is sent unprepared (prepare=False)
-            cur = await conn.execute(text, params, prepare=None if text is query else False)
+            cur = await conn.execute(*statement(query, params))
             row = await cur.fetchone()
         assert row is not None, query
         saw_row(row)
@@ -86,6 +85,5 @@ class Database:
 
     async def all(self, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         async with self.breaker.connection(self.pool) as conn:
-            text = tag(query)
-            cur = await conn.execute(text, params, prepare=None if text is query else False)
+            cur = await conn.execute(*statement(query, params))
             return await cur.fetchall()

@@ -207,9 +207,9 @@ def test_request_id_reaches_the_log_and_postgresql(server):
 
                     def waiting() -> list:
                         return watcher.execute(
-                            "SELECT usename, query FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                            "AND query LIKE %s",
-                            (f"/* request_id={rid} */ %",),
+                            "SELECT usename, query FROM pg_stat_activity "
+                            "WHERE wait_event_type = 'Lock' AND application_name = %s",
+                            (f"shieldx-api {rid}",),
                         ).fetchall()
 
                     rows = _until(waiting, timeout=20)

@@ -4,29 +4,42 @@ database seam and the error hooks.
 The middleware sets one `RequestContext` per HTTP request; code below it (the
 guard, handlers, the database seam) reads or fills it. Dependencies Litestar
 resolves in child tasks see the same object (contexts are copied shallowly).
+
+The database sees the request id as its session's `application_name`
+("shieldx-api <request id>"): pg_stat_activity shows it next to the running
+statement, and the server log shows it wherever log_line_prefix has %a. It is
+set by the statement itself (`statement` below wraps the query so that it first
+calls set_config with the id as a bound parameter): no extra round trip, and the
+text stays the same for every request, so each statement stays prepared. A
+comment with the id in front of the text would be simpler but makes every text
+unique, hence parsed and planned on every call: measured at about 100 µs more per
+statement than the prepared one, against about 15 µs for this wrapper.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
 
 # What an incoming X-Request-ID may be: at most 128 printable characters from a
-# set that cannot end an SQL comment (no `*`), start a placeholder (no `%`),
-# break a header or a log line. Anything else is replaced by a fresh id.
+# set that cannot break a header, a log line or an SQL comment (no `*`, no `%`,
+# no spaces or quotes). Anything else is replaced by a fresh id.
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._~:@+=/-]{1,128}")
 
 
+APPLICATION = "shieldx-api"
+
+
 class RequestContext:
-    __slots__ = ("replayed", "request_id", "sql_comment")
+    __slots__ = ("application_name", "replayed", "request_id")
 
     def __init__(self, request_id: str, sql_tag: bool = True) -> None:
         self.request_id = request_id
-        # Prefixed to every statement the API sends for this request: a DBA sees it in
-        # pg_stat_activity.query and in the server's statement and error logs.
-        self.sql_comment = f"/* request_id={request_id} */ " if sql_tag else ""
+        # PostgreSQL shows the first 63 bytes: ids up to 51 characters are shown whole.
+        self.application_name = f"{APPLICATION} {request_id}" if sql_tag else None
         self.replayed = False  # an idempotent call answered with its original result
 
 
@@ -45,10 +58,27 @@ def request_id_from(raw: bytes | None) -> str:
     return uuid.uuid4().hex
 
 
-def tag(query: str) -> str:
-    """The statement as sent to PostgreSQL: prefixed with the request id, if serving a request."""
+# The query runs only after set_config: a LATERAL subquery that refers to _s is on the
+# inner side of the join, and OFFSET 0 keeps the planner from flattening it away.
+_WRAP = (
+    "SELECT _q.* FROM (SELECT pg_catalog.set_config('application_name', %s, false) AS _rid) AS _s, "
+    "LATERAL (SELECT * FROM ({}) AS _i WHERE _s._rid IS NOT NULL OFFSET 0) AS _q"
+)
+_wrapped: dict[str, str] = {}
+
+
+def statement(query: str, params: Sequence[Any]) -> tuple[str, Sequence[Any]]:
+    """The SELECT and its parameters as sent to PostgreSQL: while serving a request, made to
+    set application_name to the request's first (see the module's docstring)."""
     ctx = current.get()
-    return ctx.sql_comment + query if ctx is not None and ctx.sql_comment else query
+    if ctx is None or ctx.application_name is None or isinstance(params, dict):
+        return query, params
+    text = _wrapped.get(query)
+    if text is None:
+        text = _WRAP.replace("{}", query)
+        if len(_wrapped) < 1024:  # the API's queries are constants: a few dozen texts
+            _wrapped[query] = text
+    return text, (ctx.application_name, *params)
 
 
 def saw_row(row: Any) -> None:

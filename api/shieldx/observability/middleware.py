@@ -31,8 +31,8 @@ def _tenant(scope: dict[str, Any]) -> str | None:
 
 
 def observe(app: Any, metrics: bool = True, request_log: bool = True, sql_tag: bool = True) -> Any:
-    """Wrap an ASGI app. `metrics`, `request_log` and `sql_tag` (the request id in a comment
-    before every SQL statement) False leave only the X-Request-ID header handling."""
+    """Wrap an ASGI app. `metrics`, `request_log` and `sql_tag` (the request id as the database
+    session's application_name) False leave only the X-Request-ID header handling."""
     if metrics:
         from .metrics import IN_FLIGHT, observe_request
 
