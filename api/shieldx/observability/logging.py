@@ -160,7 +160,7 @@ class JsonStreamHandler(logging.StreamHandler):
         logging.Handler.__init__(self, level)
         self.setFormatter(JsonFormatter())
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 
@@ -179,7 +179,7 @@ def configure(level: str = "INFO") -> None:
     level = level_name(level)
     # A record need not know its source line, thread or process name: finding the caller's
     # frame and names is most of the cost of a log call, paid on every request.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
     root = logging.getLogger()
