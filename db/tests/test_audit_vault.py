@@ -14,11 +14,16 @@ import pytest
 from psycopg.rows import dict_row
 
 from helpers import call, raises, setup_accounts
-from shieldx.paths import ROOT
 
 PAN = "4111111111111111"
 PAN2 = "5555555555554444"
-SERVER_LOG = ROOT / ".local" / "pg" / "server.log"
+
+
+def server_log(db) -> Path:
+    """The local cluster's log file (cluster.sh starts it with pg_ctl -l <data>/server.log)."""
+    log = Path(db.execute("SHOW data_directory").fetchone()["data_directory"]) / "server.log"
+    assert log.exists(), f"no server log at {log}"
+    return log
 
 
 def top_up(conn, account, key, pan=PAN, subject="subject-1", tenant="acme"):
@@ -52,7 +57,8 @@ def everything_as_text(db) -> str:
 def test_top_up_encrypts_the_card_and_shows_only_the_last_four_digits(db, connect):
     a, _ = setup_accounts(db)
     app = connect("shieldx_app")
-    log_start = SERVER_LOG.stat().st_size if SERVER_LOG.exists() else 0
+    log = server_log(db)
+    log_start = log.stat().st_size
     r = top_up(app, a, "pay-1")
     assert r["card"] == "**** **** **** 1111" and r["amount"] == 50 and not r["replayed"]
     assert top_up(app, a, "pay-1")["replayed"]
@@ -69,11 +75,10 @@ def test_top_up_encrypts_the_card_and_shows_only_the_last_four_digits(db, connec
     text = everything_as_text(db)
     assert PAN not in text and "4111111111111112" not in text and "Jane Doe" not in text
     assert "1111" in text  # the last four digits are kept
-    if SERVER_LOG.exists():
-        with open(SERVER_LOG, "rb") as f:
-            f.seek(log_start)
-            tail = f.read().decode(errors="replace")
-        assert PAN not in tail and "4111111111111112" not in tail
+    with open(log, "rb") as f:
+        f.seek(log_start)
+        tail = f.read().decode(errors="replace")
+    assert PAN not in tail and "4111111111111112" not in tail
     row = db.execute("SELECT * FROM vault.payments").fetchone()
     assert len(bytes(row["pan_ct"])) == 2 + len(row["key_id"]) + 12 + len(PAN) + 16  # header, 96-bit nonce, tag
 

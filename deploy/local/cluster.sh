@@ -1,24 +1,43 @@
 #!/usr/bin/env bash
-# The project's own local PostgreSQL 15 cluster: data in .local/pg, run by the
-# unprivileged `postgres` OS user (the server refuses to run as root).
-# Usage: cluster.sh init|start|stop|status|url
+# The project's own local PostgreSQL 15 cluster, run by the unprivileged
+# `postgres` OS user (the server refuses to run as root).
+# Usage: cluster.sh init|start|stop|status|url|state-dir|log
+#
+# Its state (data, socket, key files) lives where that user can reach it:
+#   $SHIELDX_STATE_DIR if set; else <repo>/.local if the postgres user can
+#   traverse the repository; else /var/lib/shieldx/<repo name>-<8 hex of the
+#   SHA-256 of the repo path> (a clone under /root, mode 700, say).
+# `cluster.sh state-dir` prints the folder in use.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 PGBIN=/usr/lib/postgresql/15/bin
-PGDATA="${SHIELDX_PGDATA:-$ROOT/.local/pg}"
-RUNDIR="$ROOT/.local/run"
-PORT="${SHIELDX_PGPORT:-55432}"
 OSUSER=postgres
-KEYDIR="${SHIELDX_KEYDIR:-$ROOT/.local/keys}"
-DBNAME="${SHIELDX_DBNAME:-shieldx}"
 
 as_pg() {
-  if [ "$(id -un)" = "$OSUSER" ]; then "$@"; else runuser -u "$OSUSER" -- "$@"; fi
+  # From /: the postgres user may not be able to enter the current directory.
+  if [ "$(id -un)" = "$OSUSER" ]; then "$@"; else (cd / && runuser -u "$OSUSER" -- "$@"); fi
 }
 
+state_dir() {
+  if [ -n "${SHIELDX_STATE_DIR:-}" ]; then echo "$SHIELDX_STATE_DIR"; return; fi
+  if as_pg test -x "$ROOT" 2>/dev/null; then echo "$ROOT/.local"; return; fi
+  echo "/var/lib/shieldx/$(basename "$ROOT")-$(printf '%s' "$ROOT" | sha256sum | cut -c1-8)"
+}
+
+STATE="$(state_dir)"
+PGDATA="${SHIELDX_PGDATA:-$STATE/pg}"
+RUNDIR="$STATE/run"
+PORT="${SHIELDX_PGPORT:-55432}"
+KEYDIR="${SHIELDX_KEYDIR:-$STATE/keys}"
+DBNAME="${SHIELDX_DBNAME:-shieldx}"
+
 init() {
-  mkdir -p "$ROOT/.local" "$RUNDIR"
+  mkdir -p "$STATE" "$RUNDIR"
   chown "$OSUSER:$OSUSER" "$RUNDIR"
+  if ! as_pg test -x "$STATE"; then
+    echo "cluster.sh: the postgres OS user cannot reach $STATE; set SHIELDX_STATE_DIR to a folder it can reach" >&2
+    exit 1
+  fi
   if [ ! -s "$PGDATA/PG_VERSION" ]; then
     mkdir -p "$PGDATA"; chown "$OSUSER:$OSUSER" "$PGDATA"; chmod 700 "$PGDATA"
     as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth-local=trust --auth-host=trust \
@@ -73,9 +92,21 @@ running() { as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; }
 start() {
   init
   if ! running; then
-    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 60 start >/dev/null
+    if ! as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 60 start >/dev/null; then
+      echo "cluster.sh: PostgreSQL did not start; the last lines of its log, $PGDATA/server.log:" >&2
+      tail -n 20 "$PGDATA/server.log" >&2 || true
+      exit 1
+    fi
   fi
   "$PGBIN/pg_isready" -h 127.0.0.1 -p "$PORT" -t 30 >/dev/null
+  # The server on this port must be this cluster, not another clone's.
+  local serving
+  serving="$("$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAtX -c "SHOW data_directory")"
+  if [ "$serving" != "$PGDATA" ]; then
+    echo "cluster.sh: port $PORT is served by another cluster ($serving), not $PGDATA;" \
+         "stop that one or set SHIELDX_PGPORT" >&2
+    exit 1
+  fi
   "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAtX -v ON_ERROR_STOP=1 \
     -c "SELECT 1 FROM pg_database WHERE datname = '$DBNAME'" | grep -q 1 \
     || "$PGBIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres "$DBNAME"
@@ -99,5 +130,7 @@ case "${1:-}" in
   stop) stop ;;
   status) if running; then echo "running on 127.0.0.1:$PORT ($PGDATA)"; else echo "stopped"; exit 3; fi ;;
   url) echo "postgresql://postgres@127.0.0.1:$PORT/$DBNAME" ;;
-  *) echo "usage: $0 init|start|stop|status|url" >&2; exit 2 ;;
+  state-dir) echo "$STATE" ;;
+  log) echo "$PGDATA/server.log" ;;
+  *) echo "usage: $0 init|start|stop|status|url|state-dir|log" >&2; exit 2 ;;
 esac

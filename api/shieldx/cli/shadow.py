@@ -17,6 +17,7 @@ from types import ModuleType
 import click
 
 from ..paths import FUNCTIONS_DIR
+from .common import LOCAL_PORT
 
 STATS_PY = FUNCTIONS_DIR / "shadow" / "stats.py"
 STATS_SQL = FUNCTIONS_DIR / "shadow" / "stats.sql"
@@ -163,7 +164,7 @@ def time_p_win(dsn: str, calls: int = 200) -> float:
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT shadow.prob_challenger_better(100001, 900001, 100201, 899801)")  # load + import
-        ms = conn.execute(
+        row = conn.execute(
             """
             WITH t0 AS (SELECT clock_timestamp() AS t),
                  run AS (SELECT sum(shadow.prob_challenger_better(100001, 900001, 100001 + g, 900001 - g)) AS s
@@ -171,29 +172,38 @@ def time_p_win(dsn: str, calls: int = 200) -> float:
             SELECT extract(epoch FROM clock_timestamp() - t0.t) * 1000 / %s FROM t0, run WHERE run.s IS NOT NULL
         """,
             (calls, calls),
-        ).fetchone()[0]
-    return float(ms)
+        ).fetchone()
+    assert row is not None  # an aggregate always returns one row
+    return float(row[0])
 
 
 def _time_p_win_somewhere(dsn: str, port: int) -> float:
     """Time in `dsn` if its functions are current, else in a scratch database migrated from this tree."""
+    import os
+
     import psycopg
 
-    from ..benchmarks.harness import Harness
+    from .. import schema
 
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            current = conn.execute("SELECT shadow._stats_version() = %s", (stats_version(),)).fetchone()[0]
+            current = conn.execute("SELECT shadow._stats_version() = %s", (stats_version(),)).fetchone() == (True,)
     except psycopg.Error:
         current = False
     if current:
         return time_p_win(dsn)
-    h = Harness(port=port)
-    url = h.fresh_database("shadow_simulate")
+    admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    name = f"shieldx_simulate_{os.getpid()}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = admin.rsplit("/", 1)[0] + f"/{name}"
     try:
+        schema.migrate(url)
         return time_p_win(url)
     finally:
-        h.drop_database(url)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @click.group(help="Shadow evaluation: simulate the decision rule, regenerate stats.sql.")
@@ -210,7 +220,7 @@ def gen_sql() -> None:
 @cli.command(
     "simulate",
     help="Simulate the real decision rule (A/A false positives, power, samples to decision) "
-    "and time P(B > A) at 10^6 per arm; merge the figures into bench/results.json.",
+    "and time P(B > A) at 10^6 per arm. `make bench` records the same figures in bench/results.json.",
 )
 @click.option("--aa-experiments", default=10000, show_default=True)
 @click.option("--looks", default=100, show_default=True, help="Looks per A/A experiment.")
@@ -218,8 +228,7 @@ def gen_sql() -> None:
 @click.option("--power-experiments", default=4000, show_default=True)
 @click.option("--seed", default=20261129, show_default=True)
 @click.option("--dsn", default=None, help="Database for timing P(B > A) (default: the local shieldx database).")
-@click.option("--port", default=55432, show_default=True, help="Local cluster port (for a scratch database).")
-@click.option("--no-save", is_flag=True, help="Print only; do not write bench/results.json.")
+@click.option("--port", default=LOCAL_PORT, show_default=True, help="Local cluster port (for a scratch database).")
 def simulate_cmd(
     aa_experiments: int,
     looks: int,
@@ -228,13 +237,11 @@ def simulate_cmd(
     seed: int,
     dsn: str | None,
     port: int,
-    no_save: bool,
 ) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from ..benchmarks.harness import save_results
     from .common import admin_url
 
     console = Console()
@@ -252,9 +259,7 @@ def simulate_cmd(
         metrics["shadow.p_win_ms_at_1e6"] = _time_p_win_somewhere(dsn or admin_url(), port)
         bar.advance(task)
     metrics["shadow.simulate_seconds"] = time.monotonic() - started
-    if not no_save:
-        save_results(metrics)
-    table = Table(title="shadow simulate" + ("" if no_save else " (merged into bench/results.json)"))
+    table = Table(title="shadow simulate")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in sorted(metrics.items()):

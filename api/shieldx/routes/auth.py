@@ -1,14 +1,12 @@
-"""API key administration (role `admin` of the tenant, or the platform operator),
-and /metrics (Prometheus; see shieldx/observability/metrics.py)."""
+"""API key administration (auth.*): role `admin` of the tenant, or the platform operator."""
 
 from __future__ import annotations
 
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi import ResponseSpec
 
-from ..models_auth import KeyCreated, KeyIn, KeyPage, KeyRevoked, KeyRotated, KeySummary, RotateIn
-from ..observability.metrics import render as render_metrics
-from .params import DB, IdempotencyKey, Limit, created
+from ..models.auth import KeyCreated, KeyIn, KeyPage, KeyRevoked, KeyRotated, KeySummary, RotateKeyIn
+from .params import DB, IdempotencyKey, Limit, created, next_cursor
 
 ADMIN = {"roles": ["admin"]}
 
@@ -36,7 +34,7 @@ class KeysController(Controller):
     async def list_keys(self, tenant_id: str, db: DB, after: str | None = None, limit: Limit = 100) -> KeyPage:
         rows = await db.all("SELECT * FROM auth.list_keys(%s, %s, %s::int)", (tenant_id, after, limit))
         items = [KeySummary(**r) for r in rows]
-        return KeyPage(items=items, next_after=items[-1].key_id if len(items) == limit else None)
+        return KeyPage(items=items, next_after=next_cursor(items, limit, "key_id"))
 
     @post(
         "/{key_id:str}/rotate",
@@ -49,7 +47,7 @@ class KeysController(Controller):
         request: Request,
         tenant_id: str,
         key_id: str,
-        data: RotateIn,
+        data: RotateKeyIn,
         db: DB,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[KeyRotated]:
@@ -66,16 +64,4 @@ class KeysController(Controller):
         return KeyRevoked(**row)
 
 
-@get(
-    "/metrics",
-    tags=["health"],
-    summary="Prometheus metrics: requests, latency, pool, breaker, authentication, refusals (all workers)",
-    media_type="text/plain; version=0.0.4",
-    opt={"public": True},
-)
-async def metrics() -> Response[bytes]:
-    body, content_type = render_metrics()  # shieldx/observability/metrics.py
-    return Response(body, media_type=content_type)
-
-
-ROUTES = [KeysController, metrics]
+ROUTES = [KeysController]

@@ -4,7 +4,7 @@
 -- when _stats_version() changes.
 CREATE OR REPLACE FUNCTION shadow._stats_version()
 RETURNS text LANGUAGE sql IMMUTABLE
-AS $fn$ SELECT '620710c7c08d20b3'::text $fn$;
+AS $fn$ SELECT 'eeaf28ecae97f4ed'::text $fn$;
 
 CREATE OR REPLACE FUNCTION shadow._stats_source()
 RETURNS text LANGUAGE sql IMMUTABLE
@@ -38,15 +38,16 @@ ALPHA_WORSE = 1%. Most of the budget goes to "challenger better", the
 decision that promotes; "challenger worse" only rolls back early, and the
 guardrails and the end of the canary plan cover that side too.
 """
+
 from __future__ import annotations
 
 import math
 
 # --- the decision rule's constants (see README "Shadow evaluation") ---------
-THETA = 0.05          # standardized effect the SPRTs are tuned for (10% -> 12% is 0.064)
+THETA = 0.05  # standardized effect the SPRTs are tuned for (10% -> 12% is 0.064)
 ALPHA_BETTER = 0.008  # false "challenger better" budget
-ALPHA_WORSE = 0.002   # false "challenger worse" budget
-MIN_N = 100           # no decision before this many observations per arm (normal approximation)
+ALPHA_WORSE = 0.002  # false "challenger worse" budget
+MIN_N = 100  # no decision before this many observations per arm (normal approximation)
 LOG_BOUND_BETTER = math.log(1.0 / ALPHA_BETTER)
 LOG_BOUND_WORSE = math.log(1.0 / ALPHA_WORSE)
 
@@ -58,8 +59,13 @@ QUAD_HALF_WIDTH_SD = 12.0
 
 def sequential_decision(n_a: int, s_a: int, n_b: int, s_b: int) -> dict:
     """The decision at one look: 'challenger_better', 'challenger_worse' or 'continue'."""
-    out = {"decision": "continue", "log_lr_better": 0.0, "log_lr_worse": 0.0,
-           "log_bound_better": LOG_BOUND_BETTER, "log_bound_worse": LOG_BOUND_WORSE}
+    out = {
+        "decision": "continue",
+        "log_lr_better": 0.0,
+        "log_lr_worse": 0.0,
+        "log_bound_better": LOG_BOUND_BETTER,
+        "log_bound_worse": LOG_BOUND_WORSE,
+    }
     if n_a < MIN_N or n_b < MIN_N:
         out["reason"] = f"fewer than {MIN_N} observations in an arm"
         return out
@@ -129,6 +135,7 @@ _NODES: dict = {}
 def _gauss_legendre(n: int):
     if n not in _NODES:
         import numpy as np
+
         _NODES[n] = np.polynomial.legendre.leggauss(n)
     return _NODES[n]
 
@@ -183,6 +190,7 @@ def expected_loss(a1: float, b1: float, a2: float, b2: float) -> float:
 
 def credible_interval(a: float, b: float, level: float = 0.95) -> tuple[float, float]:
     from scipy.special import betaincinv
+
     t = (1.0 - level) / 2.0
     return float(betaincinv(a, b, t)), float(betaincinv(a, b, 1.0 - t))
 
@@ -195,10 +203,24 @@ def summary(n_a: int, s_a: int, n_b: int, s_b: int) -> dict:
     lo_a, hi_a = credible_interval(a_a, b_a)
     lo_b, hi_b = credible_interval(a_b, b_b)
     out = {
-        "champion": {"n": n_a, "successes": s_a, "alpha": a_a, "beta": b_a, "mean": mean_a,
-                     "ci_low": lo_a, "ci_high": hi_a},
-        "challenger": {"n": n_b, "successes": s_b, "alpha": a_b, "beta": b_b, "mean": mean_b,
-                       "ci_low": lo_b, "ci_high": hi_b},
+        "champion": {
+            "n": n_a,
+            "successes": s_a,
+            "alpha": a_a,
+            "beta": b_a,
+            "mean": mean_a,
+            "ci_low": lo_a,
+            "ci_high": hi_a,
+        },
+        "challenger": {
+            "n": n_b,
+            "successes": s_b,
+            "alpha": a_b,
+            "beta": b_b,
+            "mean": mean_b,
+            "ci_low": lo_b,
+            "ci_high": hi_b,
+        },
         "p_challenger_better": prob_greater(a_a, b_a, a_b, b_b),
         # Choosing the challenger loses E[max(A - B, 0)]; keeping the champion E[max(B - A, 0)].
         "expected_loss_challenger": expected_loss(a_a, b_a, a_b, b_b),
@@ -220,8 +242,7 @@ def _esc(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-def render_svg(title: str, arms: list[dict], p_better: float | None = None,
-               width: int = 640, height: int = 320) -> str:
+def render_svg(title: str, arms: list[dict], p_better: float | None = None, width: int = 640, height: int = 320) -> str:
     """Both posterior densities, each 95% credible interval shaded, as one SVG.
 
     arms: [{"label", "alpha", "beta", "ci_low", "ci_high", "color"}]; ci_* may be None.
@@ -255,21 +276,28 @@ def render_svg(title: str, arms: list[dict], p_better: float | None = None,
     def py(y: float) -> float:
         return mt + ph - y / ymax * ph
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
-             f'<rect width="{width}" height="{height}" fill="white"/>',
-             f'<text x="{ml}" y="20" font-size="14" font-weight="bold">{_esc(title)}</text>']
-    for arm, ys in zip(arms, curves):
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{ml}" y="20" font-size="14" font-weight="bold">{_esc(title)}</text>',
+    ]
+    for arm, ys in zip(arms, curves, strict=False):
         c = arm["color"]
         if arm.get("ci_low") is not None and arm.get("ci_high") is not None:
-            inside = [(x, y) for x, y in zip(xs, ys) if arm["ci_low"] <= x <= arm["ci_high"]]
+            inside = [(x, y) for x, y in zip(xs, ys, strict=False) if arm["ci_low"] <= x <= arm["ci_high"]]
             if inside:
-                pts = [f"{px(inside[0][0]):.1f},{py(0):.1f}"] + [f"{px(x):.1f},{py(y):.1f}" for x, y in inside] \
+                pts = (
+                    [f"{px(inside[0][0]):.1f},{py(0):.1f}"]
+                    + [f"{px(x):.1f},{py(y):.1f}" for x, y in inside]
                     + [f"{px(inside[-1][0]):.1f},{py(0):.1f}"]
-                parts.append(f'<polygon points="{" ".join(pts)}" fill="{c}" fill-opacity="0.18" stroke="none">'
-                             f'<title>{_esc(arm["label"])} 95% credible interval '
-                             f'{arm["ci_low"]:.4f} to {arm["ci_high"]:.4f}</title></polygon>')
-        pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys))
+                )
+                parts.append(
+                    f'<polygon points="{" ".join(pts)}" fill="{c}" fill-opacity="0.18" stroke="none">'
+                    f"<title>{_esc(arm['label'])} 95% credible interval "
+                    f"{arm['ci_low']:.4f} to {arm['ci_high']:.4f}</title></polygon>"
+                )
+        pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys, strict=False))
         parts.append(f'<polyline points="{pts}" fill="none" stroke="{c}" stroke-width="2"/>')
     # Axis and ticks.
     parts.append(f'<line x1="{ml}" y1="{mt + ph}" x2="{ml + pw}" y2="{mt + ph}" stroke="black"/>')
@@ -288,8 +316,9 @@ def render_svg(title: str, arms: list[dict], p_better: float | None = None,
         parts.append(f'<rect x="{ml + 8}" y="{y - 9}" width="10" height="10" fill="{arm["color"]}"/>')
         parts.append(f'<text x="{ml + 22}" y="{y}">{_esc(label)}</text>')
     if p_better is not None:
-        parts.append(f'<text x="{ml + 8}" y="{mt + 4 + 16 * len(arms)}">'
-                     f'P(challenger &gt; champion) = {p_better:.4f}</text>')
+        parts.append(
+            f'<text x="{ml + 8}" y="{mt + 4 + 16 * len(arms)}">P(challenger &gt; champion) = {p_better:.4f}</text>'
+        )
     parts.append("</svg>")
     return "\n".join(parts)
 $py$::text $fn$;

@@ -1,0 +1,119 @@
+"""Bodies of the credits ledger routes (credits.*): tenants, accounts, movements, the journal."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+
+class TenantIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+
+
+class Tenant(msgspec.Struct):
+    tenant_id: str
+    name: str
+    created_at: datetime
+    replayed: bool
+
+
+class AccountIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+
+
+class AccountCreated(msgspec.Struct):
+    account_id: int
+    tenant_id: str
+    name: str
+    status: str
+    created_at: datetime
+    replayed: bool
+
+
+class Account(msgspec.Struct):
+    account_id: int
+    tenant_id: str
+    name: str
+    status: str
+    balance: int
+    held: int
+    available: int
+    entry_seq: int
+    created_at: datetime
+
+
+class AccountSummary(msgspec.Struct):
+    account_id: int
+    name: str
+    status: str
+    balance: int
+    held: int
+    available: int
+    created_at: datetime
+
+
+class AccountPage(msgspec.Struct):
+    items: list[AccountSummary]
+    next_after: int | None
+
+
+class AccountStatusIn(msgspec.Struct, forbid_unknown_fields=True):
+    status: str
+
+
+class AccountStatusChange(msgspec.Struct):
+    account_id: int
+    status: str
+    changed: bool
+
+
+class AmountIn(msgspec.Struct, forbid_unknown_fields=True):
+    amount: int
+    reason: str | None = None
+
+
+class Movement(msgspec.Struct):
+    entry_id: int
+    account_id: int
+    amount: int
+    balance_after: int
+    seq: int
+    created_at: datetime
+    replayed: bool
+
+
+class TransferIn(msgspec.Struct, forbid_unknown_fields=True):
+    from_account: int
+    to_account: int
+    amount: int
+    reason: str | None = None
+
+
+class Transfer(msgspec.Struct):
+    debit_entry_id: int
+    credit_entry_id: int
+    from_account: int
+    to_account: int
+    amount: int
+    from_balance_after: int
+    to_balance_after: int
+    created_at: datetime
+    replayed: bool
+
+
+class Entry(msgspec.Struct):
+    entry_id: int
+    seq: int
+    kind: str
+    amount: int
+    balance_after: int
+    reason: str | None
+    idem_key: str
+    counterparty: int | None
+    created_at: datetime
+
+
+class EntryPage(msgspec.Struct):
+    items: list[Entry]
+    next_before: int | None

@@ -1,0 +1,104 @@
+"""`python -m shieldx_local`: the developer harness's commands.
+
+ha up|down|status|switchover|backup   a local three-node Patroni cluster (etcd, HAProxy, pgBackRest)
+observe up|down|status                 a local Prometheus, Alertmanager and postgres_exporter
+"""
+
+from __future__ import annotations
+
+import click
+
+from . import observe
+from .cluster import Cluster
+from .layout import DBNAME, default_layout
+
+
+@click.group(help="Local clusters for development and tests (not part of the shieldx service).")
+def main() -> None:
+    pass
+
+
+@main.group(help="A local three-node Patroni cluster (etcd, HAProxy, pgBackRest) in the state directory's ha/.")
+def ha() -> None:
+    pass
+
+
+@ha.command(help="Start etcd, three Patroni nodes and HAProxy; create and migrate the shieldx database.")
+@click.option("--no-migrate", is_flag=True, help="Do not run migrations.")
+def up(no_migrate: bool) -> None:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    layout = default_layout()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
+        task = progress.add_task("ha up")
+        Cluster(layout, say=lambda m: progress.update(task, description=f"[ha] {m}")).up(migrate=not no_migrate)
+    observe.write_patroni_targets([(name, layout.rest_port(name)) for name in layout.names])
+    click.echo(f"writes: postgresql://postgres@127.0.0.1:{layout.writes_port}/{DBNAME}")
+    click.echo(f"reads:  postgresql://postgres@127.0.0.1:{layout.reads_port}/{DBNAME}")
+    click.echo(f"API:    DATABASE_URL='{layout.app_url()}' shieldx serve")
+    click.echo(f"files:  {layout.base}")
+    click.echo(f"HAProxy stats: http://127.0.0.1:{layout.stats_port}/")
+
+
+@ha.command(help="Stop HAProxy, Patroni/PostgreSQL (standbys first) and etcd.")
+@click.option("--purge", is_flag=True, help="Also delete the cluster's data (the layout's base directory).")
+def down(purge: bool) -> None:
+    Cluster(default_layout()).down(purge=purge)
+    observe.write_patroni_targets([])
+    click.echo("stopped" + (" and purged" if purge else ""))
+
+
+@ha.command(help="Processes, Patroni members (role, state, timeline, lag) and endpoints.")
+def status() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    cluster = Cluster(default_layout())
+    console = Console()
+    procs = Table(title="processes")
+    procs.add_column("process")
+    procs.add_column("pid", justify="right")
+    for proc, pid in cluster.running().items():
+        procs.add_row(proc, str(pid) if pid else "[red]stopped")
+    console.print(procs)
+    members = Table(title=f"Patroni cluster '{cluster.layout.scope}'")
+    for col in ("member", "host", "role", "state", "timeline", "lag"):
+        members.add_column(col)
+    for m in cluster.members():
+        members.add_row(
+            m.get("name", ""),
+            f"{m.get('host')}:{m.get('port')}",
+            m.get("role", ""),
+            m.get("state", ""),
+            str(m.get("timeline", "")),
+            str(m.get("lag", "")),
+        )
+    console.print(members)
+    console.print(
+        f"writes 127.0.0.1:{cluster.layout.writes_port}  reads 127.0.0.1:{cluster.layout.reads_port}  "
+        f"stats http://127.0.0.1:{cluster.layout.stats_port}/"
+    )
+
+
+@ha.command(help="Planned switchover to CANDIDATE (default: the synchronous standby).")
+@click.argument("candidate", required=False)
+def switchover(candidate: str | None) -> None:
+    click.echo(f"new leader: {Cluster(default_layout()).switchover(candidate)}")
+
+
+@ha.command(help="Take a pgBackRest backup from the current primary.")
+@click.option("--type", "kind", type=click.Choice(["full", "diff", "incr"]), default="full", show_default=True)
+def backup(kind: str) -> None:
+    cluster = Cluster(default_layout())
+    cluster.pgbackrest("backup", f"--type={kind}")
+    click.echo(cluster.pgbackrest("info"))
+
+
+@main.command(
+    "observe",
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    help="The local monitoring stack: observe up|down|status (see deploy/monitoring).",
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def observe_cmd(args: tuple[str, ...]) -> None:
+    raise SystemExit(observe.main(list(args)))
