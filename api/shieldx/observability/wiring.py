@@ -31,14 +31,18 @@ def install(app: Any, settings: Any, pool: Any, database: Any, key_auth: Any) ->
 
 
 async def count_refusal(exc: Exception, scope: Any) -> None:
-    """After-exception hook: a named error (its SQLSTATE in ops.error_catalog) answered as 4xx."""
+    """After-exception hook: a named error (its SQLSTATE in ops.error_catalog) answered as 4xx.
+
+    The catalog decides name and status, for the guard's refusals (ApiProblem) as for the
+    SQL functions' errors: the answer's status comes from the same entry."""
     from .metrics import refused
 
     if isinstance(exc, ApiProblem):
-        if exc.sqlstate and exc.status < 500:
-            refused(exc.sqlstate, exc.name)
+        state = exc.sqlstate or ""
     elif isinstance(exc, psycopg.Error):
         state = exc.diag.sqlstate or ""
-        known = catalog.by_sqlstate.get(state)
-        if known and known[1] < 500:
-            refused(state, known[0])
+    else:
+        return
+    known = catalog.by_sqlstate.get(state)
+    if known is not None and known[1] < 500:
+        refused(state, known[0])
