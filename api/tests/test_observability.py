@@ -162,6 +162,15 @@ def test_access_log_line(client, tenant, caplog):
         "user_agent": "curl",
     }
     assert line["duration_ms"] >= 0 and "time" in line and "client" in line
+    # The tenant is logged as the caller wrote it in the path, but never a card number. (Without a
+    # key: refused before any SQL, whose error message would name the tenant in the server's log.)
+    with caplog.at_level(logging.INFO, logger="shieldx.access"):
+        r = client.get(
+            "/v1/tenants/4111111111111111/accounts", headers={"X-Request-ID": "log-line-2", "Authorization": ""}
+        )
+    assert r.status_code == 401
+    line = json.loads(JsonFormatter().format([r for r in caplog.records if r.name == "shieldx.access"][-1]))
+    assert line["request_id"] == "log-line-2" and line["tenant"] == "[card]"
 
 
 def test_masking_rules():

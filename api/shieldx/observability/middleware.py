@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from . import context
-from .logging import mask_ip, ua_family
+from .logging import mask_ip, scrub, ua_family
 
 access_log = logging.getLogger("shieldx.access")
 
@@ -24,10 +24,10 @@ _USER_AGENT = b"user-agent"
 
 def _tenant(scope: dict[str, Any]) -> str | None:
     tenant = scope.get("path_params", {}).get("tenant_id")
-    if tenant is None:
-        principal = scope.get("state", {}).get("principal")
-        tenant = getattr(principal, "tenant_id", None)
-    return tenant
+    if tenant is not None:
+        return scrub(str(tenant))  # as the caller wrote it in the path, refused or not
+    principal = scope.get("state", {}).get("principal")
+    return getattr(principal, "tenant_id", None)
 
 
 def observe(app: Any, metrics: bool = True, request_log: bool = True, sql_tag: bool = True) -> Any:
