@@ -6,9 +6,10 @@ order). It scans:
     test started (JSON lines, uvicorn's own lines included) and every record
     logged in the test process itself (in-process apps, the schemathesis fuzzing);
   * the PostgreSQL server log, from where it stood when the API tests began,
-    restricted to the entries of the API's role (shieldx_app): what the API's
-    requests made the server log. Entries of DBA sessions (psql-style calls in
-    db/tests) are another matter (the server's own logging settings).
+    restricted to the entries of the API's role (shieldx_app) in this session's
+    databases (named after its pid): what the API's requests made the server
+    log. Entries of DBA sessions (psql-style calls in db/tests) are another
+    matter (the server's own logging settings).
 
 Exempt: loopback and unspecified addresses (127.0.0.0/8, ::1, 0.0.0.0, ::). They
 name the server's own bind address and the test machine, never a client; the
@@ -21,6 +22,7 @@ masked form and pass.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 
@@ -73,8 +75,9 @@ def findings(text: str) -> list[str]:
     return found
 
 
-def api_entries_of_pg_log(path: Path, offset: int) -> list[str]:
-    """The server log's entries (with their continuation lines) written by the API's role since `offset`."""
+def api_entries_of_pg_log(path: Path, offset: int, db_suffix: str) -> list[str]:
+    """The server log's entries (with their continuation lines) written since `offset` by the API's
+    role in a database whose name ends with `db_suffix`."""
     with path.open("rb") as f:
         if f.seek(0, 2) < offset:
             offset = 0  # the log was truncated or replaced since: all of it is new
@@ -85,7 +88,7 @@ def api_entries_of_pg_log(path: Path, offset: int) -> list[str]:
     for line in text.splitlines():
         m = PG_ENTRY.match(line)
         if m:
-            keep = m.group(1) == API_ROLE
+            keep = m.group(1) == API_ROLE and (m.group(2) or "").endswith(db_suffix)
             if keep:
                 entries.append(line)
         elif keep and entries:
@@ -118,7 +121,7 @@ def test_no_address_card_or_secret_in_any_log(suite_logs):
             found += [f"{path.name}:{n}: {what}" for what in findings(line)]
     assert scanned > 100, f"only {scanned} log lines: the suite did not log what it should have"
     assert suite_logs.pg_log is not None, "the PostgreSQL server log was not found (pg_current_logfile, server.log)"
-    entries = api_entries_of_pg_log(suite_logs.pg_log, suite_logs.pg_offset)
+    entries = api_entries_of_pg_log(suite_logs.pg_log, suite_logs.pg_offset, f"_{os.getpid()}")
     assert entries, "the API's requests left no entry in the PostgreSQL log (refusals are logged as errors)"
     for entry in entries:
         found += [f"postgresql log ({entry.splitlines()[0][:60]}…): {what}" for what in findings(entry)]
