@@ -150,6 +150,8 @@ def _breaker_closed(n: int) -> None:
 
 def mirror_breaker(breaker: Any) -> None:
     BREAKER_OPEN.set(0 if breaker.state == "closed" else 1)
+    for state in ("open", "closed"):  # both series exist from the start (0), for increase() and alerts
+        BREAKER_TRANSITIONS.labels(to=state)
     breaker.counters = MirroredCounts(
         breaker.counters,
         {
