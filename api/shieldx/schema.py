@@ -163,7 +163,7 @@ def apply_functions(conn: Any, extra: Sequence[Path] = (), force: bool = False) 
     cur.execute("SELECT * FROM ops._sync_cron()")
     if tracked:
         digest = _catalog_digest(cur)
-        cur.execute("DELETE FROM ops.function_files WHERE path <> ALL(%s)", (list(hashes),))
+        cur.execute("DELETE FROM ops.function_files WHERE path <> ALL(%s)", ([*hashes, CATALOG_ROW],))
         for name, sha in [*hashes.items(), (CATALOG_ROW, digest)]:
             cur.execute(
                 "INSERT INTO ops.function_files (path, sha256) VALUES (%s, %s) "
