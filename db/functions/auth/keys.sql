@@ -185,6 +185,7 @@ BEGIN
   IF p_grace_s IS NULL OR p_grace_s NOT BETWEEN 0 AND 604800 THEN
     PERFORM ops._fail('SX007', 'grace must be 0 to 604800 seconds', jsonb_build_object('argument', 'grace_s'));
   END IF;
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'key');
   -- The old key's row lock serialises concurrent rotations of it.
   SELECT * INTO old FROM auth.keys x WHERE x.key_id = p_key_id AND x.tenant_id = p_tenant FOR UPDATE;
   IF NOT FOUND THEN
