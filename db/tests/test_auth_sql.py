@@ -155,3 +155,20 @@ def test_application_role_cannot_mint_operator_keys_or_read_hashes(db, connect):
 def test_prune_job_is_registered_and_idempotent(db):
     assert db.execute("SELECT 1 FROM ops.jobs WHERE job_name = 'shieldx-auth-prune'").fetchone()
     assert call(db, "auth.prune") == call(db, "auth.prune")
+
+
+@pytest.mark.parametrize(
+    "expires_at",
+    ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "infinity", "-infinity", "2000-01-01T00:00:00Z"],
+)
+def test_a_refused_key_is_not_stored(db, expires_at):
+    """The expiry is checked before anything is written: a refused key leaves no row behind."""
+    call(db, "credits.create_tenant", "acme", "Acme")
+    before = db.execute("SELECT count(*) AS n FROM auth.keys").fetchone()["n"]
+    with raises("SX007"):
+        db.execute(
+            "SELECT * FROM auth.create_key('acme', 'k', ARRAY['consumer'], 'idem-1', 50, 100, %s::timestamptz)",
+            (expires_at,),
+        )
+    assert db.execute("SELECT count(*) AS n FROM auth.keys").fetchone()["n"] == before
+    assert rows(db, "auth.list_keys", "acme") == []
