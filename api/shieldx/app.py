@@ -15,7 +15,8 @@ from .auth import ApiProblem, KeyAuth, problem_handler, provide_principal
 from .breaker import Breaker, CircuitOpen, circuit_open_handler
 from .config import Settings
 from .db import Database, make_pool
-from .errors import HANDLERS, catalog
+from .edge import check_body
+from .errors import HANDLERS, catalog, with_instance
 from .routes import all_routes
 
 
@@ -41,11 +42,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await catalog.ensure(database)
         return database
 
-    handlers: dict[Any, Any] = {**HANDLERS, ApiProblem: problem_handler, CircuitOpen: circuit_open_handler}
+    handlers: dict[Any, Any] = with_instance(
+        {**HANDLERS, ApiProblem: problem_handler, CircuitOpen: circuit_open_handler}
+    )
+    catalog.type_base = settings.errors_url
     app = Litestar(
-        route_handlers=[*all_routes(), openapi.assets_router()],
+        route_handlers=[*all_routes(), openapi.assets_router(), openapi.errors_page],
         dependencies={"db": Provide(provide_db, use_cache=False), "principal": Provide(provide_principal)},
         guards=[key_auth.guard],  # default deny: every route, see shieldx/auth.py
+        before_request=check_body,  # JSON bodies: media type, syntax, depth, strict types (shieldx/edge.py)
         state=State({"auth": key_auth, "database": database}),
         exception_handlers=handlers,
         lifespan=[lifespan],

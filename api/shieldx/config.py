@@ -28,6 +28,8 @@ class Settings(msgspec.Struct, frozen=True):
     # Circuit breaker: consecutive outage failures that open it, and seconds it stays open.
     breaker_threshold: int = 3
     breaker_open_s: float = 2.0
+    # Where problem `type` URIs point (<url>#<name>): by default the API's own /docs/errors page.
+    errors_url: str = "/docs/errors"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -43,6 +45,7 @@ class Settings(msgspec.Struct, frozen=True):
             "auth_cache_s": "SHIELDX_AUTH_CACHE_S",
             "breaker_threshold": "SHIELDX_BREAKER_THRESHOLD",
             "breaker_open_s": "SHIELDX_BREAKER_OPEN_S",
+            "errors_url": "SHIELDX_ERRORS_URL",
         }
         raw = {field: env[var] for field, var in names.items() if var in env}
         # msgspec converts and type-checks the strings ("16" -> 16).

@@ -12,11 +12,12 @@ of the guard and the error handlers (shieldx/errors.py) on every operation.
 
 from __future__ import annotations
 
+import html
 import importlib.util
 from pathlib import Path
 from typing import Any
 
-from litestar import Router
+from litestar import MediaType, Request, Router, get
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
@@ -32,7 +33,7 @@ from litestar.openapi.spec import (
 from litestar.static_files import create_static_files_router
 
 from .auth import PUBLIC_PREFIXES
-from .errors import PROBLEM
+from .errors import API_ERRORS, PROBLEM, catalog
 
 DOCS = "/docs"
 ASSETS = f"{DOCS}/assets"
@@ -50,6 +51,43 @@ def assets_dir() -> Path:
 def assets_router() -> Router:
     """GET /docs/assets/<file>: the page's scripts and styles (public, like the rest of /docs)."""
     return create_static_files_router(path=ASSETS, directories=[assets_dir()], name="docs-assets", opt={"public": True})
+
+
+ERRORS_INTRO = (
+    "Every refusal of the API is an RFC 9457 problem (application/problem+json) whose <code>type</code> "
+    "is this page's address with the error's name as fragment, and whose <code>instance</code> is the "
+    "request's path. A 4xx answer means nothing changed. The named errors are the database's catalog "
+    "(ops.error_codes(); docs/errors.md in the repository is generated from it)."
+)
+
+
+@get(
+    f"{DOCS}/errors",
+    summary="Every error a problem type names, one anchor (#name) each",
+    media_type=MediaType.HTML,
+    include_in_schema=False,
+    opt={"public": True},
+)
+async def errors_page(request: Request) -> str:
+    """The page problem `type` URIs point at (<page>#<name>), rendered from the catalog."""
+    try:
+        await catalog.ensure(request.app.state.database)
+    except Exception:  # noqa: BLE001, S110 - the database is down: the API's own errors are still listed
+        pass
+    rows = [(sqlstate, *entry) for sqlstate, entry in sorted(catalog.by_sqlstate.items())]
+    rows += [("", name, status, title) for name, (status, title, _) in API_ERRORS.items()]
+    sections = "".join(
+        f'<section id="{html.escape(name)}"><h2>{html.escape(sqlstate)} {html.escape(name)}</h2>'
+        f"<p><b>{html.escape(title)}</b>. HTTP {status}"
+        + (f"; SQLSTATE <code>{html.escape(sqlstate)}</code>" if sqlstate else "")
+        + (f". {html.escape(API_ERRORS[name][2])}" if name in API_ERRORS else "")
+        + ".</p></section>\n"
+        for sqlstate, name, status, title in rows
+    )
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>ShieldX errors</title></head>'
+        f"<body><h1>Errors</h1><p>{ERRORS_INTRO}</p>\n{sections}</body></html>\n"
+    )
 
 
 def config() -> OpenAPIConfig:

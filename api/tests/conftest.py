@@ -46,5 +46,5 @@ def accounts(client, tenant) -> list[int]:
             json={"amount": 100},
             headers={"Idempotency-Key": f"g{i}"},
         )
-        assert g.status_code == 200, g.text
+        assert g.status_code == 201, g.text
     return ids

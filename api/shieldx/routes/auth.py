@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from litestar import Controller, Request, Response, get, post
-from litestar.openapi import ResponseSpec
 
 from ..models.auth import KeyCreated, KeyIn, KeyPage, KeyRevoked, KeyRotated, KeySummary, RotateKeyIn
-from .params import DB, IdempotencyKey, Limit, created, next_cursor
+from .params import DB, REPLAY, IdempotencyKey, Limit, created, next_cursor
 
 ADMIN = {"roles": ["admin"]}
 
@@ -17,9 +16,10 @@ class KeysController(Controller):
 
     @post(
         "",
-        summary="Create an API key (the whole key is shown once)",
+        summary="Create an API key (the whole key is shown once; a replay answers api_key null)",
+        status_code=201,
         opt=ADMIN,
-        responses={200: ResponseSpec(KeyCreated, description="Replayed: api_key is null")},
+        response_headers=REPLAY,
     )
     async def create_key(
         self, tenant_id: str, data: KeyIn, db: DB, idempotency_key: IdempotencyKey = None
@@ -38,9 +38,10 @@ class KeysController(Controller):
 
     @post(
         "/{key_id:str}/rotate",
-        summary="Replace a key by a new one; the old one works grace_s more seconds",
+        summary="Replace a key by a new one; the old one works grace_s more seconds (a replay: api_key null)",
+        status_code=201,
         opt=ADMIN,
-        responses={200: ResponseSpec(KeyRotated, description="Replayed: api_key is null")},
+        response_headers=REPLAY,
     )
     async def rotate_key(
         self,
