@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from . import openapi
-from .auth import ApiProblem, KeyAuth, problem_handler, provide_principal
+from .auth import ApiProblem, KeyAuth, problem_handler, provide_principal, send_rate_limit
 from .breaker import Breaker, CircuitOpen, circuit_open_handler
 from .config import Settings
 from .db import Database, make_pool
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={"db": Provide(provide_db, use_cache=False), "principal": Provide(provide_principal)},
         guards=[key_auth.guard],  # default deny: every route, see shieldx/auth.py
         before_request=check_body,  # JSON bodies: media type, syntax, depth, strict types (shieldx/edge.py)
+        before_send=[send_rate_limit],  # RateLimit-* on keyed answers (shieldx/auth.py)
         state=State({"auth": key_auth, "database": database}),
         exception_handlers=handlers,
         lifespan=[lifespan],

@@ -105,19 +105,48 @@ def unknown_tenant(tenant: str) -> ApiProblem:
     return ApiProblem("SX001", f"tenant {tenant} not found")
 
 
-def rate_limited(retry_after_s: float) -> ApiProblem:
+def rate_limited(retry_after_s: float, limit: float) -> ApiProblem:
     seconds = max(1, math.ceil(retry_after_s))
-    return ApiProblem("SX303", f"too many requests; retry in {seconds}s", headers={"Retry-After": str(seconds)})
+    headers = {"Retry-After": str(seconds), **rate_limit_headers(limit, 0, seconds)}
+    return ApiProblem("SX303", f"too many requests; retry in {seconds}s", headers=headers)
+
+
+def rate_limit_headers(limit: float, remaining: float, reset_s: float) -> dict[str, str]:
+    """The IETF draft's RateLimit-* fields: the key's burst, what is left of it, seconds until it is full again."""
+    return {
+        "RateLimit-Limit": str(int(limit)),
+        "RateLimit-Remaining": str(max(0, int(remaining))),
+        "RateLimit-Reset": str(max(0, math.ceil(reset_s))),
+    }
+
+
+RATE_LIMIT_STATE = "shieldx_rate_limit"
+
+
+async def send_rate_limit(message: Any, scope: Any) -> None:
+    """before_send: add the RateLimit-* headers the guard computed to a keyed request's answer."""
+    if message["type"] == "http.response.start":
+        fields = scope.get("state", {}).get(RATE_LIMIT_STATE)
+        if fields:
+            present = {name.lower() for name, _ in message.get("headers", [])}
+            extra = [(k.lower().encode(), v.encode()) for k, v in fields.items() if k.lower().encode() not in present]
+            message["headers"] = [*message.get("headers", []), *extra]
 
 
 class _Entry:
-    __slots__ = ("burst", "digest", "lease_until", "principal", "rate", "tokens", "valid_until")
+    __slots__ = ("bucket", "burst", "digest", "lease_until", "principal", "rate", "tokens", "valid_until")
 
     def __init__(self, principal: Principal, digest: bytes, valid_until: float, rate: float, burst: float) -> None:
         self.principal, self.digest, self.valid_until = principal, digest, valid_until
         self.rate, self.burst = rate, burst
         self.tokens = 0
         self.lease_until = 0.0
+        self.bucket = burst  # tokens left in the shared bucket at the last lease
+
+    def rate_limit(self) -> dict[str, str]:
+        """RateLimit-* as this process knows them (the shared bucket as of its last lease, plus its leased tokens)."""
+        remaining = self.bucket + self.tokens
+        return rate_limit_headers(self.burst, remaining, (self.burst - remaining) / self.rate if self.rate else 0)
 
     @property
     def lease_size(self) -> int:
@@ -205,8 +234,9 @@ class KeyAuth:
             raise self._fail("revoked_or_expired", entry.principal.key_id, path)
         if row["granted"] < 1:
             self.counters["rate_limited"] += 1
-            raise rate_limited(row["retry_after_s"])
-        entry.tokens, entry.lease_until = row["granted"] - 1, self.clock() + LEASE_S
+            entry.bucket = row["tokens"]
+            raise rate_limited(row["retry_after_s"], entry.burst)
+        entry.tokens, entry.lease_until, entry.bucket = row["granted"] - 1, self.clock() + LEASE_S, row["tokens"]
 
     def forget(self, key_id: str) -> None:
         """Drop a key from this process's cache (after revoke/rotate here)."""
@@ -239,6 +269,7 @@ class KeyAuth:
                 raise forbidden(f"this operation needs one of the roles: {needed}")
         await self.spend(entry, path)
         connection.state.principal = principal
+        connection.scope.setdefault("state", {})[RATE_LIMIT_STATE] = entry.rate_limit()
 
     def snapshot(self) -> dict[str, Any]:
         return {

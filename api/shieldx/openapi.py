@@ -115,18 +115,19 @@ PROBLEM_FIELDS: dict[str, OpenAPIType] = {
 PROBLEM_REQUIRED = ["type", "title", "status", "detail"]
 # What each status means here; the titles of the named errors are in ops.error_catalog.
 ERRORS = {
-    "400": "Malformed request",
+    "400": "Malformed request or JSON body (syntax, a member twice, nested too deep)",
     "401": "No valid API key (the body's `help` says how to get one)",
     "403": "The API key lacks a required role",
     "404": "Unknown tenant, account or key (another tenant's ids are unknown too)",
     "405": "Method not allowed",
     "409": "Conflict with the current state (funds, status, idempotency key)",
     "413": "Request body or batch too large",
+    "415": "The request body is not application/json",
     "422": "Invalid argument",
     "429": "Rate limit exceeded (see Retry-After)",
     "503": "Database unavailable or circuit open (see Retry-After)",
 }
-PUBLIC_ERRORS = ("400", "405", "413", "422", "503")
+PUBLIC_ERRORS = ("400", "405", "413", "415", "422", "503")
 
 
 def document(app: Any) -> None:
@@ -155,6 +156,14 @@ def document(app: Any) -> None:
     retry: dict[str, OpenAPIHeader | Reference] = {
         "Retry-After": OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING), description="seconds")
     }
+    integer = Schema(type=OpenAPIType.INTEGER)
+    rate: dict[str, OpenAPIHeader | Reference] = {
+        "RateLimit-Limit": OpenAPIHeader(schema=integer, description="The key's burst (tokens)"),
+        "RateLimit-Remaining": OpenAPIHeader(
+            schema=integer, description="Tokens left, as of this process's last lease"
+        ),
+        "RateLimit-Reset": OpenAPIHeader(schema=integer, description="Seconds until the key's bucket is full again"),
+    }
     public_ops = {
         (route.path_format, method.lower())
         for route in app.routes
@@ -173,6 +182,8 @@ def document(app: Any) -> None:
                 # Litestar's own 400 entry describes a body we never send (errors.py answers problem+json).
                 if (public and code not in PUBLIC_ERRORS) or (code in op.responses and code != "400"):
                     continue
+                if code == "415" and op.request_body is None:  # only a body can have the wrong media type
+                    continue
                 op.responses[code] = OpenAPIResponse(
                     description=text,
                     content={PROBLEM: OpenAPIMediaType(schema=problem_schema)},
@@ -180,3 +191,6 @@ def document(app: Any) -> None:
                 )
             if not public:
                 op.security = [{"ApiKey": []}]
+                for code, response in op.responses.items():
+                    if isinstance(response, OpenAPIResponse) and code not in ("401", "503"):
+                        response.headers = {**(response.headers or {}), **rate}

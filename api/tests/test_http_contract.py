@@ -127,3 +127,52 @@ def test_a_card_replay_with_another_card_sharing_the_last_four_is_409(client, ac
     ):
         r = client.post(path, json={"amount": 5, **other}, headers={"Idempotency-Key": "c"})
         assert r.status_code == 409 and r.json()["sqlstate"] == "SX005", r.text
+
+
+def test_rate_limit_headers_on_keyed_answers_and_429(client, tenant):
+    made = client.post(
+        "/v1/tenants/acme/keys",
+        json={"name": "slow", "roles": ["consumer"], "rate_per_s": 0.5, "burst": 2},
+        headers={"Idempotency-Key": "slow"},
+    ).json()
+    seen = []
+    for _ in range(4):
+        r = client.get("/v1/tenants/acme/accounts", headers={"Authorization": f"Bearer {made['api_key']}"})
+        seen.append(r)
+        if r.status_code == 429:
+            break
+    ok, limited = seen[0], seen[-1]
+    assert ok.status_code == 200 and ok.headers["RateLimit-Limit"] == "2"
+    assert int(ok.headers["RateLimit-Remaining"]) in (0, 1) and int(ok.headers["RateLimit-Reset"]) >= 0
+    assert limited.status_code == 429 and limited.headers["RateLimit-Remaining"] == "0"
+    assert int(limited.headers["Retry-After"]) >= 1 and limited.headers["RateLimit-Limit"] == "2"
+    assert "RateLimit-Limit" not in client.get("/health/live").headers
+
+
+def test_openapi_describes_the_headers_sent(client):
+    doc = client.get("/docs/openapi.json").json()
+    consume = doc["paths"]["/v1/tenants/{tenant_id}/accounts/{account_id}/consume"]["post"]["responses"]
+    assert {"Location", "Idempotent-Replayed", "RateLimit-Limit"} <= set(consume["201"]["headers"])
+    assert {"Retry-After", "RateLimit-Reset"} <= set(consume["429"]["headers"])
+    assert "415" in consume and "400" in consume
+
+
+def test_problem_types_resolve_to_the_errors_page(client, accounts):
+    r = client.post(
+        f"/v1/tenants/acme/accounts/{accounts[0]}/consume", json={"amount": 10**6}, headers={"Idempotency-Key": "big"}
+    )
+    problem = r.json()
+    assert problem["type"] == "/docs/errors#insufficient_funds"
+    assert problem["instance"] == f"/v1/tenants/acme/accounts/{accounts[0]}/consume"
+    page, name = problem["type"].split("#")
+    html = client.get(page, headers={"Authorization": ""})
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    for name in (
+        "insufficient_funds",
+        "invalid_json",
+        "unsupported_media_type",
+        "invalid_request",
+        "database_unavailable",
+        "internal_error",
+    ):
+        assert f'id="{name}"' in html.text
