@@ -24,7 +24,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     pool = make_pool(settings)
     database = Database(pool, Breaker(settings.breaker_threshold, settings.breaker_open_s))
-    key_auth = KeyAuth(database, enabled=settings.auth, cache_s=settings.auth_cache_s)
+    key_auth = KeyAuth(
+        database,
+        enabled=settings.auth,
+        cache_s=settings.auth_cache_s,
+        failure_rate=settings.auth_failure_rate,
+        failure_burst=settings.auth_failure_burst,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -36,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             yield
         finally:
+            await key_auth.flush()  # failed authentications counted since the last flush
             await pool.close()
 
     async def provide_db() -> Database:

@@ -25,6 +25,9 @@ class Settings(msgspec.Struct, frozen=True):
     auth: bool = True
     # Seconds a verified key is trusted from the in-process cache.
     auth_cache_s: float = 5.0
+    # 401/403 answers per client network (/24, /48): a token bucket of this rate (per second) and burst.
+    auth_failure_rate: float = 1.0
+    auth_failure_burst: float = 20.0
     # Circuit breaker: consecutive outage failures that open it, and seconds it stays open.
     breaker_threshold: int = 3
     breaker_open_s: float = 2.0
@@ -43,6 +46,8 @@ class Settings(msgspec.Struct, frozen=True):
             "max_body_bytes": "SHIELDX_MAX_BODY_BYTES",
             "auth": "SHIELDX_AUTH",
             "auth_cache_s": "SHIELDX_AUTH_CACHE_S",
+            "auth_failure_rate": "SHIELDX_AUTH_FAILURE_RATE",
+            "auth_failure_burst": "SHIELDX_AUTH_FAILURE_BURST",
             "breaker_threshold": "SHIELDX_BREAKER_THRESHOLD",
             "breaker_open_s": "SHIELDX_BREAKER_OPEN_S",
             "errors_url": "SHIELDX_ERRORS_URL",

@@ -22,7 +22,8 @@ def operator_key(dsn: str) -> str:
 @pytest.fixture
 def client(app_dsn: str, operator_key: str) -> Iterator[TestClient]:
     """The app, authenticated as the platform operator (may act on every tenant)."""
-    app = create_app(Settings(database_url=app_dsn, pool_min=1, pool_max=4))
+    # Tests send many refusals on purpose: the per-network limit of refusals is tested on its own.
+    app = create_app(Settings(database_url=app_dsn, pool_min=1, pool_max=4, auth_failure_burst=1e6))
     with TestClient(app) as c:
         c.headers["Authorization"] = f"Bearer {operator_key}"
         yield c

@@ -69,7 +69,11 @@ def test_requests_without_a_valid_key_are_refused_alike_and_counted(client, acco
         _is_401(r)
         answers.append(dict(r.json().items()))
     assert all(x == answers[0] for x in answers), "every failure must look the same to the caller"
-    # Counted in the database (real key ids only), and logged without any secret.
+    # Counted in memory: no database write per failure ...
+    assert db.execute("SELECT count(*) AS n FROM auth.failures").fetchone()["n"] == 0
+    # ... then recorded in one write (real key ids only), and logged without any secret.
+    assert client.blocking_portal.call(client.app.state.auth.flush) == 5  # 3 malformed, unknown_key, bad_secret
+    assert client.blocking_portal.call(client.app.state.auth.flush) == 0  # nothing new
     counts = {(r["reason"], r["key_id"]): r["failures"] for r in db.execute("SELECT * FROM auth.failure_counts()")}
     assert counts[("bad_secret", key_id)] == 1
     assert counts[("unknown_key", None)] == 1
@@ -291,7 +295,7 @@ def test_oversized_body_is_413_and_not_processed(app_dsn, operator_key, db):
 
 def test_default_deny_every_route_needs_a_key(app_dsn):
     """Walks the app's own routes (every engineer's): none answers without a key unless public."""
-    app = create_app(Settings(database_url=app_dsn, pool_min=1, pool_max=2))
+    app = create_app(Settings(database_url=app_dsn, pool_min=1, pool_max=2, auth_failure_burst=1e6))
     public = {"/health/live", "/health/ready", "/metrics"}
     checked = 0
     with TestClient(app) as anon:
@@ -363,3 +367,57 @@ def test_refusal_titles_come_from_the_error_catalog(app_dsn, db, operator_key):
         assert r.status_code == entry["http_status"], (sqlstate, r.text)
         assert body["title"] == entry["title"] and body["title"].startswith("catalog says: "), body
         assert body["type"] == f"/docs/errors#{entry['name']}" and body["sqlstate"] == sqlstate
+
+
+def test_refusals_are_limited_per_client_network_without_asking_the_database(app_dsn, operator_key, db):
+    settings = Settings(database_url=app_dsn, pool_min=1, pool_max=2, auth_failure_rate=0.001, auth_failure_burst=3)
+    with TestClient(create_app(settings)) as c:
+        auth = c.app.state.auth
+        bad = bearer(f"sx_000000000000_{'a' * 64}")
+        assert [c.get("/v1/tenants/acme/accounts", headers=bad).status_code for _ in range(3)] == [401] * 3
+        verified = auth.counters["verifications"]
+        flood = [c.get("/v1/tenants/acme/accounts", headers=bad) for _ in range(50)]
+        assert {r.status_code for r in flood} == {429}
+        assert flood[0].json()["sqlstate"] == "SX303" and int(flood[0].headers["Retry-After"]) >= 1
+        assert auth.counters["verifications"] == verified  # the flood never reached the database
+        assert auth.counters["refusals_limited"] == 50
+        # A key this process verified before is not held back with its network.
+        good = bearer(operator_key)
+        auth.limiter.buckets.clear()
+        assert c.get("/v1/audit/verify", headers=good).status_code == 200
+        for _ in range(3):
+            c.get("/v1/tenants/acme/accounts", headers=bad)
+        assert c.get("/v1/tenants/acme/accounts", headers=bad).status_code == 429
+        assert c.get("/v1/audit/verify", headers=good).status_code == 200
+        # The failures were counted, then recorded in one write.
+        assert db.execute("SELECT count(*) AS n FROM auth.failures").fetchone()["n"] == 0
+        assert c.blocking_portal.call(auth.flush) == 6
+
+
+def test_the_limiter_groups_addresses_by_network():
+    from shieldx.auth import FailureLimiter
+
+    now = [0.0]
+    lim = FailureLimiter(rate=1.0, burst=2, clock=lambda: now[0])
+    net = lim.network("203.0.113.5")
+    assert net == lim.network("203.0.113.77") == "203.0.113.0/24"
+    assert lim.network("2001:db8:1:2::1") == lim.network("2001:db8:1:ffff::9") == "2001:db8:1::/48"
+    lim.spend(net)
+    lim.spend(net)
+    assert lim.wait_s(net) > 0 and lim.wait_s(lim.network("198.51.100.1")) == 0
+    now[0] += 1.0  # one token back
+    assert lim.wait_s(net) == 0
+
+
+def test_the_audit_routes_are_the_operators_even_for_auditor_keys(client, accounts):
+    """docs/access-control.md and docs/audit.md: the audit log spans tenants; tenant auditors read their ledger."""
+    auditor = bearer(make_key(client, "acme", ["auditor"], "k-auditor"))
+    for method, path in (
+        ("get", "/v1/audit/verify"),
+        ("post", "/v1/audit/checkpoints"),
+        ("get", "/v1/audit/checkpoints/latest/export"),
+    ):
+        r = client.request(method.upper(), path, headers=auditor)
+        assert r.status_code == 403 and r.json()["sqlstate"] == "SX302", (path, r.text)
+    assert client.get(f"/v1/tenants/acme/accounts/{accounts[0]}/entries", headers=auditor).status_code == 200
+    assert client.get("/v1/audit/verify").status_code == 200  # the operator
