@@ -102,9 +102,9 @@ def test_transfer_and_entries_pagination(client, accounts):
         assert r.status_code == 201, r.text
         assert client.get(r.headers["Location"]).json()["entry_id"] == r.json()["debit_entry_id"]
     page = client.get(f"/v1/tenants/acme/accounts/{a}/entries", params={"limit": 4}).json()
-    assert [e["seq"] for e in page["items"]] == [6, 5, 4, 3] and page["next_before"] == 3
-    rest = client.get(f"/v1/tenants/acme/accounts/{a}/entries", params={"limit": 4, "before": 3}).json()
-    assert [e["seq"] for e in rest["items"]] == [2, 1] and rest["next_before"] is None
+    assert [e["seq"] for e in page["items"]] == [6, 5, 4, 3] and page["next_cursor"] == 3
+    rest = client.get(f"/v1/tenants/acme/accounts/{a}/entries", params={"limit": 4, "cursor": 3}).json()
+    assert [e["seq"] for e in rest["items"]] == [2, 1] and rest["next_cursor"] is None
     assert client.get(f"/v1/tenants/acme/accounts/{a}/entries", params={"limit": 0}).status_code == 422
 
 

@@ -65,7 +65,7 @@ def test_reserve_commit_abort_roundtrip(client, accounts):
     assert v.status_code == 200 and v.json()["status"] == "voided"
     assert client.post(f"/v1/tenants/acme/holds/{h3['hold_id']}/abort").json()["replayed"] is True
     page = client.get(f"/v1/tenants/acme/accounts/{a}/holds?limit=2").json()
-    assert [h["status"] for h in page["items"]] == ["voided", "captured"] and page["next_before"] == h2["hold_id"]
+    assert [h["status"] for h in page["items"]] == ["voided", "captured"] and page["next_cursor"] == h2["hold_id"]
     assert [h["hold_id"] for h in client.get(f"/v1/tenants/acme/accounts/{a}/holds?status=voided").json()["items"]] == [
         h3["hold_id"]
     ]

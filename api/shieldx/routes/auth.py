@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import Controller, Request, Response, get, post
 
 from ..models.auth import KeyCreated, KeyIn, KeyPage, KeyRevoked, KeyRotated, KeySummary, RotateKeyIn
-from .params import DB, REPLAY, IdempotencyKey, Limit, created, next_cursor
+from .params import DB, REPLAY, IdempotencyKey, KeyCursor, Limit, created, next_cursor
 
 ADMIN = {"roles": ["admin"]}
 
@@ -31,10 +31,10 @@ class KeysController(Controller):
         return created(KeyCreated, row)
 
     @get("", summary="List the tenant's keys, masked", opt=ADMIN)
-    async def list_keys(self, tenant_id: str, db: DB, after: str | None = None, limit: Limit = 100) -> KeyPage:
-        rows = await db.all("SELECT * FROM auth.list_keys(%s, %s, %s::int)", (tenant_id, after, limit))
+    async def list_keys(self, tenant_id: str, db: DB, cursor: KeyCursor = None, limit: Limit = 100) -> KeyPage:
+        rows = await db.all("SELECT * FROM auth.list_keys(%s, %s, %s::int)", (tenant_id, cursor, limit))
         items = [KeySummary(**r) for r in rows]
-        return KeyPage(items=items, next_after=next_cursor(items, limit, "key_id"))
+        return KeyPage(items=items, next_cursor=next_cursor(items, limit, "key_id"))
 
     @post(
         "/{key_id:str}/rotate",

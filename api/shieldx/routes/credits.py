@@ -22,7 +22,7 @@ from ..models.credits import (
     Transfer,
     TransferIn,
 )
-from .params import DB, LOCATION, REPLAY, IdempotencyKey, Limit, created, next_cursor
+from .params import DB, LOCATION, REPLAY, Cursor, IdempotencyKey, Limit, created, next_cursor
 
 
 class CreditsController(Controller):
@@ -52,10 +52,10 @@ class CreditsController(Controller):
         return created(AccountCreated, row, f"/v1/tenants/{tenant_id}/accounts/{row['account_id']}")
 
     @get("/accounts", summary="List accounts (keyset pagination)", opt={"roles": READERS})
-    async def list_accounts(self, tenant_id: str, db: DB, after: int | None = None, limit: Limit = 100) -> AccountPage:
-        rows = await db.all("SELECT * FROM credits.list_accounts(%s, %s::bigint, %s::int)", (tenant_id, after, limit))
+    async def list_accounts(self, tenant_id: str, db: DB, cursor: Cursor = None, limit: Limit = 100) -> AccountPage:
+        rows = await db.all("SELECT * FROM credits.list_accounts(%s, %s::bigint, %s::int)", (tenant_id, cursor, limit))
         items = [AccountSummary(**r) for r in rows]
-        return AccountPage(items=items, next_after=next_cursor(items, limit, "account_id"))
+        return AccountPage(items=items, next_cursor=next_cursor(items, limit, "account_id"))
 
     @get("/accounts/{account_id:int}", summary="Balance, held and available credits", opt={"roles": READERS})
     async def get_account(self, tenant_id: str, account_id: int, db: DB) -> Account:
@@ -67,14 +67,14 @@ class CreditsController(Controller):
         opt={"roles": READERS},
     )
     async def list_entries(
-        self, tenant_id: str, account_id: int, db: DB, before: int | None = None, limit: Limit = 100
+        self, tenant_id: str, account_id: int, db: DB, cursor: Cursor = None, limit: Limit = 100
     ) -> EntryPage:
         rows = await db.all(
             "SELECT * FROM credits.list_entries(%s, %s::bigint, %s::bigint, %s::int)",
-            (tenant_id, account_id, before, limit),
+            (tenant_id, account_id, cursor, limit),
         )
         items = [Entry(**r) for r in rows]
-        return EntryPage(items=items, next_before=next_cursor(items, limit, "seq"))
+        return EntryPage(items=items, next_cursor=next_cursor(items, limit, "seq"))
 
     @get(
         "/accounts/{account_id:int}/entries/{entry_id:int}",

@@ -38,7 +38,7 @@ from ..models.holds import (
     HoldView,
     ReserveIn,
 )
-from .params import DB, LOCATION, REPLAY, IdempotencyKey, Limit, answer, created, next_cursor
+from .params import DB, LOCATION, REPLAY, Cursor, IdempotencyKey, Limit, answer, created, next_cursor
 
 
 def _seconds(value: float) -> timedelta | None:
@@ -91,15 +91,15 @@ class HoldsController(Controller):
         account_id: int,
         db: DB,
         status: str | None = None,
-        before: int | None = None,
+        cursor: Cursor = None,
         limit: Limit = 100,
     ) -> HoldPage:
         rows = await db.all(
             "SELECT * FROM credits.list_holds(%s, %s::bigint, %s, %s::bigint, %s::int)",
-            (tenant_id, account_id, status, before, limit),
+            (tenant_id, account_id, status, cursor, limit),
         )
         items = [HoldSummary(**r) for r in rows]
-        return HoldPage(items=items, next_before=next_cursor(items, limit, "hold_id"))
+        return HoldPage(items=items, next_cursor=next_cursor(items, limit, "hold_id"))
 
     @get(
         "/holds/{hold_id:int}",

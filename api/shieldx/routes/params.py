@@ -24,6 +24,11 @@ IdempotencyKey = Annotated[
 
 Limit = Annotated[int, QueryParameter(name="limit", description="Page size, 1 to 1000")]
 
+# Keyset pagination, one name on every list: a page's `next_cursor`, passed back as ?cursor=.
+CURSOR = "The previous page's next_cursor (omit for the first page)"
+Cursor = Annotated[int | None, QueryParameter(name="cursor", description=CURSOR, required=False)]
+KeyCursor = Annotated[str | None, QueryParameter(name="cursor", description=CURSOR, required=False)]
+
 # The pooled database, injected by name.
 DB = NamedDependency[Database]
 

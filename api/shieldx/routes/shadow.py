@@ -27,7 +27,7 @@ from ..models.shadow import (
     RuleVersion,
     RuleVersionIn,
 )
-from .params import DB, REPLAY, IdempotencyKey, Limit, created, next_cursor
+from .params import DB, REPLAY, Cursor, IdempotencyKey, Limit, created, next_cursor
 
 
 class ShadowController(Controller):
@@ -98,10 +98,10 @@ class ShadowController(Controller):
         return created(ExperimentCreated, row, f"/v1/shadow/experiments/{row['experiment_id']}")
 
     @get("/experiments", summary="List experiments (keyset pagination)")
-    async def list_experiments(self, db: DB, after: int | None = None, limit: Limit = 100) -> ExperimentPage:
-        rows = await db.all("SELECT * FROM shadow.list_experiments(%s::bigint, %s::int)", (after, limit))
+    async def list_experiments(self, db: DB, cursor: Cursor = None, limit: Limit = 100) -> ExperimentPage:
+        rows = await db.all("SELECT * FROM shadow.list_experiments(%s::bigint, %s::int)", (cursor, limit))
         items = [ExperimentSummary(**r) for r in rows]
-        return ExperimentPage(items=items, next_after=next_cursor(items, limit, "experiment_id"))
+        return ExperimentPage(items=items, next_cursor=next_cursor(items, limit, "experiment_id"))
 
     @get(
         "/experiments/{experiment_id:int}",
@@ -113,12 +113,12 @@ class ShadowController(Controller):
         )
 
     @get("/experiments/{experiment_id:int}/events", summary="Deployment audit trail, oldest first")
-    async def list_events(self, experiment_id: int, db: DB, after: int | None = None, limit: Limit = 100) -> EventPage:
+    async def list_events(self, experiment_id: int, db: DB, cursor: Cursor = None, limit: Limit = 100) -> EventPage:
         rows = await db.all(
-            "SELECT * FROM shadow.list_events(%s::bigint, %s::bigint, %s::int)", (experiment_id, after, limit)
+            "SELECT * FROM shadow.list_events(%s::bigint, %s::bigint, %s::int)", (experiment_id, cursor, limit)
         )
         items = [Event(**r) for r in rows]
-        return EventPage(items=items, next_after=next_cursor(items, limit, "event_id"))
+        return EventPage(items=items, next_cursor=next_cursor(items, limit, "event_id"))
 
     @post(
         "/experiments/{experiment_id:int}/observations",
