@@ -10,8 +10,9 @@ DEFAULT_DATABASE_URL = "postgresql://shieldx_app@127.0.0.1:55432/shieldx"
 
 
 class Settings(msgspec.Struct, frozen=True):
-    # libpq conninfo or URL; a multi-host URL (host1:5432,host2:5432) with
-    # target_session_attrs=read-write follows the primary across failover.
+    # libpq conninfo or URL. With Patroni: HAProxy's write port (it follows the leader
+    # by Patroni's /primary check). A multi-host URL without HAProxy is not offered:
+    # target_session_attrs cannot tell a deposed primary (docs/operations/ha.md).
     database_url: str = DEFAULT_DATABASE_URL
     pool_min: int = 4
     pool_max: int = 16
