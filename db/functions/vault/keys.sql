@@ -50,7 +50,8 @@ COMMENT ON FUNCTION vault.rotate_key(text) IS
   'invalid purpose, SX202 keyring unavailable.';
 
 -- Job: re-encrypt payment values still under a non-current key (and give
--- older rows their card fingerprint), a batch at a time (safe to run twice or to die midway: each row moves atomically).
+-- older rows their card fingerprint), a batch at a time (safe to run twice
+-- or to die midway: each row moves atomically).
 CREATE OR REPLACE FUNCTION vault.reencrypt(p_batch int DEFAULT 1000)
 RETURNS int
 LANGUAGE plpgsql SECURITY DEFINER
