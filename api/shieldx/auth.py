@@ -346,6 +346,7 @@ class KeyAuth:
         wait = self.limiter.wait_s(net)
         if wait > 0 and not self._cached(connection):
             self.counters["refusals_limited"] += 1
+            self.counters["rate_limited"] += 1  # every 429 answer (the per-key limit's and this one)
             raise rate_limited(wait, self.limiter.burst)
         try:
             entry = await self.authenticate(connection)
