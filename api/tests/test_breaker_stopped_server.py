@@ -134,7 +134,7 @@ def test_fail_fast_while_down_probe_then_close(server):
         started = time.monotonic()
         r = c.get("/v1/tenants/acme/accounts")
         assert time.monotonic() - started < 0.5
-        assert r.status_code == 503 and r.json()["type"] == "urn:shieldx:error:circuit_open"
+        assert r.status_code == 503 and r.json()["type"] == "/docs/errors#circuit_open"
         assert int(r.headers["retry-after"]) >= 1
         # Readiness does not follow the database: the pod stays in service and answers 503 itself.
         ready = c.get("/health/ready")

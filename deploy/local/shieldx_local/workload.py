@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import threading
 import time
 import uuid
@@ -413,6 +414,61 @@ def failover(
             "unexpected": work.unexpected,
             "phases_s": phases,
             "probe_story": _story(work.probe_log, t_kill),
+        }
+    )
+    return result
+
+
+def freeze(
+    cluster: Cluster,
+    base: str,
+    target: str = "leader",
+    frozen_s: float = 20.0,
+    before_s: float = 3.0,
+    after_s: float = 3.0,
+    clients: int = 16,
+) -> dict[str, Any]:
+    """Freeze a node (SIGSTOP of its Patroni and PostgreSQL) for frozen_s under load, then wake it (SIGCONT).
+
+    target "leader": the primary freezes, Patroni elects another, and the old one wakes up
+    believing it is still the primary until its Patroni demotes it; "sync": the
+    synchronous standby freezes and strict synchronous mode must move to the other one.
+    Every answer the clients got is checked against the ledger (`verify`); a definite
+    refusal given by a deposed primary (a stale "unknown hold", say) is an unexpected answer.
+    """
+    tenant = f"bank-{uuid.uuid4().hex[:8]}"
+    accounts, probe, api_key = seed_bank(cluster.layout.url(), tenant)
+    old = cluster.leader()
+    assert old, "no leader before the freeze"
+    if target == "leader":
+        node = old
+    else:
+        node = next(m["name"] for m in cluster.members() if m.get("role") == "sync_standby")
+    work = Workload(base, accounts, probe, clients=clients, seed=29, tenant=tenant, api_key=api_key)
+    work.start()
+    try:
+        time.sleep(before_s)
+        acked_before = work.counts().get("acked", 0)
+        pids = cluster.signal_node(node, signal.SIGSTOP)
+        t_freeze = time.monotonic()
+        time.sleep(frozen_s)
+        cluster.signal_node(node, signal.SIGCONT, pids)
+        time.sleep(after_s)
+    finally:
+        work.stop()
+    wait_until(cluster.healthy, 120, f"{node} to rejoin after the freeze", 0.5)
+    result = verify(cluster, work, tenant)
+    result.update(
+        {
+            "frozen": node,
+            "target": target,
+            "old_leader": old,
+            "new_leader": cluster.leader(),
+            "acked_before_freeze": acked_before,
+            "unavailable_s": work.unavailable_since(t_freeze),
+            "retries": work.retries,
+            "unexpected": work.unexpected,
+            "probe_story": _story(work.probe_log, t_freeze),
         }
     )
     return result
