@@ -243,7 +243,7 @@ def test_probes_while_the_database_is_down(server):
                 time.sleep(0.3)
             assert ready.json()["database"].startswith("unreachable")
             assert ready.json()["migrations_pending"] == [] and ready.json()["ready"] is True
-            assert answers <= {"urn:shieldx:error:database_unavailable", "urn:shieldx:error:circuit_open"}
+            assert answers <= {"/docs/errors#database_unavailable", "/docs/errors#circuit_open"}
         finally:
             server.start()
         assert _until(

@@ -100,7 +100,7 @@ def test_replays_refusals_and_auth_counters(client, accounts, dsn):
 
     assert delta("shieldx_idempotent_replays_total", route=CONSUME) == 1
     state = short.json()["sqlstate"]
-    assert delta("shieldx_refusals_total", sqlstate=state, name=short.json()["type"].rsplit(":", 1)[1]) == 1
+    assert delta("shieldx_refusals_total", sqlstate=state, name=short.json()["type"].rsplit("#", 1)[1]) == 1
     assert delta("shieldx_refusals_total", sqlstate="SX301", name="unauthenticated") == 1
     assert delta("shieldx_auth_failures_total", reason="unknown_key") == 1
     assert delta("shieldx_auth_verifications_total") + delta("shieldx_auth_cache_hits_total") >= 3
