@@ -66,7 +66,7 @@ def stats_sql(source: str | None = None) -> str:
 # ("canary"), or 20 times as many ("canary-slow", 100,000 challenger observations);
 # the plan ends after its last step.
 AA_BASELINES = (0.001, 0.01, 0.10, 0.50)
-AA_SHARES = ("1%", "5%", "50%", "canary", "canary-slow")
+AA_SHARES = ("1%", "5%", "50%", "50%-coin", "canary", "canary-slow")
 AA_LOOK_EVERY = (10, 100)
 AA_HORIZON = 100_000
 CANARY_STEPS = (1, 5, 25, 50, 100)
@@ -88,40 +88,55 @@ def _schedule(share: str, look_every: int) -> list[tuple[int, int]]:
 
     if share.endswith("%"):
         return [split(int(share[:-1]))] * (AA_HORIZON // look_every)
+    if share.endswith("%-coin"):  # the same totals per look; run_experiments splits them by coin flips
+        return _schedule(share.removesuffix("-coin"), look_every)
     per_step = CANARY_MIN_OBS_PER_STEP * (20 if share == "canary-slow" else 1)
     return [split(pct) for pct in CANARY_STEPS for _ in range(per_step // look_every)]
 
 
-def run_experiments(decide_vec, rng, p_a: float, p_b: float, experiments: int, schedule, chunk: int = 200):
+def run_experiments(
+    decide_vec, rng, p_a: float, p_b: float, experiments: int, schedule, coin: float | None = None, chunk: int = 200
+):
     """Monitor simulated experiments with the real decision at every look (vectorised over experiments).
 
-    schedule: [(new champion, new challenger observations)] per look. Returns numpy arrays:
-    decision code per experiment (1 better, -1 worse, 0 none) and challenger observations at
-    the decision (at the end when none).
+    schedule: [(new champion, new challenger observations)] per look. With `coin`, each look's
+    observations are assigned one by one, to the challenger with probability `coin` (the split then
+    varies by look and by experiment). Returns numpy arrays: decision code per experiment (1 better,
+    -1 worse, 0 none) and challenger observations at the decision (at the end when none).
     """
     import numpy as np
 
     sizes = np.array(schedule, dtype=np.int64)
-    n_a, n_b = sizes[:, 0].cumsum(), sizes[:, 1].cumsum()
     code = np.zeros(experiments, dtype=np.int64)
-    at = np.full(experiments, n_b[-1], dtype=np.int64)
+    at = np.zeros(experiments, dtype=np.int64)
     active = np.arange(experiments)
-    s_a = np.zeros(experiments, dtype=np.int64)
-    s_b = np.zeros(experiments, dtype=np.int64)
+    counts = np.zeros((4, experiments), dtype=np.int64)  # n_a, s_a, n_b, s_b
     for lo in range(0, len(sizes), chunk):
         hi = min(lo + chunk, len(sizes))
         if active.size == 0:
             break
-        inc_a = rng.binomial(sizes[lo:hi, 0], p_a, size=(active.size, hi - lo)).cumsum(axis=1) + s_a[active, None]
-        inc_b = rng.binomial(sizes[lo:hi, 1], p_b, size=(active.size, hi - lo)).cumsum(axis=1) + s_b[active, None]
+        shape = (active.size, hi - lo)
+        if coin is None:
+            d_a, d_b = np.broadcast_to(sizes[lo:hi, 0], shape), np.broadcast_to(sizes[lo:hi, 1], shape)
+        else:
+            d_b = rng.binomial(sizes[lo:hi].sum(axis=1), coin, size=shape)
+            d_a = sizes[lo:hi].sum(axis=1) - d_b
+        n_a = d_a.cumsum(axis=1) + counts[0, active, None]
+        s_a = rng.binomial(d_a, p_a, size=shape).cumsum(axis=1) + counts[1, active, None]
+        n_b = d_b.cumsum(axis=1) + counts[2, active, None]
+        s_b = rng.binomial(d_b, p_b, size=shape).cumsum(axis=1) + counts[3, active, None]
         open_ = np.ones(active.size, dtype=bool)
-        for j, k in enumerate(range(lo, hi)):
-            d = decide_vec(float(n_a[k]), inc_a[:, j], float(n_b[k]), inc_b[:, j])
+        for j in range(hi - lo):
+            if coin is None:  # the same counts in every experiment: pass scalars (cheaper, same values)
+                d = decide_vec(float(n_a[0, j]), s_a[:, j], float(n_b[0, j]), s_b[:, j])
+            else:
+                d = decide_vec(n_a[:, j], s_a[:, j], n_b[:, j], s_b[:, j])
             hit = open_ & (d != 0)
             code[active[hit]] = d[hit]
-            at[active[hit]] = n_b[k]
+            at[active[hit]] = n_b[hit, j]
             open_ &= ~hit
-        s_a[active], s_b[active] = inc_a[:, -1], inc_b[:, -1]
+        counts[:, active] = n_a[:, -1], s_a[:, -1], n_b[:, -1], s_b[:, -1]
+        at[active[open_]] = n_b[open_, -1]
         active = active[open_]
     return code, at
 
@@ -150,6 +165,20 @@ def _pct(x: float) -> str:
     return f"{x * 100:g}pct"
 
 
+def _share_key(share: str) -> str:
+    return share.replace("%", "pct")
+
+
+def _rng(seed: int, name: str):
+    """The generator of one simulated cell: seeded by (seed, CRC-32 of the cell's name), so a cell's
+    figures do not depend on which other cells run."""
+    import zlib
+
+    import numpy as np
+
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
 def simulate(
     aa_experiments: int = 10_000,
     power_experiments: int = 4000,
@@ -160,27 +189,23 @@ def simulate(
     power_look_every=(10, 100),
     progress=None,
 ) -> dict[str, float]:
-    """The A/A grid and the power cases, with the job's decision function. Each cell has its own seed
-    (SeedSequence([seed, cell number])), so a cell's figure does not depend on which others run."""
+    """The A/A grid and the power cases, with the job's decision function."""
     import numpy as np
 
     stats = load_stats()
     tick = progress or (lambda name, total: lambda: None)
     out: dict[str, float] = {"shadow.seed": float(seed), "shadow.aa_experiments": float(aa_experiments)}
-    cell = 0
     worst = (-1, "")
     for p in baselines:
         for share in shares:
             for every in look_every:
-                cell += 1
-                rng = np.random.default_rng([seed, cell])
-                name = f"A/A {p:g}, {share}, every {every}"
-                done = tick(name, 1)
+                key = f"shadow.aa_fpr.b{_pct(p)}.{_share_key(share)}.every{every}"
+                done = tick(f"A/A {p:.1%}, {share}, a look every {every}", 1)
+                coin = int(share.removesuffix("%-coin")) / 100 if share.endswith("%-coin") else None
                 code, _ = run_experiments(
-                    stats.sequential_decision_vec, rng, p, p, aa_experiments, _schedule(share, every)
+                    stats.sequential_decision_vec, _rng(seed, key), p, p, aa_experiments, _schedule(share, every), coin
                 )
                 k = int(np.count_nonzero(code))
-                key = f"shadow.aa_fpr.b{_pct(p)}.{share.replace('%', 'pct')}.every{every}"
                 out[key] = k / aa_experiments
                 out[key.replace("aa_fpr", "aa_false_better")] = int(np.count_nonzero(code == 1)) / aa_experiments
                 if k > worst[0]:
@@ -190,24 +215,37 @@ def simulate(
         out["shadow.aa_fpr_max"] = worst[0] / aa_experiments
         out["shadow.aa_fpr_max_upper95"] = clopper_pearson_upper(worst[0], aa_experiments)
     for every in power_look_every:
+        suffix = "" if every == power_look_every[0] else f".every{every}"
         for key, p_a, p_b, horizon, want in POWER_CASES:
-            cell += 1
-            rng = np.random.default_rng([seed, cell])
-            done = tick(f"{key} every {every}", 1)
+            done = tick(f"{key}, a look every {every}", 1)
             code, at = run_experiments(
-                stats.sequential_decision_vec, rng, p_a, p_b, power_experiments, [(every, every)] * (horizon // every)
+                stats.sequential_decision_vec,
+                _rng(seed, key + suffix),
+                p_a,
+                p_b,
+                power_experiments,
+                [(every, every)] * (horizon // every),
             )
-            suffix = "" if every == power_look_every[0] else f".every{every}"
+            name = key.removeprefix("shadow.power_").removeprefix("shadow.")
             out[key + suffix] = float(np.mean(code == want))
-            stop = np.where(code != 0, at, np.iinfo(np.int64).max)
-            med = float(np.median(stop))
-            out[key.replace("power_", "median_n_").replace("rollback_", "median_n_rollback_") + suffix] = (
-                med if med < horizon + 1 else float("inf")
-            )
-            out[key.replace("power_", "wrong_").replace("rollback_", "wrong_rollback_") + suffix] = float(
-                np.mean(code == -want)
-            )
+            med = float(np.median(np.where(code != 0, at, np.iinfo(np.int64).max)))
+            out[f"shadow.median_n_{name}{suffix}"] = med if med <= horizon else float("inf")
+            out[f"shadow.wrong_{name}{suffix}"] = float(np.mean(code == -want))
             done()
+    # Reference: the likelihood ratio of the exact alternative alone (all the prior on it), same bound.
+    for key, p_a, p_b, horizon, want in POWER_CASES[:3:2]:
+        every = power_look_every[0] if power_look_every else 100
+        done = tick(f"{key}: the exact alternative alone", 1)
+
+        def alone(n_a, s_a, n_b, s_b, p_a=p_a, p_b=p_b):
+            e = stats.log_e_value(n_a, s_a, n_b, s_b, ((1.0, p_a, p_b),), np.log, np.exp, np.maximum)
+            return np.where(e >= stats.LOG_BOUND_BETTER, 1, 0)
+
+        code, _ = run_experiments(
+            alone, _rng(seed, key + ".alone"), p_a, p_b, power_experiments, [(every, every)] * (horizon // every)
+        )
+        out[key.replace("power_", "power_alone_")] = float(np.mean(code == want))
+        done()
     out["shadow.power_experiments"] = float(power_experiments)
     return out
 
@@ -323,7 +361,7 @@ def print_tables(console, metrics: dict[str, float]) -> None:
         grid.add_column(f"look every {every}", justify="right")
     for p in AA_BASELINES:
         for share in AA_SHARES:
-            keys = [f"shadow.aa_fpr.b{_pct(p)}.{share.replace('%', 'pct')}.every{e}" for e in AA_LOOK_EVERY]
+            keys = [f"shadow.aa_fpr.b{_pct(p)}.{_share_key(share)}.every{e}" for e in AA_LOOK_EVERY]
             if all(k in metrics for k in keys):
                 grid.add_row(f"{p:.1%}", share, *(f"{metrics[k]:.2%}" for k in keys))
     console.print(grid)
