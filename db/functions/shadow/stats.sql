@@ -4,7 +4,7 @@
 -- when _stats_version() changes.
 CREATE OR REPLACE FUNCTION shadow._stats_version()
 RETURNS text LANGUAGE sql IMMUTABLE
-AS $fn$ SELECT 'b9761cc918193724'::text $fn$;
+AS $fn$ SELECT '7a23440bcfde59ed'::text $fn$;
 
 CREATE OR REPLACE FUNCTION shadow._stats_source()
 RETURNS text LANGUAGE sql IMMUTABLE
@@ -22,20 +22,25 @@ P(B > A) quadrature and credible intervals), which run in the pg_cron job.
 Arms: A is the champion, B the challenger. Posteriors are Beta(1 + successes,
 1 + failures).
 
-Decision rule (honest stopping): a mixture likelihood-ratio e-process on the
+Decision rule (honest stopping): two mixture likelihood-ratio e-values on the
 exact binomial likelihood (no normal approximation). For a point alternative
-(pA, pB) the likelihood ratio against the null "both arms convert at q", with
+(pA, pB) the likelihood ratio against "both arms convert at q", with
 q = (nA pA + nB pB) / (nA + nB) the allocation-weighted rate, is
 
     LR = pA^sA (1-pA)^(nA-sA) pB^sB (1-pB)^(nB-sB) / (q^(sA+sB) (1-q)^(nA+nB-sA-sB))
 
-For every common rate p, E_p[LR] <= 1 (log LR's expectation is concave in p
-and flat at p = q), so with the challenger's share fixed between looks LR is a
-nonnegative supermartingale under EVERY null rate, and so is any fixed
-mixture of such ratios (Turner, Ly and Grunwald's safe test for 2x2 tables).
-Ville's inequality then bounds P(sup_t E_t >= 1/alpha) by alpha however often
-the job looks. "Better" mixes PRIOR_BETTER at ALPHA_BETTER, "worse" the same
-alternatives with the arms exchanged at ALPHA_WORSE; total 1%.
+For a batch of nA + nB new observations and ANY common rate p, E_p[LR] =
+gA(p)^nA gB(p)^nB with gA(p) = p pA/q + (1-p)(1-pA)/(1-q) (gB likewise), both
+linear in p; nA log gA + nB log gB is concave in p, zero with zero slope at
+p = q, so E_p[LR] <= 1 (Turner, Ly and Grunwald's e-variable for 2x2 tables).
+When every look's new observations split between the arms as the totals do
+(a fixed share), LR on the totals is the product of the batches' ratios: a
+nonnegative supermartingale under every null, even one whose rate drifts
+between looks, and so is a fixed mixture of them. Ville's inequality bounds
+P(ever E >= 1/alpha) by alpha however often the job looks. A canary plan or
+random assignment changes the split between looks: `shieldx shadow simulate`
+measures those. "Better" mixes PRIOR_BETTER at ALPHA_BETTER; "worse" the same
+alternatives with the arms exchanged at ALPHA_WORSE; 1% in all.
 """
 
 from __future__ import annotations
