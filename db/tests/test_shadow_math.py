@@ -167,17 +167,20 @@ def test_the_vectorised_decision_is_the_scalar_one():
 def crossing_probability(p, blocks, log_bound, prior):
     """Exact P(the e-value ever reaches exp(log_bound)) when both arms convert at p, looking after
     each block (new champion, new challenger observations), by dynamic programming over the counts.
-    Mass beyond the tracked success range counts as crossed (an upper bound)."""
+    p is one rate, or a list of one rate per block (a rate that drifts). Mass beyond the tracked
+    success range counts as crossed (an upper bound)."""
     import numpy as np
 
+    rates = list(p) if isinstance(p, list) else [p] * len(blocks)
+    top = max(rates)
     total_a, total_b = sum(b[0] for b in blocks), sum(b[1] for b in blocks)
-    cap_a = min(total_a, int(total_a * p + 12 * math.sqrt(total_a * p * (1 - p)) + 12))
-    cap_b = min(total_b, int(total_b * p + 12 * math.sqrt(total_b * p * (1 - p)) + 12))
+    cap_a = min(total_a, int(total_a * top + 12 * math.sqrt(total_a * top * (1 - top)) + 12))
+    cap_b = min(total_b, int(total_b * top + 12 * math.sqrt(total_b * top * (1 - top)) + 12))
     mass = np.zeros((cap_a + 1, cap_b + 1))
     mass[0, 0] = 1.0
     crossed = 0.0
     n_a = n_b = 0
-    for da, db in blocks:
+    for (da, db), p in zip(blocks, rates, strict=True):
         for axis, d in ((0, da), (1, db)):  # add Binomial(d, p) successes along the axis
             grown = np.zeros(tuple(n + d if i == axis else n for i, n in enumerate(mass.shape)))
             for k in range(d + 1):
@@ -201,6 +204,8 @@ def crossing_probability(p, blocks, log_bound, prior):
         (0.1, [(5, 5)] * 60),
         (0.02, [(19, 1)] * 150),  # a 5% challenger at a 2% rate: the case the normal approximation failed
         (0.3, [(3, 1)] * 100),
+        ([0.05 + 0.45 * k / 80 for k in range(80)], [(2, 2)] * 80),  # both arms' rate drifts, 5% to 50%
+        ([0.3 if k % 2 else 0.05 for k in range(100)], [(3, 1)] * 100),  # and jumps between looks
     ],
 )
 def test_exact_a_a_crossing_probability_stays_below_alpha(p, blocks):
