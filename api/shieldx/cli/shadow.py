@@ -162,7 +162,7 @@ def clopper_pearson_upper(k: int, n: int, level: float = 0.95) -> float:
 
 
 def _pct(x: float) -> str:
-    return f"{x * 100:g}pct"
+    return f"{x * 100:g}".replace(".", "p") + "pct"  # 0.001 -> 0p1pct
 
 
 def _share_key(share: str) -> str:
