@@ -1,6 +1,7 @@
--- The sequential decision rule at one look (see stats.py and the README):
--- two one-sided SPRTs, 'challenger_better' at alpha 0.008, 'challenger_worse'
--- at 0.002, valid however often the job looks. Pure math: no scipy.
+-- The sequential decision rule at one look (see stats.py and docs/shadow.md):
+-- two mixture likelihood-ratio e-values on the exact binomial likelihood,
+-- 'challenger_better' at alpha 0.008, 'challenger_worse' at 0.002, valid however
+-- often the job looks. Pure math: no scipy.
 CREATE OR REPLACE FUNCTION shadow.decide(
   champion_n bigint, champion_successes bigint, challenger_n bigint, challenger_successes bigint)
 RETURNS jsonb

@@ -12,34 +12,42 @@ P(B > A) quadrature and credible intervals), which run in the pg_cron job.
 Arms: A is the champion, B the challenger. Posteriors are Beta(1 + successes,
 1 + failures).
 
-Decision rule (honest stopping): two one-sided sequential probability ratio
-tests on the difference of conversion rates, normal approximation with the
-pooled variance. For a standardized effect THETA (an absolute difference of
-THETA * sqrt(p(1-p))), the likelihood ratio of "B - A = +theta" against
-"B = A" after the data seen so far is
+Decision rule (honest stopping): two mixture likelihood-ratio e-values on the
+exact binomial likelihood (no normal approximation). For a point alternative
+(pA, pB) the likelihood ratio against "both arms convert at q", with
+q = (nA pA + nB pB) / (nA + nB) the allocation-weighted rate, is
 
-    LR+ = exp(theta * d / V - theta^2 / (2 V)),  d = pB^ - pA^,
-    V = p^(1 - p^) (1/nA + 1/nB)
+    LR = pA^sA (1-pA)^(nA-sA) pB^sB (1-pB)^(nB-sB) / (q^(sA+sB) (1-q)^(nA+nB-sA-sB))
 
-(LR- the same with -theta). Each is a nonnegative martingale under the null,
-so by Ville's inequality P(LR+ ever >= 1/ALPHA_BETTER) <= ALPHA_BETTER however
-often it is looked at; the total false-positive budget is ALPHA_BETTER +
-ALPHA_WORSE = 1%. Most of the budget goes to "challenger better", the
-decision that promotes; "challenger worse" only rolls back early, and the
-guardrails and the end of the canary plan cover that side too.
+For a batch of nA + nB new observations and ANY common rate p, E_p[LR] =
+gA(p)^nA gB(p)^nB with gA(p) = p pA/q + (1-p)(1-pA)/(1-q) (gB likewise), both
+linear in p; nA log gA + nB log gB is concave in p, zero with zero slope at
+p = q, so E_p[LR] <= 1 (Turner, Ly and Grunwald's e-variable for 2x2 tables).
+When every look's new observations split between the arms as the totals do
+(a fixed share), LR on the totals is the product of the batches' ratios: a
+nonnegative supermartingale under every null, even one whose rate drifts
+between looks, and so is a fixed mixture of them. Ville's inequality bounds
+P(ever E >= 1/alpha) by alpha however often the job looks. A canary plan or
+random assignment changes the split between looks: `shieldx shadow simulate`
+measures those. "Better" mixes PRIOR_BETTER at ALPHA_BETTER; "worse" the same
+alternatives with the arms exchanged at ALPHA_WORSE; 1% in all.
 """
 
 from __future__ import annotations
 
 import math
 
-# --- the decision rule's constants (see README "Shadow evaluation") ---------
-THETA = 0.05  # standardized effect the SPRTs are tuned for (10% -> 12% is 0.064)
+# --- the decision rule's constants (see docs/shadow.md "The decision rule") ---
 ALPHA_BETTER = 0.008  # false "challenger better" budget
 ALPHA_WORSE = 0.002  # false "challenger worse" budget
-MIN_N = 100  # no decision before this many observations per arm (normal approximation)
 LOG_BOUND_BETTER = math.log(1.0 / ALPHA_BETTER)
 LOG_BOUND_WORSE = math.log(1.0 / ALPHA_WORSE)
+# The mixing prior: (weight, champion rate, challenger rate). Half on a 20% relative
+# lift at a low rate (at rates up to ~10% the ratio reads mostly how the successes
+# split between the arms), half on +2 points at 50%.
+PRIOR_BETTER = ((0.5, 0.05, 0.06), (0.5, 0.50, 0.52))
+# "Worse" is "better" with the arms exchanged.
+PRIOR_WORSE = tuple((w, p_b, p_a) for w, p_a, p_b in PRIOR_BETTER)
 
 # Below this many summands P(B > A) is Evan Miller's exact sum; above, quadrature.
 EXACT_MAX_TERMS = 3000
@@ -47,8 +55,38 @@ QUAD_NODES = 96
 QUAD_HALF_WIDTH_SD = 12.0
 
 
+def log_e_value(n_a, s_a, n_b, s_b, prior, log=math.log, exp=math.exp, maximum=max):
+    """log of the mixture e-value sum_k w_k LR(p_a_k, p_b_k) at counts (n_a, s_a, n_b, s_b).
+
+    One formula for both users: PostgreSQL calls it with floats and `math`;
+    the simulator with numpy arrays of counts and log=np.log, exp=np.exp,
+    maximum=np.maximum (the counts broadcast; n_a + n_b must be > 0).
+    """
+    n = n_a + n_b
+    terms = []
+    for w, p_a, p_b in prior:
+        q = (n_a * p_a + n_b * p_b) / n
+        terms.append(
+            log(w)
+            + s_a * log(p_a / q)
+            + (n_a - s_a) * log((1.0 - p_a) / (1.0 - q))
+            + s_b * log(p_b / q)
+            + (n_b - s_b) * log((1.0 - p_b) / (1.0 - q))
+        )
+    top = terms[0]
+    for t in terms[1:]:
+        top = maximum(top, t)
+    total = 0.0
+    for t in terms:
+        total = total + exp(t - top)
+    return top + log(total)
+
+
 def sequential_decision(n_a: int, s_a: int, n_b: int, s_b: int) -> dict:
-    """The decision at one look: 'challenger_better', 'challenger_worse' or 'continue'."""
+    """The decision at one look: 'challenger_better', 'challenger_worse' or 'continue'.
+
+    log_lr_better / log_lr_worse are the logs of the two mixture e-values.
+    """
     out = {
         "decision": "continue",
         "log_lr_better": 0.0,
@@ -56,26 +94,30 @@ def sequential_decision(n_a: int, s_a: int, n_b: int, s_b: int) -> dict:
         "log_bound_better": LOG_BOUND_BETTER,
         "log_bound_worse": LOG_BOUND_WORSE,
     }
-    if n_a < MIN_N or n_b < MIN_N:
-        out["reason"] = f"fewer than {MIN_N} observations in an arm"
+    if n_a <= 0 or n_b <= 0:
+        out["reason"] = "an arm has no observations yet"
         return out
-    p = (s_a + s_b) / (n_a + n_b)
-    s2 = p * (1.0 - p)
-    if s2 <= 0.0:
-        out["reason"] = "no variation yet (all successes or all failures)"
-        return out
-    v = s2 * (1.0 / n_a + 1.0 / n_b)
-    d = s_b / n_b - s_a / n_a
-    theta = THETA * math.sqrt(s2)
-    half = theta * theta / (2.0 * v)
-    lp = theta * d / v - half
-    lm = -theta * d / v - half
+    lp = log_e_value(n_a, s_a, n_b, s_b, PRIOR_BETTER)
+    lm = log_e_value(n_a, s_a, n_b, s_b, PRIOR_WORSE)
     out["log_lr_better"], out["log_lr_worse"] = lp, lm
     if lp >= LOG_BOUND_BETTER:
         out["decision"] = "challenger_better"
     elif lm >= LOG_BOUND_WORSE:
         out["decision"] = "challenger_worse"
     return out
+
+
+def sequential_decision_vec(n_a, s_a, n_b, s_b):
+    """sequential_decision over numpy arrays of counts (every arm non-empty), for the simulator.
+
+    The same log_e_value, bounds and order of the tests; returns int codes:
+    1 challenger better, -1 challenger worse, 0 continue.
+    """
+    import numpy as np
+
+    lp = log_e_value(n_a, s_a, n_b, s_b, PRIOR_BETTER, np.log, np.exp, np.maximum)
+    lm = log_e_value(n_a, s_a, n_b, s_b, PRIOR_WORSE, np.log, np.exp, np.maximum)
+    return np.where(lp >= LOG_BOUND_BETTER, 1, np.where(lm >= LOG_BOUND_WORSE, -1, 0))
 
 
 # --- P(B > A) -----------------------------------------------------------------
