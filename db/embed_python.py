@@ -27,10 +27,6 @@ from types import ModuleType
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent / "functions"
 
-# Who else writes a module's .sql, with the same text (and which test names it).
-WRITERS = {"shadow/stats.py": ("shieldx shadow gen-sql", "db/tests/test_shadow_math.py")}
-DEFAULT_WRITER = ("python db/embed_python.py", "db/tests/test_embed_python.py")
-
 
 def modules(root: Path = FUNCTIONS_DIR) -> list[Path]:
     """Every embedded module, in a stable order."""
@@ -47,7 +43,7 @@ def generated_sql(py: Path, source: str | None = None) -> str:
     if "$py$" in src or "$fn$" in src:
         raise ValueError(f"{py.name} must not contain $py$ or $fn$ (they quote it in SQL)")
     schema, name = py.parent.name, py.stem
-    command, test = WRITERS.get(f"{schema}/{py.name}", DEFAULT_WRITER)
+    command, test = "python db/embed_python.py", "db/tests/test_embed_python.py"
     return (
         f"-- GENERATED from {name}.py by `{command}`: edit {name}.py, then regenerate.\n"
         f"-- ({test} fails when this file and {name}.py differ.)\n"

@@ -1,14 +1,13 @@
-"""`shieldx shadow`: simulate the real decision rule; regenerate stats.sql.
+"""`shieldx shadow`: simulate the real decision rule.
 
 The statistics live in one file, db/functions/shadow/stats.py. PostgreSQL runs
 it from db/functions/shadow/stats.sql, which embeds that exact text (written by
-`shieldx shadow gen-sql`; a test fails when the two differ). `simulate`
+`python db/embed_python.py`; a test fails when the two differ). `simulate`
 imports the same file, so the simulated decision function is the job's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import math
 import time
@@ -20,7 +19,6 @@ from ..paths import FUNCTIONS_DIR
 from .common import LOCAL_PORT
 
 STATS_PY = FUNCTIONS_DIR / "shadow" / "stats.py"
-STATS_SQL = FUNCTIONS_DIR / "shadow" / "stats.sql"
 
 
 def load_stats() -> ModuleType:
@@ -30,31 +28,6 @@ def load_stats() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def stats_version(source: str | None = None) -> str:
-    src = STATS_PY.read_text() if source is None else source
-    return hashlib.sha256(src.encode()).hexdigest()[:16]
-
-
-def stats_sql(source: str | None = None) -> str:
-    """The text of stats.sql for the current stats.py."""
-    src = STATS_PY.read_text() if source is None else source
-    if "$py$" in src or "$fn$" in src:
-        raise ValueError("stats.py must not contain $py$ or $fn$ (they quote it in SQL)")
-    version = stats_version(src)
-    return (
-        "-- GENERATED from stats.py by `shieldx shadow gen-sql`: edit stats.py, then regenerate.\n"
-        "-- (db/tests/test_shadow_math.py fails when this file and stats.py differ.)\n"
-        "-- PL/Python functions exec _stats_source() once per backend and reload it\n"
-        "-- when _stats_version() changes.\n"
-        "CREATE OR REPLACE FUNCTION shadow._stats_version()\n"
-        "RETURNS text LANGUAGE sql IMMUTABLE\n"
-        f"AS $fn$ SELECT '{version}'::text $fn$;\n\n"
-        "CREATE OR REPLACE FUNCTION shadow._stats_source()\n"
-        "RETURNS text LANGUAGE sql IMMUTABLE\n"
-        f"AS $fn$ SELECT $py${src}$py$::text $fn$;\n"
-    )
 
 
 # --- simulation ---------------------------------------------------------------
@@ -285,7 +258,8 @@ def _time_p_win_somewhere(dsn: str, port: int) -> float:
 
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            current = conn.execute("SELECT shadow._stats_version() = %s", (stats_version(),)).fetchone() == (True,)
+            # The database runs this very stats.py (db/embed_python.py embeds it verbatim).
+            current = conn.execute("SELECT shadow._stats_source() = %s", (STATS_PY.read_text(),)).fetchone() == (True,)
     except psycopg.Error:
         current = False
     if current:
@@ -304,15 +278,9 @@ def _time_p_win_somewhere(dsn: str, port: int) -> float:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@click.group(help="Shadow evaluation: simulate the decision rule, regenerate stats.sql.")
+@click.group(help="Shadow evaluation: simulate the decision rule.")
 def cli() -> None:
     pass
-
-
-@cli.command("gen-sql", help="Write db/functions/shadow/stats.sql from stats.py.")
-def gen_sql() -> None:
-    STATS_SQL.write_text(stats_sql())
-    click.echo(f"wrote {STATS_SQL}")
 
 
 @cli.command(

@@ -17,5 +17,5 @@ return json.dumps(S.sequential_decision(champion_n, champion_successes, challeng
 $py$;
 COMMENT ON FUNCTION shadow.decide(bigint, bigint, bigint, bigint) IS
   'The sequential decision rule at one look, from the counts of both arms: ''challenger_better'', '
-  '''challenger_worse'' or ''continue'' with its log-likelihood ratios (two one-sided SPRTs, valid however often '
-  'it looks). SX007 invalid counts.';
+  '''challenger_worse'' or ''continue'' with the logs of its two mixture e-values (exact binomial likelihood '
+  'ratios; valid however often it looks). SX007 invalid counts.';
