@@ -21,12 +21,16 @@ every replica within one lease (<= LEASE_S).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import ipaddress
+import json
 import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -34,7 +38,7 @@ from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from .errors import PROBLEM, problem
+from .errors import catalog, named_problem
 
 log = logging.getLogger("shieldx.auth")
 
@@ -64,67 +68,88 @@ ANONYMOUS_OPERATOR = Principal(key_id=None, tenant_id=None, roles=frozenset({OPE
 
 
 class ApiProblem(Exception):
-    """A refusal the API decides itself (no SQL function involved)."""
+    """A refusal the API decides itself (no SQL function involved).
 
-    def __init__(
-        self,
-        status: int,
-        name: str,
-        title: str,
-        detail: str,
-        headers: dict[str, str] | None = None,
-        sqlstate: str | None = None,
-    ) -> None:
+    It names its error by SQLSTATE only: the name, HTTP status and title are
+    those of ops.error_catalog (shieldx.errors.catalog).
+    """
+
+    def __init__(self, sqlstate: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
-        self.status, self.name, self.title, self.detail = status, name, title, detail
-        self.headers, self.sqlstate = headers, sqlstate
+        self.sqlstate, self.detail, self.headers, self.extra = sqlstate, detail, headers, extra
 
 
 def problem_handler(request: Request, exc: ApiProblem) -> Response:
-    extra = {"sqlstate": exc.sqlstate} if exc.sqlstate else {}
-    return problem(exc.status, exc.name, exc.title, exc.detail, headers=exc.headers, **extra)
+    return named_problem(exc.sqlstate, exc.detail, headers=exc.headers, **exc.extra)
 
 
-def unauthenticated(detail: str = "a valid API key is required") -> ApiProblem:
+# Where a caller without a valid key learns how to get one (a page of the docs).
+GETTING_A_KEY = "docs/access-control.md#getting-a-key"
+
+
+def unauthenticated() -> ApiProblem:
+    # One answer for every reason (missing, malformed, unknown, bad secret, revoked,
+    # expired): the caller learns nothing about which keys exist.
     return ApiProblem(
-        401,
-        "unauthenticated",
-        "Missing, malformed, unknown, revoked or expired API key",
-        detail,
+        "SX301",
+        "a valid API key is required: send Authorization: Bearer sx_<key_id>_<secret> "
+        f"(or X-API-Key); to get a key, see {GETTING_A_KEY}",
         headers={"WWW-Authenticate": 'Bearer realm="shieldx"'},
-        sqlstate="SX301",
+        help=GETTING_A_KEY,
     )
 
 
 def forbidden(detail: str) -> ApiProblem:
-    return ApiProblem(403, "forbidden", "The API key lacks a role this operation requires", detail, sqlstate="SX302")
+    return ApiProblem("SX302", detail)
 
 
 def unknown_tenant(tenant: str) -> ApiProblem:
     # Same answer as for a tenant that does not exist: nothing leaks.
-    return ApiProblem(404, "unknown_tenant", "Unknown tenant", f"tenant {tenant} not found", sqlstate="SX001")
+    return ApiProblem("SX001", f"tenant {tenant} not found")
 
 
-def rate_limited(retry_after_s: float) -> ApiProblem:
+def rate_limited(retry_after_s: float, limit: float) -> ApiProblem:
     seconds = max(1, math.ceil(retry_after_s))
-    return ApiProblem(
-        429,
-        "rate_limited",
-        "Rate limit exceeded",
-        f"too many requests; retry in {seconds}s",
-        headers={"Retry-After": str(seconds)},
-        sqlstate="SX303",
-    )
+    headers = {"Retry-After": str(seconds), **rate_limit_headers(limit, 0, seconds)}
+    return ApiProblem("SX303", f"too many requests; retry in {seconds}s", headers=headers)
+
+
+def rate_limit_headers(limit: float, remaining: float, reset_s: float) -> dict[str, str]:
+    """The IETF draft's RateLimit-* fields: the key's burst, what is left of it, seconds until it is full again."""
+    return {
+        "RateLimit-Limit": str(int(limit)),
+        "RateLimit-Remaining": str(max(0, int(remaining))),
+        "RateLimit-Reset": str(max(0, math.ceil(reset_s))),
+    }
+
+
+RATE_LIMIT_STATE = "shieldx_rate_limit"
+
+
+async def send_rate_limit(message: Any, scope: Any) -> None:
+    """before_send: add the RateLimit-* headers the guard computed to a keyed request's answer."""
+    if message["type"] == "http.response.start":
+        fields = scope.get("state", {}).get(RATE_LIMIT_STATE)
+        if fields:
+            present = {name.lower() for name, _ in message.get("headers", [])}
+            extra = [(k.lower().encode(), v.encode()) for k, v in fields.items() if k.lower().encode() not in present]
+            message["headers"] = [*message.get("headers", []), *extra]
 
 
 class _Entry:
-    __slots__ = ("burst", "digest", "lease_until", "principal", "rate", "tokens", "valid_until")
+    __slots__ = ("bucket", "burst", "digest", "lease_until", "principal", "rate", "tokens", "valid_until")
 
     def __init__(self, principal: Principal, digest: bytes, valid_until: float, rate: float, burst: float) -> None:
         self.principal, self.digest, self.valid_until = principal, digest, valid_until
         self.rate, self.burst = rate, burst
         self.tokens = 0
         self.lease_until = 0.0
+        self.bucket = burst  # tokens left in the shared bucket at the last lease
+
+    def rate_limit(self) -> dict[str, str]:
+        """RateLimit-* as this process knows them (the shared bucket as of its last lease, plus its leased tokens)."""
+        remaining = self.bucket + self.tokens
+        return rate_limit_headers(self.burst, remaining, (self.burst - remaining) / self.rate if self.rate else 0)
 
     @property
     def lease_size(self) -> int:
@@ -132,11 +157,67 @@ class _Entry:
         return max(1, min(MAX_LEASE, int(self.burst * 0.1), int(self.rate * 0.05)))
 
 
+class FailureLimiter:
+    """401/403 answers per client network (IPv4 /24, IPv6 /48): an in-process token bucket each.
+
+    Every refusal of authentication or authorisation spends a token of the
+    caller's network; an empty bucket is answered 429 before the database is
+    asked anything, so a flood of bad keys costs this process, not the primary.
+    A request with a valid key this process has cached is never held back.
+    """
+
+    MAX_NETWORKS = 100_000  # forget the oldest networks beyond this many
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.buckets: dict[str, tuple[float, float]] = {}  # network -> (tokens, at)
+
+    @staticmethod
+    def network(host: str | None) -> str:
+        try:
+            ip = ipaddress.ip_address(host or "")
+        except ValueError:
+            return host or "-"  # a test client or a socket path
+        return str(ipaddress.ip_network(f"{ip}/{24 if ip.version == 4 else 48}", strict=False))
+
+    def _tokens(self, net: str) -> float:
+        tokens, at = self.buckets.get(net, (self.burst, self.clock()))
+        return min(self.burst, tokens + (self.clock() - at) * self.rate)
+
+    def wait_s(self, net: str) -> float:
+        """Seconds until the network may be refused again (0: it may be answered now)."""
+        tokens = self._tokens(net)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+    def spend(self, net: str) -> None:
+        tokens = self._tokens(net)
+        self.buckets.pop(net, None)  # re-insert: the dict stays ordered oldest first
+        self.buckets[net] = (max(0.0, tokens - 1), self.clock())
+        while len(self.buckets) > self.MAX_NETWORKS:
+            del self.buckets[next(iter(self.buckets))]
+
+
+FAILURE_FLUSH_S = 10.0  # failed authentications are recorded at most this often, in one write
+
+
 class KeyAuth:
     """The guard, its key cache and its counters (exposed by /metrics)."""
 
-    def __init__(self, database: Any, enabled: bool = True, cache_s: float = 5.0, clock=time.monotonic) -> None:
+    def __init__(
+        self,
+        database: Any,
+        enabled: bool = True,
+        cache_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        failure_rate: float = 1.0,
+        failure_burst: float = 20.0,
+        flush_s: float = FAILURE_FLUSH_S,
+    ) -> None:
         self.database, self.enabled, self.cache_s, self.clock = database, enabled, cache_s, clock
+        self.limiter = FailureLimiter(failure_rate, failure_burst, clock)
+        self.flush_s, self.flushed_at = flush_s, clock()
+        self.pending: dict[tuple[str, str], int] = {}  # (reason, key id) -> failures not yet recorded
+        self.flushing: asyncio.Task | None = None
         self.cache: dict[str, _Entry] = {}
         self.counters: dict[str, int] = {
             "cache_hits": 0,
@@ -145,12 +226,16 @@ class KeyAuth:
             "rate_limited": 0,
             "forbidden": 0,
             "tenant_mismatch": 0,
+            "refusals_limited": 0,
         }
         self.failures: dict[str, int] = {}
 
     # --- authentication --------------------------------------------------
     def _fail(self, reason: str, key_id: str | None, path: str) -> ApiProblem:
         self.failures[reason] = self.failures.get(reason, 0) + 1
+        # Counted here; recorded in auth.failures by `flush`, one write for many failures.
+        real_key = key_id if reason in ("bad_secret", "revoked", "expired") else ""
+        self.pending[(reason, real_key or "")] = self.pending.get((reason, real_key or ""), 0) + 1
         # Never the key itself: its public id at most.
         log.warning("authentication failed: reason=%s key_id=%s path=%r", reason, key_id or "-", path)
         return unauthenticated()
@@ -206,8 +291,40 @@ class KeyAuth:
             raise self._fail("revoked_or_expired", entry.principal.key_id, path)
         if row["granted"] < 1:
             self.counters["rate_limited"] += 1
-            raise rate_limited(row["retry_after_s"])
-        entry.tokens, entry.lease_until = row["granted"] - 1, self.clock() + LEASE_S
+            entry.bucket = row["tokens"]
+            raise rate_limited(row["retry_after_s"], entry.burst)
+        entry.tokens, entry.lease_until, entry.bucket = row["granted"] - 1, self.clock() + LEASE_S, row["tokens"]
+
+    async def flush(self) -> int:
+        """Record the failures counted since the last flush, in one write. Returns how many."""
+        batch, self.pending = self.pending, {}
+        if not batch:
+            return 0
+        counts = [{"reason": r, "key_id": k, "count": n} for (r, k), n in batch.items()]
+        try:
+            row = await self.database.one("SELECT auth.record_failures(%s::jsonb) AS n", (json.dumps(counts),))
+        except Exception:  # noqa: BLE001 - keep the counts for the next flush
+            for k, n in batch.items():
+                self.pending[k] = self.pending.get(k, 0) + n
+            log.warning("could not record %d failed authentications; will retry", sum(batch.values()))
+            return 0
+        return int(row["n"])
+
+    def _flush_if_due(self) -> None:
+        now = self.clock()
+        if self.pending and now - self.flushed_at >= self.flush_s and (self.flushing is None or self.flushing.done()):
+            self.flushed_at = now
+            self.flushing = asyncio.get_running_loop().create_task(self.flush())
+
+    def _cached(self, connection: ASGIConnection) -> bool:
+        """The presented key is one this process verified and still trusts."""
+        match = KEY_RE.fullmatch(self._presented(connection) or "")
+        entry = self.cache.get(match.group(1)) if match else None
+        return (
+            entry is not None
+            and entry.valid_until > self.clock()
+            and hmac.compare_digest(entry.digest, hashlib.sha256(match.group(2).encode()).digest())  # type: ignore[union-attr]
+        )
 
     def forget(self, key_id: str) -> None:
         """Drop a key from this process's cache (after revoke/rotate here)."""
@@ -219,25 +336,42 @@ class KeyAuth:
         path = connection.url.path
         if opt.get("public") or path.startswith(PUBLIC_PREFIXES):
             return
+        # Refusals (ours and Litestar's, e.g. 413) take their titles from the catalog.
+        await catalog.ensure(self.database)
         if not self.enabled:
             connection.state.principal = ANONYMOUS_OPERATOR
             return
-        entry = await self.authenticate(connection)
-        principal = entry.principal
-        if not principal.is_operator:
-            params = connection.path_params
-            for name in TENANT_PARAMS:
-                tenant = params.get(name)
-                if tenant is not None and tenant != principal.tenant_id:
-                    self.counters["tenant_mismatch"] += 1
-                    raise unknown_tenant(str(tenant))
-            required = opt.get("roles")
-            if not required or principal.roles.isdisjoint(required):
-                self.counters["forbidden"] += 1
-                needed = ", ".join(required) if required else "operator"
-                raise forbidden(f"this operation needs one of the roles: {needed}")
+        self._flush_if_due()
+        net = self.limiter.network(connection.client.host if connection.client else None)
+        wait = self.limiter.wait_s(net)
+        if wait > 0 and not self._cached(connection):
+            self.counters["refusals_limited"] += 1
+            self.counters["rate_limited"] += 1  # every 429 answer (the per-key limit's and this one)
+            raise rate_limited(wait, self.limiter.burst)
+        try:
+            entry = await self.authenticate(connection)
+            principal = entry.principal
+            if not principal.is_operator:
+                self._check_tenant_and_roles(connection, principal, opt)
+        except ApiProblem:
+            self.limiter.spend(net)
+            raise
         await self.spend(entry, path)
         connection.state.principal = principal
+        connection.scope.setdefault("state", {})[RATE_LIMIT_STATE] = entry.rate_limit()
+
+    def _check_tenant_and_roles(self, connection: ASGIConnection, principal: Principal, opt: dict) -> None:
+        params = connection.path_params
+        for name in TENANT_PARAMS:
+            tenant = params.get(name)
+            if tenant is not None and tenant != principal.tenant_id:
+                self.counters["tenant_mismatch"] += 1
+                raise unknown_tenant(str(tenant))
+        required = opt.get("roles")
+        if not required or principal.roles.isdisjoint(required):
+            self.counters["forbidden"] += 1
+            needed = ", ".join(required) if required else "operator"
+            raise forbidden(f"this operation needs one of the roles: {needed}")
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -250,95 +384,3 @@ class KeyAuth:
 async def provide_principal(request: Request) -> Principal:
     """Dependency `principal`: the caller, for routes without {tenant_id} in the path."""
     return request.state.principal
-
-
-# --- OpenAPI: document what the guard and the error handlers may answer -----
-PROBLEM_SCHEMA = {
-    "type": "object",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "sqlstate": {"type": "string"},
-        "facts": {"type": "object"},
-        "errors": {"type": "array"},
-    },
-    "additionalProperties": True,
-}
-ERRORS = {
-    "400": "Malformed request",
-    "401": "Missing, malformed, unknown, revoked or expired API key",
-    "403": "The API key lacks a required role",
-    "404": "Unknown tenant, account or key (another tenant's ids are unknown too)",
-    "405": "Method not allowed",
-    "409": "Conflict with the current state (funds, status, idempotency key)",
-    "413": "Request body or batch too large",
-    "422": "Invalid argument",
-    "429": "Rate limit exceeded (see Retry-After)",
-    "503": "Database unavailable or circuit open (see Retry-After)",
-}
-PUBLIC_ERRORS = ("400", "405", "413", "422", "503")
-
-
-def document(app: Any) -> None:
-    """Add the bearer scheme, and problem+json answers to every operation."""
-    from litestar.openapi.spec import (
-        Components,
-        OpenAPIHeader,
-        OpenAPIMediaType,
-        OpenAPIResponse,
-        OpenAPIType,
-        Reference,
-        Schema,
-        SecurityScheme,
-    )
-
-    openapi = app.openapi_schema
-    components = openapi.components or Components()
-    components.security_schemes = {
-        **(components.security_schemes or {}),
-        "ApiKey": SecurityScheme(
-            type="http",
-            scheme="bearer",
-            description="Authorization: Bearer sx_<key_id>_<secret> (or the X-API-Key header)",
-        ),
-    }
-    components.schemas = {
-        **(components.schemas or {}),
-        "Problem": Schema(
-            type=OpenAPIType.OBJECT,
-            required=PROBLEM_SCHEMA["required"],
-            description="RFC 9457 problem details",
-            properties={k: Schema(type=OpenAPIType(v["type"])) for k, v in PROBLEM_SCHEMA["properties"].items()},
-        ),
-    }
-    openapi.components = components
-    problem_schema = Reference(ref="#/components/schemas/Problem")
-    retry = {"Retry-After": OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING), description="seconds")}
-    public_ops = {
-        (route.path_format, method.lower())
-        for route in app.routes
-        for handler in getattr(route, "route_handlers", ())
-        if handler.opt.get("public")
-        for method in getattr(handler, "http_methods", ())
-    }
-    for path, item in (openapi.paths or {}).items():
-        for method in ("get", "put", "post", "delete", "patch"):
-            op = getattr(item, method, None)
-            if op is None:
-                continue
-            public = path.startswith(PUBLIC_PREFIXES) or (path, method) in public_ops
-            op.responses = dict(op.responses or {})
-            for code, text in ERRORS.items():
-                # Litestar's own 400 entry describes a body we never send (errors.py answers problem+json).
-                if (public and code not in PUBLIC_ERRORS) or (code in op.responses and code != "400"):
-                    continue
-                op.responses[code] = OpenAPIResponse(
-                    description=text,
-                    content={PROBLEM: OpenAPIMediaType(schema=problem_schema)},
-                    headers=retry if code in ("429", "503") else None,
-                )
-            if not public:
-                op.security = [{"ApiKey": []}]

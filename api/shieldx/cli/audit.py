@@ -242,10 +242,10 @@ def verify(
             "only against the keys registered in the database, which a superuser can add to[/yellow]"
         )
     if problems:
-        earliest = problems[0]
+        broken = problems[0]
         console.print(
             f"[red]BROKEN[/red]: {len(problems)} chain(s); first broken entry: "
-            f"stream {earliest['stream']} seq {earliest['seq']}: {earliest['problem']}"
+            f"stream {broken['stream']} seq {broken['seq']}: {broken['problem']}"
         )
     else:
         console.print(f"[green]verified[/green] {total:,} entries in {len(heads):,} chains")
@@ -398,6 +398,9 @@ def export(new: bool, output: Path | None, previous: Path | None, url: str | Non
     import psycopg
     from psycopg.rows import dict_row
 
+    # Checked before a checkpoint is taken: --new must not sign one that cannot be written.
+    if output is not None and not output.parent.is_dir():
+        raise click.ClickException(f"cannot write {output}: directory {output.parent} does not exist")
     with psycopg.connect(url or admin_url(), autocommit=True, row_factory=dict_row) as conn:
         if new:
             conn.execute("SELECT * FROM audit.checkpoint('manual')")
@@ -415,7 +418,10 @@ def export(new: bool, output: Path | None, previous: Path | None, url: str | Non
                 )
                 sys.exit(1)
     path = output or Path(f"audit-checkpoint-{doc['checkpoint_id']}.json")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from exc
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f, indent=1, sort_keys=True)
         f.write("\n")

@@ -1,16 +1,15 @@
-"""`shieldx shadow`: simulate the real decision rule; regenerate stats.sql.
+"""`shieldx shadow`: simulate the real decision rule.
 
 The statistics live in one file, db/functions/shadow/stats.py. PostgreSQL runs
 it from db/functions/shadow/stats.sql, which embeds that exact text (written by
-`shieldx shadow gen-sql`; a test fails when the two differ). `simulate`
+`python db/embed_python.py`; a test fails when the two differ). `simulate`
 imports the same file, so the simulated decision function is the job's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import statistics
+import math
 import time
 from types import ModuleType
 
@@ -20,7 +19,6 @@ from ..paths import FUNCTIONS_DIR
 from .common import LOCAL_PORT
 
 STATS_PY = FUNCTIONS_DIR / "shadow" / "stats.py"
-STATS_SQL = FUNCTIONS_DIR / "shadow" / "stats.sql"
 
 
 def load_stats() -> ModuleType:
@@ -32,130 +30,203 @@ def load_stats() -> ModuleType:
     return module
 
 
-def stats_version(source: str | None = None) -> str:
-    src = STATS_PY.read_text() if source is None else source
-    return hashlib.sha256(src.encode()).hexdigest()[:16]
-
-
-def stats_sql(source: str | None = None) -> str:
-    """The text of stats.sql for the current stats.py."""
-    src = STATS_PY.read_text() if source is None else source
-    if "$py$" in src or "$fn$" in src:
-        raise ValueError("stats.py must not contain $py$ or $fn$ (they quote it in SQL)")
-    version = stats_version(src)
-    return (
-        "-- GENERATED from stats.py by `shieldx shadow gen-sql`: edit stats.py, then regenerate.\n"
-        "-- (db/tests/test_shadow_math.py fails when this file and stats.py differ.)\n"
-        "-- PL/Python functions exec _stats_source() once per backend and reload it\n"
-        "-- when _stats_version() changes.\n"
-        "CREATE OR REPLACE FUNCTION shadow._stats_version()\n"
-        "RETURNS text LANGUAGE sql IMMUTABLE\n"
-        f"AS $fn$ SELECT '{version}'::text $fn$;\n\n"
-        "CREATE OR REPLACE FUNCTION shadow._stats_source()\n"
-        "RETURNS text LANGUAGE sql IMMUTABLE\n"
-        f"AS $fn$ SELECT $py${src}$py$::text $fn$;\n"
-    )
-
-
 # --- simulation ---------------------------------------------------------------
-def _run_experiments(
-    decide, rng, p_a: float, p_b: float, experiments: int, looks: int, per_look, on_experiment=None
-) -> list[tuple[str, int]]:
-    """Monitor `experiments` simulated experiments, calling the real decision at every look.
+# A/A grid: baselines x challenger allocations x look spacings. A look comes every
+# `look_every` new CHALLENGER observations (the champion's in proportion to the
+# split); fixed splits run until the challenger has AA_HORIZON observations. The
+# canary plans follow the experiments' defaults: steps 1, 5, 25, 50, 100% of
+# traffic, each advancing after CANARY_MIN_OBS_PER_STEP challenger observations
+# ("canary"), or 20 times as many ("canary-slow", 100,000 challenger observations);
+# the plan ends after its last step.
+AA_BASELINES = (0.001, 0.01, 0.10, 0.50)
+AA_SHARES = ("1%", "5%", "50%", "50%-coin", "canary", "canary-slow")
+AA_LOOK_EVERY = (10, 100)
+AA_HORIZON = 100_000
+CANARY_STEPS = (1, 5, 25, 50, 100)
+CANARY_MIN_OBS_PER_STEP = 1000
+# Power: equal arms, a look every `look_every` observations per arm, up to the horizon.
+POWER_CASES = (
+    ("shadow.power_10pct_to_12pct_at_10k", 0.10, 0.12, 10_000, 1),
+    ("shadow.power_1pct_to_1p2pct_at_200k", 0.01, 0.012, 200_000, 1),
+    ("shadow.power_50pct_to_52pct_at_20k", 0.50, 0.52, 20_000, 1),
+    ("shadow.rollback_10pct_to_8pct_at_10k", 0.10, 0.08, 10_000, -1),
+)
 
-    per_look(k) -> (new champion observations, new challenger observations) at look k.
-    Returns per experiment (decision, challenger observations at the decision or at the end).
+
+def _schedule(share: str, look_every: int) -> list[tuple[int, int]]:
+    """(new champion, new challenger) observations per look for an allocation of the A/A grid."""
+
+    def split(pct: int) -> tuple[int, int]:
+        return look_every * (100 - pct) // pct, look_every
+
+    if share.endswith("%"):
+        return [split(int(share[:-1]))] * (AA_HORIZON // look_every)
+    if share.endswith("%-coin"):  # the same totals per look; run_experiments splits them by coin flips
+        return _schedule(share.removesuffix("-coin"), look_every)
+    per_step = CANARY_MIN_OBS_PER_STEP * (20 if share == "canary-slow" else 1)
+    return [split(pct) for pct in CANARY_STEPS for _ in range(per_step // look_every)]
+
+
+def run_experiments(
+    decide_vec, rng, p_a: float, p_b: float, experiments: int, schedule, coin: float | None = None, chunk: int = 200
+):
+    """Monitor simulated experiments with the real decision at every look (vectorised over experiments).
+
+    schedule: [(new champion, new challenger observations)] per look. With `coin`, each look's
+    observations are assigned one by one, to the challenger with probability `coin` (the split then
+    varies by look and by experiment). Returns numpy arrays: decision code per experiment (1 better,
+    -1 worse, 0 none) and challenger observations at the decision (at the end when none).
     """
-    sizes = [per_look(k) for k in range(looks)]
-    inc_a = rng.binomial([s[0] for s in sizes], p_a, size=(experiments, looks)).cumsum(axis=1)
-    inc_b = rng.binomial([s[1] for s in sizes], p_b, size=(experiments, looks)).cumsum(axis=1)
-    n_a, n_b = [], []
-    ta = tb = 0
-    for s in sizes:
-        ta += s[0]
-        tb += s[1]
-        n_a.append(ta)
-        n_b.append(tb)
-    out = []
-    for i in range(experiments):
-        sa, sb = inc_a[i].tolist(), inc_b[i].tolist()
-        result = ("continue", n_b[-1])
-        for k in range(looks):
-            d = decide(n_a[k], sa[k], n_b[k], sb[k])["decision"]
-            if d != "continue":
-                result = (d, n_b[k])
-                break
-        out.append(result)
-        if on_experiment:
-            on_experiment()
-    return out
+    import numpy as np
+
+    sizes = np.array(schedule, dtype=np.int64)
+    code = np.zeros(experiments, dtype=np.int64)
+    at = np.zeros(experiments, dtype=np.int64)
+    active = np.arange(experiments)
+    counts = np.zeros((4, experiments), dtype=np.int64)  # n_a, s_a, n_b, s_b
+    for lo in range(0, len(sizes), chunk):
+        hi = min(lo + chunk, len(sizes))
+        if active.size == 0:
+            break
+        shape = (active.size, hi - lo)
+        if coin is None:
+            d_a, d_b = np.broadcast_to(sizes[lo:hi, 0], shape), np.broadcast_to(sizes[lo:hi, 1], shape)
+        else:
+            d_b = rng.binomial(sizes[lo:hi].sum(axis=1), coin, size=shape)
+            d_a = sizes[lo:hi].sum(axis=1) - d_b
+        n_a = d_a.cumsum(axis=1) + counts[0, active, None]
+        s_a = rng.binomial(d_a, p_a, size=shape).cumsum(axis=1) + counts[1, active, None]
+        n_b = d_b.cumsum(axis=1) + counts[2, active, None]
+        s_b = rng.binomial(d_b, p_b, size=shape).cumsum(axis=1) + counts[3, active, None]
+        open_ = np.ones(active.size, dtype=bool)
+        for j in range(hi - lo):
+            if coin is None:  # the same counts in every experiment: pass scalars (cheaper, same values)
+                d = decide_vec(float(n_a[0, j]), s_a[:, j], float(n_b[0, j]), s_b[:, j])
+            else:
+                d = decide_vec(n_a[:, j], s_a[:, j], n_b[:, j], s_b[:, j])
+            hit = open_ & (d != 0)
+            code[active[hit]] = d[hit]
+            at[active[hit]] = n_b[hit, j]
+            open_ &= ~hit
+        counts[:, active] = n_a[:, -1], s_a[:, -1], n_b[:, -1], s_b[:, -1]
+        at[active[open_]] = n_b[open_, -1]
+        active = active[open_]
+    return code, at
+
+
+def clopper_pearson_upper(k: int, n: int, level: float = 0.95) -> float:
+    """One end of the two-sided Clopper-Pearson interval: p with P(Binomial(n, p) <= k) = (1 - level) / 2."""
+    if k >= n:
+        return 1.0
+    target = (1.0 - level) / 2.0
+
+    def cdf(p: float) -> float:
+        lp, lq = math.log(p), math.log1p(-p)
+        return math.fsum(
+            math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq)
+            for i in range(k + 1)
+        )
+
+    lo, hi = k / n, 1.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) > target else (lo, mid)
+    return hi
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:g}".replace(".", "p") + "pct"  # 0.001 -> 0p1pct
+
+
+def _share_key(share: str) -> str:
+    return share.replace("%", "pct")
+
+
+def _rng(seed: int, name: str):
+    """The generator of one simulated cell: seeded by (seed, CRC-32 of the cell's name), so a cell's
+    figures do not depend on which other cells run."""
+    import zlib
+
+    import numpy as np
+
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
 
 def simulate(
-    aa_experiments: int = 4000,
-    looks: int = 100,
-    look_every: int = 100,
+    aa_experiments: int = 10_000,
     power_experiments: int = 4000,
     seed: int = 20261129,
+    baselines=AA_BASELINES,
+    shares=AA_SHARES,
+    look_every=AA_LOOK_EVERY,
+    power_look_every=(10, 100),
     progress=None,
 ) -> dict[str, float]:
+    """The A/A grid and the power cases, with the job's decision function."""
     import numpy as np
 
     stats = load_stats()
-    rng = np.random.default_rng(seed)
     tick = progress or (lambda name, total: lambda: None)
-    # A/A, balanced: 10% vs 10%, a look every `look_every` observations per arm.
-    aa = _run_experiments(
-        stats.sequential_decision,
-        rng,
-        0.10,
-        0.10,
-        aa_experiments,
-        looks,
-        lambda k: (look_every, look_every),
-        tick("A/A 10% vs 10%", aa_experiments),
-    )
-    # A/A as the canary sees it: 1000 requests a look, challenger at 1, 5, 25, 50% in turn.
-    plan = [1, 5, 25, 50]
+    out: dict[str, float] = {"shadow.seed": float(seed), "shadow.aa_experiments": float(aa_experiments)}
+    worst = (-1, "")
+    for p in baselines:
+        for share in shares:
+            for every in look_every:
+                key = f"shadow.aa_fpr.b{_pct(p)}.{_share_key(share)}.every{every}"
+                done = tick(f"A/A {p:.1%}, {share}, a look every {every}", 1)
+                coin = int(share.removesuffix("%-coin")) / 100 if share.endswith("%-coin") else None
+                code, _ = run_experiments(
+                    stats.sequential_decision_vec, _rng(seed, key), p, p, aa_experiments, _schedule(share, every), coin
+                )
+                k = int(np.count_nonzero(code))
+                out[key] = k / aa_experiments
+                out[key.replace("aa_fpr", "aa_false_better")] = int(np.count_nonzero(code == 1)) / aa_experiments
+                if k > worst[0]:
+                    worst = (k, key)
+                done()
+    if worst[0] >= 0:
+        out["shadow.aa_fpr_max"] = worst[0] / aa_experiments
+        out["shadow.aa_fpr_max_upper95"] = clopper_pearson_upper(worst[0], aa_experiments)
+    for every in power_look_every:
+        suffix = "" if every == power_look_every[0] else f".every{every}"
+        for key, p_a, p_b, horizon, want in POWER_CASES:
+            done = tick(f"{key}, a look every {every}", 1)
+            code, at = run_experiments(
+                stats.sequential_decision_vec,
+                _rng(seed, key + suffix),
+                p_a,
+                p_b,
+                power_experiments,
+                [(every, every)] * (horizon // every),
+            )
+            name = key.removeprefix("shadow.power_").removeprefix("shadow.")
+            out[key + suffix] = float(np.mean(code == want))
+            med = float(np.median(np.where(code != 0, at, np.iinfo(np.int64).max)))
+            out[f"shadow.median_n_{name}{suffix}"] = med if med <= horizon else float("inf")
+            out[f"shadow.wrong_{name}{suffix}"] = float(np.mean(code == -want))
+            done()
+    # Reference: the likelihood ratio of the exact alternative alone (all the prior on it), same bound.
+    for key, p_a, p_b, horizon, want in POWER_CASES[:3:2]:
+        every = power_look_every[0] if power_look_every else 100
+        done = tick(f"{key}: the exact alternative alone", 1)
 
-    def canary(k: int) -> tuple[int, int]:
-        w = plan[min(k * len(plan) // looks, len(plan) - 1)]
-        return 1000 - 10 * w, 10 * w
+        def alone(n_a, s_a, n_b, s_b, p_a=p_a, p_b=p_b):
+            e = stats.log_e_value(n_a, s_a, n_b, s_b, ((1.0, p_a, p_b),), np.log, np.exp, np.maximum)
+            return np.where(e >= stats.LOG_BOUND_BETTER, 1, 0)
 
-    aa_canary = _run_experiments(
-        stats.sequential_decision,
-        rng,
-        0.10,
-        0.10,
-        aa_experiments,
-        looks,
-        canary,
-        tick("A/A canary allocation", aa_experiments),
-    )
-    # Power: 10% -> 12%, within 10,000 observations per arm.
-    horizon_looks = 10_000 // look_every
-    power = _run_experiments(
-        stats.sequential_decision,
-        rng,
-        0.10,
-        0.12,
-        power_experiments,
-        horizon_looks,
-        lambda k: (look_every, look_every),
-        tick("10% -> 12%", power_experiments),
-    )
-    wins = [n for d, n in power if d == "challenger_better"]
-    decided = sorted(n if d != "continue" else float("inf") for d, n in power)
-    return {
-        "shadow.aa_false_positive_rate": sum(d != "continue" for d, _ in aa) / len(aa),
-        "shadow.aa_false_better_rate": sum(d == "challenger_better" for d, _ in aa) / len(aa),
-        "shadow.aa_false_positive_rate_canary": sum(d != "continue" for d, _ in aa_canary) / len(aa_canary),
-        "shadow.aa_experiments": float(aa_experiments),
-        "shadow.aa_looks": float(looks),
-        "shadow.power_10pct_to_12pct_at_10k": len(wins) / len(power),
-        "shadow.median_samples_to_decision": float(statistics.median(decided)),
-        "shadow.median_samples_to_win": float(statistics.median(wins)) if wins else float("nan"),
-    }
+        code, _ = run_experiments(
+            alone, _rng(seed, key + ".alone"), p_a, p_b, power_experiments, [(every, every)] * (horizon // every)
+        )
+        out[key.replace("power_", "power_alone_")] = float(np.mean(code == want))
+        done()
+    out["shadow.power_experiments"] = float(power_experiments)
+    return out
+
+
+def worst_aa_cell(metrics: dict[str, float]) -> str:
+    """The A/A cell with the most false positives (the first such cell of the grid)."""
+    cells = [k for k in metrics if k.startswith("shadow.aa_fpr.")]
+    return max(cells, key=lambda k: metrics[k]) if cells else ""
 
 
 def time_p_win(dsn: str, calls: int = 200) -> float:
@@ -187,7 +258,8 @@ def _time_p_win_somewhere(dsn: str, port: int) -> float:
 
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            current = conn.execute("SELECT shadow._stats_version() = %s", (stats_version(),)).fetchone() == (True,)
+            # The database runs this very stats.py (db/embed_python.py embeds it verbatim).
+            current = conn.execute("SELECT shadow._stats_source() = %s", (STATS_PY.read_text(),)).fetchone() == (True,)
     except psycopg.Error:
         current = False
     if current:
@@ -206,41 +278,25 @@ def _time_p_win_somewhere(dsn: str, port: int) -> float:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@click.group(help="Shadow evaluation: simulate the decision rule, regenerate stats.sql.")
+@click.group(help="Shadow evaluation: simulate the decision rule.")
 def cli() -> None:
     pass
 
 
-@cli.command("gen-sql", help="Write db/functions/shadow/stats.sql from stats.py.")
-def gen_sql() -> None:
-    STATS_SQL.write_text(stats_sql())
-    click.echo(f"wrote {STATS_SQL}")
-
-
 @cli.command(
     "simulate",
-    help="Simulate the real decision rule (A/A false positives, power, samples to decision) "
-    "and time P(B > A) at 10^6 per arm. `make bench` records the same figures in bench/results.json.",
+    help="Simulate the real decision rule (A/A false positives over baselines, allocations and look spacings; "
+    "power and samples to a decision) and time P(B > A) at 10^6 per arm. "
+    "`make bench` records the same figures in bench/results.json.",
 )
-@click.option("--aa-experiments", default=10000, show_default=True)
-@click.option("--looks", default=100, show_default=True, help="Looks per A/A experiment.")
-@click.option("--look-every", default=100, show_default=True, help="Observations per arm between looks.")
+@click.option("--aa-experiments", default=10000, show_default=True, help="Experiments per A/A cell.")
 @click.option("--power-experiments", default=4000, show_default=True)
 @click.option("--seed", default=20261129, show_default=True)
 @click.option("--dsn", default=None, help="Database for timing P(B > A) (default: the local shieldx database).")
 @click.option("--port", default=LOCAL_PORT, show_default=True, help="Local cluster port (for a scratch database).")
-def simulate_cmd(
-    aa_experiments: int,
-    looks: int,
-    look_every: int,
-    power_experiments: int,
-    seed: int,
-    dsn: str | None,
-    port: int,
-) -> None:
+def simulate_cmd(aa_experiments: int, power_experiments: int, seed: int, dsn: str | None, port: int) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
     from .common import admin_url
 
@@ -254,14 +310,34 @@ def simulate_cmd(
             task = bar.add_task(name, total=total)
             return lambda: bar.advance(task)
 
-        metrics = simulate(aa_experiments, looks, look_every, power_experiments, seed, tick)
+        metrics = simulate(aa_experiments, power_experiments, seed, progress=tick)
         task = bar.add_task("P(B > A) at 10^6 per arm, in PostgreSQL", total=1)
         metrics["shadow.p_win_ms_at_1e6"] = _time_p_win_somewhere(dsn or admin_url(), port)
         bar.advance(task)
     metrics["shadow.simulate_seconds"] = time.monotonic() - started
+    print_tables(console, metrics)
+
+
+def print_tables(console, metrics: dict[str, float]) -> None:
+    """The A/A grid (false positives per cell, better + worse) and the other figures."""
+    from rich.table import Table
+
+    grid = Table(title=f"A/A false positives ({metrics['shadow.aa_experiments']:,.0f} experiments per cell)")
+    grid.add_column("baseline")
+    grid.add_column("challenger share")
+    for every in AA_LOOK_EVERY:
+        grid.add_column(f"look every {every}", justify="right")
+    for p in AA_BASELINES:
+        for share in AA_SHARES:
+            keys = [f"shadow.aa_fpr.b{_pct(p)}.{_share_key(share)}.every{e}" for e in AA_LOOK_EVERY]
+            if all(k in metrics for k in keys):
+                grid.add_row(f"{p:.1%}", share, *(f"{metrics[k]:.2%}" for k in keys))
+    console.print(grid)
     table = Table(title="shadow simulate")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in sorted(metrics.items()):
-        table.add_row(k, f"{v:,.5g}")
+        if not k.startswith(("shadow.aa_fpr.", "shadow.aa_false_better.")):
+            table.add_row(k, f"{v:,.5g}")
+    table.add_row("worst A/A cell", worst_aa_cell(metrics).removeprefix("shadow.aa_fpr."))
     console.print(table)

@@ -1,13 +1,11 @@
-"""API key administration (role `admin` of the tenant, or the platform operator),
-and /metrics (the circuit breaker, authentication and rate-limit counters)."""
+"""API key administration (auth.*): role `admin` of the tenant, or the platform operator."""
 
 from __future__ import annotations
 
 from litestar import Controller, Request, Response, get, post
-from litestar.openapi import ResponseSpec
 
-from ..models_auth import KeyCreated, KeyIn, KeyPage, KeyRevoked, KeyRotated, KeySummary, RotateIn
-from .params import DB, IdempotencyKey, Limit, created
+from ..models.auth import KeyCreated, KeyIn, KeyPage, KeyRevoked, KeyRotated, KeySummary, RotateKeyIn
+from .params import DB, REPLAY, IdempotencyKey, KeyCursor, Limit, created, next_cursor
 
 ADMIN = {"roles": ["admin"]}
 
@@ -18,9 +16,10 @@ class KeysController(Controller):
 
     @post(
         "",
-        summary="Create an API key (the whole key is shown once)",
+        summary="Create an API key (the whole key is shown once; a replay answers api_key null)",
+        status_code=201,
         opt=ADMIN,
-        responses={200: ResponseSpec(KeyCreated, description="Replayed: api_key is null")},
+        response_headers=REPLAY,
     )
     async def create_key(
         self, tenant_id: str, data: KeyIn, db: DB, idempotency_key: IdempotencyKey = None
@@ -32,23 +31,24 @@ class KeysController(Controller):
         return created(KeyCreated, row)
 
     @get("", summary="List the tenant's keys, masked", opt=ADMIN)
-    async def list_keys(self, tenant_id: str, db: DB, after: str | None = None, limit: Limit = 100) -> KeyPage:
-        rows = await db.all("SELECT * FROM auth.list_keys(%s, %s, %s::int)", (tenant_id, after, limit))
+    async def list_keys(self, tenant_id: str, db: DB, cursor: KeyCursor = None, limit: Limit = 100) -> KeyPage:
+        rows = await db.all("SELECT * FROM auth.list_keys(%s, %s, %s::int)", (tenant_id, cursor, limit))
         items = [KeySummary(**r) for r in rows]
-        return KeyPage(items=items, next_after=items[-1].key_id if len(items) == limit else None)
+        return KeyPage(items=items, next_cursor=next_cursor(items, limit, "key_id"))
 
     @post(
         "/{key_id:str}/rotate",
-        summary="Replace a key by a new one; the old one works grace_s more seconds",
+        summary="Replace a key by a new one; the old one works grace_s more seconds (a replay: api_key null)",
+        status_code=201,
         opt=ADMIN,
-        responses={200: ResponseSpec(KeyRotated, description="Replayed: api_key is null")},
+        response_headers=REPLAY,
     )
     async def rotate_key(
         self,
         request: Request,
         tenant_id: str,
         key_id: str,
-        data: RotateIn,
+        data: RotateKeyIn,
         db: DB,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[KeyRotated]:
@@ -65,33 +65,4 @@ class KeysController(Controller):
         return KeyRevoked(**row)
 
 
-def _prometheus(prefix: str, values: dict, labels: str = "") -> list[str]:
-    lines = []
-    for name, value in values.items():
-        if isinstance(value, dict):
-            for label, v in value.items():
-                lines.append(f'{prefix}_{name}{{reason="{label}"}} {v}')
-        elif isinstance(value, (int, float)):
-            lines.append(f"{prefix}_{name}{labels} {float(value)}")
-    return lines
-
-
-@get(
-    "/metrics",
-    tags=["health"],
-    summary="Circuit breaker, authentication and rate-limit counters (Prometheus)",
-    media_type="text/plain; version=0.0.4",
-    opt={"public": True},
-)
-async def metrics(request: Request) -> str:
-    breaker = request.app.state.database.breaker.snapshot()
-    lines = [
-        f'shieldx_breaker_state{{state="{s}"}} {1.0 if breaker["state"] == s else 0.0}'
-        for s in ("closed", "open", "half_open")
-    ]
-    lines += _prometheus("shieldx_breaker", {k: v for k, v in breaker.items() if k != "state"})
-    lines += _prometheus("shieldx_auth", request.app.state.auth.snapshot())
-    return "\n".join(lines) + "\n"
-
-
-ROUTES = [KeysController, metrics]
+ROUTES = [KeysController]

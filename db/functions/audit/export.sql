@@ -9,7 +9,8 @@
 -- rewrite of the checkpoints, shows here), every anchor a chain starts at
 -- must be signed by that key, and every exported head must still be in the
 -- log with the same hash (or be archived behind such an anchor).
-DROP FUNCTION IF EXISTS audit.verify_export(jsonb);  -- before the pinned key
+-- The version before the pinned key, verify_export(jsonb), is dropped by
+-- migration 0700_audit_signatures.
 
 CREATE OR REPLACE FUNCTION audit.verify_export(p_doc jsonb, p_pubkey bytea DEFAULT NULL,
   OUT ok boolean, OUT checkpoint_id bigint, OUT heads_checked bigint, OUT broken_streams bigint,
@@ -80,4 +81,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION audit.verify_export(jsonb, bytea) IS
-  'Verify the log against an exported checkpoint, its Ed25519 signature checked against the pinned public key (else the registered one).';
+  'Verify the database against a checkpoint document exported earlier: its Ed25519 signature (against p_pubkey, '
+  'else the registered signer key), its root, that the database still holds that signed checkpoint and its '
+  'successors chained to it, and that every exported head is still in the log with the same hash (or archived '
+  'behind a signed anchor). Returns ok, counts and the first problem; SX206 for a malformed document.';

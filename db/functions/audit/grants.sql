@@ -1,8 +1,10 @@
 -- The auditor reads the trail and runs verification; the application role
 -- gets the defaults (execute public functions, read no table).
 GRANT SELECT ON ALL TABLES IN SCHEMA audit TO shieldx_auditor;
-GRANT EXECUTE ON FUNCTION audit.verify(boolean, boolean, boolean), audit.verify_streams(boolean, boolean, text, text, boolean),
-  audit.verify_export(jsonb, bytea), audit.verify_journal(), audit.export_checkpoint(bigint), audit.checkpoint(text) TO shieldx_auditor;
+GRANT EXECUTE ON FUNCTION audit.verify(boolean, boolean, boolean),
+  audit.verify_streams(boolean, boolean, text, text, boolean),
+  audit.verify_export(jsonb, bytea), audit.verify_journal(), audit.export_checkpoint(bigint), audit.checkpoint(text)
+  TO shieldx_auditor;
 -- Verification reads credits.entries through SECURITY DEFINER functions only.
 -- Retention and key management are the operator's (pg_cron, psql), not the
 -- application's: an API key must not be able to age the trail away.

@@ -15,16 +15,8 @@
 -- So entries go at the first run after the signer signed the plan (the
 -- daily job: within a day of signing). Safe to run twice or to die midway:
 -- one transaction, and a second run finds nothing more to apply or plan.
-DO $$
-DECLARE
-  v_old regprocedure := to_regprocedure('audit.cleanup_old_transactions(int, int)');
-BEGIN  -- the version before the signer (one step, other columns); dropped once
-  IF v_old IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = v_old
-                                                              AND 'anchors_planned' = ANY (p.proargnames)) THEN
-    DROP FUNCTION audit.cleanup_old_transactions(int, int);
-  END IF;
-END
-$$;
+-- The version before the signer (one step, other result columns) is dropped by
+-- migration 0700_audit_signatures.
 CREATE OR REPLACE FUNCTION audit.cleanup_old_transactions(p_days int, p_max_streams int DEFAULT 10000,
   OUT checkpoint_id bigint, OUT anchors_planned bigint, OUT anchors_waiting bigint, OUT streams_trimmed bigint,
   OUT audit_entries_removed bigint, OUT journal_entries_archived bigint)
@@ -88,8 +80,11 @@ BEGIN
   anchors_waiting := anchors_planned;
 END
 $$;
-COMMENT ON FUNCTION audit.cleanup_old_transactions(int, int) IS
-  'Retention: remove entries behind retention anchors the audit signer signed, then plan the next anchors (older than days) for it to sign.';
+COMMENT ON FUNCTION audit.cleanup_old_transactions(integer, integer) IS
+  'Retention: remove audit entries up to the retention anchors the audit signer signed (moving the matching journal '
+  'entries to credits.entries_archive), then, when no anchor awaits the signer, plan the next anchors (the last '
+  'entries older than p_days) behind a new checkpoint, at most p_max_streams chains. Returns the checkpoint and '
+  'counts; SX007 for an invalid argument. Safe to rerun.';
 
 -- Pruning checkpoint heads. A checkpoint stores every chain's head, and
 -- there is a chain per account: 10,000 accounts are 10,000 rows every 15
@@ -147,3 +142,7 @@ BEGIN
   VALUES (through_checkpoint, checkpoints_pruned, heads_removed);
 END
 $$;
+COMMENT ON FUNCTION audit.prune_checkpoint_heads(interval, integer) IS
+  'Remove the stored chain heads of checkpoints older than p_keep (default: setting '
+  'shieldx.audit_checkpoint_keep, else 1 day), never the last checkpoint''s, at most p_max_checkpoints per call; '
+  'the checkpoints and their roots stay. Returns how far it got; SX007 for an invalid argument.';

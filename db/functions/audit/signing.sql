@@ -148,7 +148,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION audit.sign_checkpoint(bigint, text, bytea) IS
-  'Store the audit signer''s Ed25519 signature of a checkpoint; refused (SX208) unless it verifies against the registered key.';
+  'Store the audit signer''s Ed25519 signature of a checkpoint; refused (SX208) unless it verifies against the '
+  'registered key.';
 
 -- Store the signer's signature of a retention anchor (its consent that the
 -- chain may start there), if it verifies. Idempotent.
@@ -175,7 +176,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION audit.sign_anchor(text, bigint, text, bytea) IS
-  'Store the audit signer''s Ed25519 signature of a retention anchor; refused (SX208) unless it verifies against the registered key.';
+  'Store the audit signer''s Ed25519 signature of a retention anchor; refused (SX208) unless it verifies against '
+  'the registered key.';
 
 -- Is entry p_seq of a chain covered by a signed retention anchor (at p_seq
 -- or later) whose signature verifies against a registered key? What the

@@ -6,14 +6,15 @@
 -- name the FIRST broken entry (stream, seq) and why; audit.verify_streams()
 -- lists the first break of every broken chain.
 
--- Signatures of earlier versions (databases migrated before the range arguments).
+-- Private signatures of earlier versions (databases migrated before the range
+-- arguments). The public audit.verify_streams(boolean, boolean) is dropped by
+-- migration 0511, audit.verify(boolean, boolean) and
+-- audit.verify_streams(boolean, boolean, text, text) (before p_journal) by
+-- 0700_audit_signatures: a function file never drops a public function.
 DROP FUNCTION IF EXISTS audit._chain_problems(bigint);
 DROP FUNCTION IF EXISTS audit._ledger_problems(bigint);
 DROP FUNCTION IF EXISTS audit._ledger_problems(bigint, text, text);
-DROP FUNCTION IF EXISTS audit.verify_streams(boolean, boolean);
-DROP FUNCTION IF EXISTS audit.verify_streams(boolean, boolean, text, text);  -- before p_journal
-DROP FUNCTION IF EXISTS audit.verify(boolean, boolean);
-DROP FUNCTION IF EXISTS audit._missing_heads(bigint, jsonb);                 -- before p_pinned
+DROP FUNCTION IF EXISTS audit._missing_heads(bigint, jsonb);  -- before p_pinned
 
 -- Where a chain's first examined entry must link to: genesis, a signed
 -- anchor left by retention, or (incremental) the checkpointed head itself.
@@ -305,6 +306,9 @@ AS $$
    WHERE l.payload <> audit._entry_json(e)
    ORDER BY 1, 2
 $$;
+COMMENT ON FUNCTION audit.verify_journal() IS
+  'Journal rows of credits.entries whose content differs from their audit entry (edited behind the triggers'' '
+  'back). Returns one row per problem, none when the journal matches; O(entries).';
 
 -- Problems found, at most one per stream and kind of check (the chain, the
 -- checkpoints, the DDL watch, the journal). p_from/p_to restrict the chains
@@ -349,13 +353,19 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION audit.verify_streams(boolean, boolean, text, text, boolean) IS
+  'Every problem verification finds, at most one per chain and kind of check (chain hashes, checkpoints and their '
+  'signatures, the DDL watch, triggers, row state, the journal). p_incremental starts from the last checkpoint, '
+  'p_ledger includes the ledger chains, p_from/p_to restrict the chains to a name range, p_journal compares every '
+  'journal row''s content with its audit entry. No rows: all verified.';
 
 -- One row: ok, what was checked, and the first broken entry: the earliest in
 -- time of the first breaks of every broken chain. p_journal also compares
 -- every journal row's content with its audit entry (what the operator checks,
 -- `shieldx audit verify` and GET /v1/audit/verify, do by default).
 CREATE OR REPLACE FUNCTION audit.verify(p_incremental boolean DEFAULT false, p_ledger boolean DEFAULT true,
-  p_journal boolean DEFAULT false, OUT ok boolean, OUT entries_checked bigint, OUT streams_checked bigint, OUT since_checkpoint bigint,
+  p_journal boolean DEFAULT false, OUT ok boolean, OUT entries_checked bigint, OUT streams_checked bigint,
+  OUT since_checkpoint bigint,
   OUT broken_streams bigint, OUT stream text, OUT seq bigint, OUT problem text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -386,3 +396,7 @@ BEGIN
   ok := broken_streams = 0;
 END
 $$;
+COMMENT ON FUNCTION audit.verify(boolean, boolean, boolean) IS
+  'Verify every audit chain (p_incremental: only entries since the last checkpoint; p_ledger: include the ledger '
+  'chains; p_journal: compare the journal rows'' content with their audit entries). Returns one row: ok, what '
+  'was checked, and the earliest first break (stream, seq, problem) when a chain is broken.';

@@ -89,6 +89,12 @@ DECLARE
 BEGIN
   v_roles := auth._check_key_args(p_name, p_roles, p_rate_per_s, p_burst, p_idem_key);
   PERFORM credits._require_tenant(p_tenant);
+  -- Validated before anything is written: an expiry must lie ahead, and within what every client can represent.
+  IF p_expires_at IS NOT NULL AND NOT (p_expires_at > now() AND p_expires_at < '9999-01-01 00:00:00+00') THEN
+    PERFORM ops._fail('SX007', 'expires_at must be in the future and before 9999-01-01T00:00:00Z',
+                      jsonb_build_object('argument', 'expires_at'));
+  END IF;
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'key');
   api_key := auth._insert_key(p_tenant, p_name, v_roles, p_rate_per_s, p_burst, p_expires_at, p_idem_key);
   replayed := api_key IS NULL;
   SELECT * INTO k FROM auth.keys x WHERE x.tenant_id = p_tenant AND x.idem_key = p_idem_key;
@@ -104,6 +110,11 @@ BEGIN
   rate_per_s := k.rate_per_s; burst := k.burst; created_at := k.created_at; expires_at := k.expires_at;
 END
 $$;
+COMMENT ON FUNCTION auth.create_key(
+  text, text, text[], text, double precision, double precision, timestamp with time zone) IS
+  'Create an API key for a tenant with roles (consumer, billing, admin, auditor), a rate limit and an optional '
+  'expiry; idempotent by p_idem_key. Returns the key, with its secret only on creation. SX001 unknown tenant, '
+  'SX305 invalid roles, SX306 invalid rate limit, SX005 key reused with other arguments.';
 
 -- The platform operator's keys: no tenant, may act on every tenant. Only a
 -- DBA makes them (grants.sql withholds this from the application role).
@@ -130,6 +141,9 @@ BEGIN
   key_id := k.key_id; name := k.name;
 END
 $$;
+COMMENT ON FUNCTION auth.create_operator_key(text, text, double precision, double precision) IS
+  'Create a platform operator key (no tenant, acts on every tenant); idempotent by p_idem_key. DBA only. Returns '
+  'the key, with its secret only on creation; SX306 invalid rate limit, SX005 key reused with other arguments.';
 
 -- Keys of a tenant, masked: the secret is never stored, so never shown.
 CREATE OR REPLACE FUNCTION auth.list_keys(p_tenant text, p_after text DEFAULT NULL, p_limit int DEFAULT 100)
@@ -153,6 +167,9 @@ BEGIN
      ORDER BY k.key_id LIMIT p_limit;
 END
 $$;
+COMMENT ON FUNCTION auth.list_keys(text, text, integer) IS
+  'A tenant''s API keys, masked (the secret is never stored), keyset-paginated by key_id after p_after, at most '
+  'p_limit. SX001 unknown tenant, SX007 invalid limit.';
 
 -- Rotate: a new key with the same name, roles and limits; the old one stays
 -- valid for p_grace_s seconds (0: stops now) so clients can switch over.
@@ -174,6 +191,7 @@ BEGIN
   IF p_grace_s IS NULL OR p_grace_s NOT BETWEEN 0 AND 604800 THEN
     PERFORM ops._fail('SX007', 'grace must be 0 to 604800 seconds', jsonb_build_object('argument', 'grace_s'));
   END IF;
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'key');
   -- The old key's row lock serialises concurrent rotations of it.
   SELECT * INTO old FROM auth.keys x WHERE x.key_id = p_key_id AND x.tenant_id = p_tenant FOR UPDATE;
   IF NOT FOUND THEN
@@ -206,6 +224,10 @@ BEGIN
   replaced_key_id := old.key_id; replaced_key_expires_at := old.expires_at;
 END
 $$;
+COMMENT ON FUNCTION auth.rotate_key(text, text, text, integer) IS
+  'Replace a tenant''s key by a new one with the same name, roles and limits; the old key stays valid for '
+  'p_grace_s seconds (0: stops now). Idempotent by p_idem_key. Returns the new key and its secret; SX304 unknown '
+  'key, SX307 key not active, SX005 key reused.';
 
 -- Revoke: stops the key at once on every API replica (each lease re-checks).
 -- Revoking a revoked key is a no-op (changed = false).
@@ -228,6 +250,9 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION auth.revoke_key(text, text) IS
+  'Revoke a tenant''s API key at once on every API replica. Returns changed = false when it was already revoked; '
+  'SX304 unknown key.';
 
 CREATE OR REPLACE FUNCTION auth.revoke_operator_key(
   p_key_id text, OUT key_id text, OUT revoked_at timestamptz, OUT changed boolean)
@@ -249,3 +274,5 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION auth.revoke_operator_key(text) IS
+  'Revoke a platform operator key. Returns changed = false when it was already revoked; SX304 unknown key.';

@@ -11,6 +11,7 @@ DECLARE
   e credits.entries;
 BEGIN
   PERFORM credits._check_movement(p_amount, p_idem_key, p_reason);
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'consume');
   account_id := p_account; amount := -p_amount; replayed := false;
   UPDATE credits.accounts a
      SET balance = a.balance - p_amount, entry_seq = a.entry_seq + 1
@@ -49,3 +50,7 @@ BEGIN
   created_at := e.created_at; replayed := true;
 END
 $$;
+COMMENT ON FUNCTION credits.consume(text, bigint, bigint, text, text) IS
+  'Debit p_amount from an open account of the tenant when enough is available, idempotent by p_idem_key. Returns '
+  'the journal entry and the balance after; SX003 invalid amount, SX002 unknown account, SX008 not open, SX004 '
+  'insufficient funds, SX005 key reused with other arguments.';

@@ -11,6 +11,7 @@ DECLARE
   e credits.entries;
 BEGIN
   PERFORM credits._check_movement(p_amount, p_idem_key, p_reason);
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'grant');
   account_id := p_account; amount := p_amount; replayed := false;
   -- The guard keeps the balance representable; the row lock orders entries.
   UPDATE credits.accounts a
@@ -41,3 +42,7 @@ BEGIN
   created_at := e.created_at; replayed := true;
 END
 $$;
+COMMENT ON FUNCTION credits.grant_credits(text, bigint, bigint, text, text) IS
+  'Credit p_amount to an account (open or frozen, not closed), idempotent by p_idem_key. Returns the journal '
+  'entry and the balance after; SX003 invalid amount, SX002 unknown account, SX008 closed, SX010 balance limit, '
+  'SX005 key reused with other arguments.';

@@ -18,6 +18,7 @@ DECLARE
   e          credits.entries;
 BEGIN
   PERFORM credits._check_movement(p_amount, p_idem_key, p_reason);
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'transfer');
   IF p_from IS NULL OR p_to IS NULL THEN
     PERFORM ops._fail('SX007', 'both accounts are required', jsonb_build_object('argument', 'account'));
   END IF;
@@ -97,3 +98,7 @@ BEGIN
   replayed := true;
 END
 $$;
+COMMENT ON FUNCTION credits.transfer(text, bigint, bigint, bigint, text, text) IS
+  'Move p_amount between two accounts of one tenant, idempotent by p_idem_key (rows locked in account_id order: '
+  'no deadlock). Returns both entries and balances; SX009 same account, SX004 insufficient funds, SX008 not open, '
+  'SX002 unknown account, SX005 key reused.';

@@ -18,9 +18,8 @@ CREATE OR REPLACE FUNCTION privacy._rewrap(p_wrapped bytea, p_subject text)
 RETURNS bytea
 LANGUAGE plpython3u
 AS $py$
-if 'sx' not in GD:
-    plpy.execute('SELECT vault._py()')
-sx = GD['sx']
+plpy.execute("SELECT ops._py_load('vault.keyring')")
+sx = GD['vault.keyring'].session_keyring(plpy)
 aad = ('SXS1' + p_subject).encode()
 return sx.encrypt('subject', sx.decrypt('subject', p_wrapped, aad), aad)
 $py$;
@@ -69,7 +68,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION privacy.close_epoch(boolean) IS
-  'Job shieldx-privacy-epoch: destroy the subject master keys of closed epochs, then re-wrap every subject key under a new master key if anything was erased.';
+  'Job shieldx-privacy-epoch: destroy the subject master keys of closed epochs, then re-wrap every subject key '
+  'under a new master key if anything was erased.';
 
 -- Is a subject's erasure final: an epoch began after it and every subject
 -- master key but those of such epochs is destroyed, so no copy of the
@@ -85,13 +85,17 @@ AS $$
       SELECT EXISTS (SELECT 1 FROM privacy.epochs e WHERE e.started_at > x.erased_at)
              AND NOT EXISTS (SELECT 1 FROM vault.keys k
                               WHERE k.purpose = 'subject' AND k.state <> 'retired'
-                                AND k.key_id NOT IN (SELECT e.key_id FROM privacy.epochs e WHERE e.started_at > x.erased_at))
+                                AND k.key_id NOT IN (SELECT e.key_id FROM privacy.epochs e
+                                                      WHERE e.started_at > x.erased_at))
                AS final,
-             (SELECT max(k.retired_at) FROM vault.keys k WHERE k.purpose = 'subject' AND k.state = 'retired') AS last_retired) f
+             (SELECT max(k.retired_at) FROM vault.keys k
+               WHERE k.purpose = 'subject' AND k.state = 'retired') AS last_retired) f
    WHERE x.subject_id = p_subject
 $$;
 COMMENT ON FUNCTION privacy.erasure_status(text) IS
-  'Whether a subject''s erasure is final: every subject master key older than an epoch begun after it is destroyed (and when).';
+  'Whether a subject''s erasure is final: every subject master key older than an epoch begun after it is '
+  'destroyed (and when).';
 
 SELECT ops._register_job('shieldx-privacy-epoch', '*/10 * * * *', 'SELECT * FROM privacy.close_epoch()',
-  'Make erasures final: destroy closed epochs'' subject master keys; re-wrap subject keys under a new one after an erasure');
+  'Make erasures final: destroy closed epochs'' subject master keys; '
+  're-wrap subject keys under a new one after an erasure');

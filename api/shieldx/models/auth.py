@@ -1,4 +1,4 @@
-"""Request and response bodies of the key administration routes."""
+"""Bodies of the key administration routes (auth.*)."""
 
 from __future__ import annotations
 
@@ -45,10 +45,10 @@ class KeySummary(msgspec.Struct):
 
 class KeyPage(msgspec.Struct):
     items: list[KeySummary]
-    next_after: str | None
+    next_cursor: str | None  # pass back as ?cursor= for the next page; null on the last one
 
 
-class RotateIn(msgspec.Struct, forbid_unknown_fields=True):
+class RotateKeyIn(msgspec.Struct, forbid_unknown_fields=True):
     # Seconds the old key keeps working, so clients can switch over.
     grace_s: int = 0
 
