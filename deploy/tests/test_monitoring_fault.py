@@ -18,8 +18,8 @@ are untouched): see `shortened_rules`. Every wait is bounded.
   the API stopped (ShieldxApiDown); a pg_cron job whose command fails, in the pg_cron database
   (ShieldxCronJobFailing; repaired by correcting its command); an audit entry edited as a superuser,
   found by the verify job's function (ShieldxAuditVerifyFailed; repaired by restoring the entry, the
-  next verify records ok); the last good backup 30 hours old (ShieldxBackupStale; repaired by
-  recording a fresh one).
+  next verify records ok); the last good backup growing older than 26 hours (ShieldxBackupStale, for
+  its age, not a missing one; repaired by recording a fresh one).
 The HA alerts (a standby stopped) are exercised against the Patroni cluster of
 deploy/tests/test_ha_failover.py.
 """
@@ -59,6 +59,7 @@ pytestmark = pytest.mark.slow
 PGPORT = int(os.environ.get("SHIELDX_PGPORT", "55432"))
 DASHBOARDS = ROOT / "deploy" / "monitoring" / "dashboards"
 FOR_IN_TESTS = "2s"
+BACKUP_MARGIN = 30  # seconds the baseline's last backup is short of ShieldxBackupStale's threshold
 # With 1 s scrapes and evaluations and `for: 2s`, an alert fires seconds after its cause; pg_cron
 # runs jobs on minute boundaries, so a failing job takes up to a minute to fail and, once corrected,
 # up to another to succeed.
@@ -485,11 +486,30 @@ def test_monitoring_faults_fire_reach_alertmanager_and_resolve(
     wait_all_up(observe)
     assert len([t for t in observe.targets() if t["job"] == "postgres-exporter"]) == 2
 
-    # Healthy to begin with: the audit chain verified by the job's function; no backup yet (+Inf).
+    # Healthy to begin with: the audit chain verified by the job's function, and a good backup that
+    # ends BACKUP_MARGIN seconds short of the 26-hour threshold: time alone makes it stale.
     stream = audit_history(db)
     assert db.execute("SELECT ops._job_audit_verify() AS ok").fetchone()["ok"] is True
-    wait_until(lambda: query(observe, "shieldx_audit_last_verify_ok == 1")["data"]["result"], 20, "verify ok scraped")
-    assert not firing(observe, "ShieldxApiDown") and not firing(observe, "ShieldxAuditVerifyFailed")
+    db.execute(
+        "SELECT ops._record_backup('shieldx', 'full', now() - interval '26 hours 10 minutes', "
+        "now() - interval '26 hours' + %s * interval '1 second', 'succeeded', 'aging-F')",
+        (BACKUP_MARGIN,),
+    )
+    main = f"127.0.0.1:{observe.exporter_port}"
+    healthy = (
+        f'shieldx_audit_last_verify_ok{{instance="{main}"}} == 1 '
+        f'and on () shieldx_backup_last_success_age_seconds{{instance="{main}"}} < 93600'
+    )
+    wait_until(lambda: query(observe, healthy)["data"]["result"], 10, "the verify and the backup to be scraped")
+
+    def quiet() -> bool:  # the next evaluation after that scrape
+        return not (
+            active(observe, "ShieldxApiDown", None)
+            or active(observe, "ShieldxAuditVerifyFailed", None, instance=main)
+            or active(observe, "ShieldxBackupStale", None, instance=main)
+        )
+
+    wait_until(quiet, 10, "the healthy baseline to be evaluated")
 
     cron = psycopg.connect(cron_db_url(), autocommit=True, row_factory=dict_row)
     probe = f"shieldx-fault-probe-{os.getpid()}"
@@ -517,11 +537,8 @@ def test_monitoring_faults_fire_reach_alertmanager_and_resolve(
         )
         assert db.execute("SELECT ops._job_audit_verify() AS ok").fetchone()["ok"] is True
 
-    def old_backup() -> None:
-        db.execute(
-            "SELECT ops._record_backup('shieldx', 'full', now() - interval '30 hours 10 minutes', "
-            "now() - interval '30 hours', 'succeeded', 'old-F')"
-        )
+    def time_passes() -> None:
+        """The last good backup crosses the threshold by itself BACKUP_MARGIN s after it was recorded."""
 
     def fresh_backup() -> None:
         db.execute(
@@ -545,10 +562,8 @@ def test_monitoring_faults_fire_reach_alertmanager_and_resolve(
             CRON_TIMEOUT,
             CRON_TIMEOUT,
         ),
-        Fault("ShieldxAuditVerifyFailed", {}, "page", tamper, restore),
-        Fault(
-            "ShieldxBackupStale", {"instance": f"127.0.0.1:{observe.exporter_port}"}, "ticket", old_backup, fresh_backup
-        ),
+        Fault("ShieldxAuditVerifyFailed", {"instance": main}, "page", tamper, restore),
+        Fault("ShieldxBackupStale", {"instance": main}, "ticket", time_passes, fresh_backup),
     ]
     try:
         _exercise(observe, faults)
@@ -566,44 +581,68 @@ def test_monitoring_faults_fire_reach_alertmanager_and_resolve(
 
 
 def _exercise(observe: Stack, faults: list[Fault]) -> None:
-    """Cause every fault at once, wait for each alert, repair them all, wait for each to resolve."""
+    """Cause every fault at once, wait for each alert (each within its own bound), repair them all,
+    wait for each to resolve; every fault's times are measured on its own."""
     started = time.monotonic()
     for f in faults:
         f.cause()
+    _each(
+        faults,
+        started,
+        [
+            ("fired", lambda f: bool(firing(observe, f.alert, **f.labels)), lambda f: f.fire_timeout),
+            ("received", lambda f: bool(in_alertmanager(observe, f.alert, **f.labels)), lambda f: f.fire_timeout + 30),
+        ],
+    )
     for f in faults:
-        wait_until(lambda f=f: firing(observe, f.alert, **f.labels), f.fire_timeout, f"{f.alert} to fire", interval=0.5)
-        f.times["fired"] = time.monotonic() - started
         (alert,) = firing(observe, f.alert, **f.labels)
         assert alert["labels"]["severity"] == f.severity
         assert alert["annotations"]["runbook_url"] == f"docs/runbooks.md#{f.alert.lower()}"
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
-        wait_until(lambda f=f: in_alertmanager(observe, f.alert, **f.labels), 30, f"Alertmanager to receive {f.alert}")
-        f.times["received"] = time.monotonic() - started
         (received,) = in_alertmanager(observe, f.alert, **f.labels)
         assert received["status"]["state"] == "active"
         assert received["receivers"] == [{"name": f.severity}]
-    # The stale backup fired for its age, not for a missing backup (+Inf before the first).
-    (stale,) = firing(observe, "ShieldxBackupStale", instance=faults[-1].labels["instance"])
-    assert 93600 < float(stale["value"]) < 200000, stale["value"]
+    # The stale backup fires for its age (just over 26 hours), not for a missing backup (+Inf).
+    backup = next(f for f in faults if f.alert == "ShieldxBackupStale")
+    (stale,) = firing(observe, backup.alert, **backup.labels)
+    assert 93600 < float(stale["value"]) < 93600 + 600, stale["value"]
 
     repaired = time.monotonic()
     for f in faults:
         f.repair()
-    for f in faults:
-        wait_until(
-            lambda f=f: not active(observe, f.alert, None, **f.labels),
-            f.resolve_timeout,
-            f"{f.alert} to resolve",
-            interval=0.5,
-        )
-        f.times["resolved"] = time.monotonic() - repaired
-        wait_until(
-            lambda f=f: not in_alertmanager(observe, f.alert, **f.labels),
-            RESOLVE_TIMEOUT,
-            f"Alertmanager to resolve {f.alert}",
-            interval=0.5,
-        )
-        f.times["am_resolved"] = time.monotonic() - repaired
+    _each(
+        faults,
+        repaired,
+        [
+            ("resolved", lambda f: not active(observe, f.alert, None, **f.labels), lambda f: f.resolve_timeout),
+            (
+                "am_resolved",
+                lambda f: not in_alertmanager(observe, f.alert, **f.labels),
+                lambda f: f.resolve_timeout + 30,
+            ),
+        ],
+    )
+
+
+Stage = tuple[str, Callable[[Fault], bool], Callable[[Fault], float]]
+
+
+def _each(faults: list[Fault], since: float, stages: list[Stage]) -> None:
+    """Poll every fault through its stages in order, each stage within its timeout of `since`;
+    note when each was reached in f.times[stage name]."""
+    progress = {id(f): 0 for f in faults}
+    while any(progress[id(f)] < len(stages) for f in faults):
+        for f in faults:
+            while progress[id(f)] < len(stages):
+                name, done, timeout = stages[progress[id(f)]]
+                if done(f):
+                    f.times[name] = time.monotonic() - since
+                    progress[id(f)] += 1
+                    continue
+                if time.monotonic() - since > timeout(f):
+                    pytest.fail(f"{f.alert} {name}: not within {timeout(f):.0f}s (labels {f.labels})")
+                break
+        time.sleep(0.5)
 
 
 def test_monitoring_observe_names_the_missing_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
