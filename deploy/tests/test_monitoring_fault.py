@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -49,16 +48,27 @@ from psycopg.rows import dict_row
 
 ROOT = Path(__file__).resolve().parents[2]
 try:
-    from shieldx_local.observe import BINARIES, EXPORTER_QUERIES, RULES_GLOB, Stack, missing_packages, wait_until
+    from shieldx_local.observe import BINARIES, EXPORTER_QUERIES, Stack, missing_packages, wait_until
 except ImportError:  # deploy/local not on the import path (pytest's pythonpath setting puts it there)
     sys.path.insert(0, str(ROOT / "deploy" / "local"))
-    from shieldx_local.observe import BINARIES, EXPORTER_QUERIES, RULES_GLOB, Stack, missing_packages, wait_until
+    from shieldx_local.observe import BINARIES, EXPORTER_QUERIES, Stack, missing_packages, wait_until
+
+from alerting import (  # noqa: E402 - after the import path is settled
+    NEEDS_PATRONI,
+    active,
+    dashboard_exprs,
+    firing,
+    free_port,
+    get_json,
+    in_alertmanager,
+    query,
+    shortened_rules,
+    wait_all_up,
+)
 
 pytestmark = pytest.mark.slow
 
 PGPORT = int(os.environ.get("SHIELDX_PGPORT", "55432"))
-DASHBOARDS = ROOT / "deploy" / "monitoring" / "dashboards"
-FOR_IN_TESTS = "2s"
 BACKUP_MARGIN = 30  # seconds the baseline's last backup is short of ShieldxBackupStale's threshold
 # With 1 s scrapes and evaluations and `for: 2s`, an alert fires seconds after its cause; pg_cron
 # runs jobs on minute boundaries, so a failing job takes up to a minute to fail and, once corrected,
@@ -66,40 +76,6 @@ BACKUP_MARGIN = 30  # seconds the baseline's last backup is short of ShieldxBack
 FIRE_TIMEOUT = 60.0
 CRON_TIMEOUT = 150.0
 RESOLVE_TIMEOUT = 60.0
-# Dashboard queries that can only return data with Patroni targets (job "patroni", from the HA
-# harness's file_sd list): none is scraped by this single-node stack.
-NEEDS_PATRONI = {
-    'up{job="patroni"}': "Patroni members: the HA cluster's REST endpoints",
-    "patroni_primary": "Patroni's own metric",
-    "patroni_postgres_running": "Patroni's own metric",
-    "shieldx:patroni_timeline:max": "recorded from Patroni's patroni_postgres_timeline",
-}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def shortened_rules(dest: Path) -> Path:
-    """The real rule files, each `for:` set to FOR_IN_TESTS; returns the glob Prometheus loads."""
-    dest.mkdir(parents=True)
-    for src in sorted(RULES_GLOB.parent.glob(RULES_GLOB.name)):
-        doc = yaml.safe_load(src.read_text())
-        for group in doc["groups"]:
-            for rule in group["rules"]:
-                if "for" in rule:
-                    rule["for"] = FOR_IN_TESTS
-        (dest / src.name).write_text(
-            f"# Test copy of {src.relative_to(ROOT)}, `for:` {FOR_IN_TESTS}\n" + yaml.safe_dump(doc)
-        )
-    return dest / RULES_GLOB.name
 
 
 class Api:
@@ -258,39 +234,6 @@ def fault_stack(dsn: str, tmp_path: Path) -> Iterator[tuple[FaultStack, Api]]:
         cron_exporter.stop()
 
 
-def active(observe: Stack, alertname: str | None = None, state: str = "firing", **labels: str) -> list[dict]:
-    """Prometheus's alerts in `state` ("firing", "pending", or None for both), by name and labels."""
-    alerts = get_json(f"{observe.prometheus_url}/api/v1/alerts")["data"]["alerts"]
-    return [
-        a
-        for a in alerts
-        if (alertname is None or a["labels"]["alertname"] == alertname)
-        and (state is None or a["state"] == state)
-        and all(a["labels"].get(k) == v for k, v in labels.items())
-    ]
-
-
-def firing(observe: Stack, alertname: str, **labels: str) -> list[dict]:
-    return active(observe, alertname, "firing", **labels)
-
-
-def in_alertmanager(observe: Stack, alertname: str, **labels: str) -> list[dict]:
-    matchers = [f'alertname="{alertname}"', *(f'{k}="{v}"' for k, v in labels.items())]
-    query = urllib.parse.urlencode([("filter", m) for m in matchers] + [("active", "true")])
-    return get_json(f"{observe.alertmanager_url}/api/v2/alerts?{query}")
-
-
-def wait_all_up(observe: Stack) -> None:
-    def all_up() -> bool:
-        targets = observe.targets()
-        return bool(targets) and all(t["health"] == "up" for t in targets)
-
-    try:
-        wait_until(all_up, 30, "every target to be up")
-    except TimeoutError:
-        pytest.fail(f"targets: {observe.targets()}")
-
-
 def evaluated_since(observe: Stack, since: float) -> bool:
     """Every rule group has been evaluated after `since` (a Unix time)."""
     groups = get_json(f"{observe.prometheus_url}/api/v1/rules")["data"]["groups"]
@@ -303,10 +246,6 @@ def _unix(rfc3339: str) -> float:
 
     text = re.sub(r"(\.\d{6})\d+", r"\1", rfc3339).replace("Z", "+00:00")
     return datetime.fromisoformat(text).timestamp()
-
-
-def query(observe: Stack, expr: str) -> dict:
-    return get_json(f"{observe.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}")
 
 
 # --- traffic ----------------------------------------------------------------------------------
@@ -403,7 +342,7 @@ def test_monitoring_fresh_stack_is_up_quiet_and_fills_every_dashboard(
                 names.add(m)
         return names
 
-    exprs = [(board.name, e) for board in sorted(DASHBOARDS.glob("*.json")) for e in _exprs(board)]
+    exprs = dashboard_exprs()
     assert len(exprs) > 30
 
     def has_data(expr: str) -> bool:
@@ -432,10 +371,6 @@ def test_monitoring_fresh_stack_is_up_quiet_and_fills_every_dashboard(
 
 def _groups(observe: Stack) -> list[dict]:
     return get_json(f"{observe.prometheus_url}/api/v1/rules")["data"]["groups"]
-
-
-def _exprs(board: Path) -> list[str]:
-    return [json.loads(e) for e in re.findall(r'"expr": ("(?:[^"\\]|\\.)*")', board.read_text())]
 
 
 def _database_metric(name: str) -> bool:
