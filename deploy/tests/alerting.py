@@ -101,3 +101,17 @@ def dashboard_exprs() -> list[tuple[str, str]]:
         for board in sorted(DASHBOARDS.glob("*.json"))
         for e in re.findall(r'"expr": ("(?:[^"\\]|\\.)*")', board.read_text())
     ]
+
+
+def evaluated_since(observe: Stack, since: float) -> bool:
+    """Every rule group has been evaluated after `since` (a Unix time)."""
+    groups = get_json(f"{observe.prometheus_url}/api/v1/rules")["data"]["groups"]
+    stamps = [g["lastEvaluation"] for g in groups]
+    return bool(stamps) and all(_unix(s) > since for s in stamps)
+
+
+def _unix(rfc3339: str) -> float:
+    from datetime import datetime
+
+    text = re.sub(r"(\.\d{6})\d+", r"\1", rfc3339).replace("Z", "+00:00")
+    return datetime.fromisoformat(text).timestamp()

@@ -20,7 +20,16 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from alerting import NEEDS_PATRONI, active, firing, in_alertmanager, query, shortened_rules, wait_all_up
+from alerting import (
+    NEEDS_PATRONI,
+    active,
+    evaluated_since,
+    firing,
+    in_alertmanager,
+    query,
+    shortened_rules,
+    wait_all_up,
+)
 from shieldx_local.cluster import Cluster
 from shieldx_local.observe import Stack, missing_packages, write_patroni_targets
 from shieldx_local.private import api_server, private_cluster, ready
@@ -242,6 +251,16 @@ def test_ha_standbys_stopped_fire_alerts_and_resolve(cluster: Cluster, api: str,
         wait_until(
             lambda: query(observe, "shieldx_replication_sync_standbys >= 1")["data"]["result"], 30, "a sync standby"
         )
+        # `ha backup` records what it did: the freshness alert (+Inf while nothing is recorded) resolves.
+        done = cluster.backup("full")
+        assert done["outcome"] == "succeeded", done
+        wait_until(lambda: not active(observe, "ShieldxBackupStale", None), 30, "ShieldxBackupStale to resolve", 0.5)
+        settled = time.time() + 3
+        wait_until(lambda: time.time() > settled and evaluated_since(observe, settled), 30, "an evaluation")
+        others = sorted(
+            {(a["labels"]["alertname"], a["labels"].get("cron_job", "")) for a in active(observe, None, None)}
+        )
+        print("alerts active on the HA stack before the fault:", others)
         for alert in ("ShieldxPatroniMemberDown", "ShieldxNoSynchronousStandby", "ShieldxPatroniNoLeader"):
             assert not active(observe, alert, None), active(observe, alert, None)
 

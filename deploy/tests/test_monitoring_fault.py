@@ -57,6 +57,7 @@ from alerting import (  # noqa: E402 - after the import path is settled
     NEEDS_PATRONI,
     active,
     dashboard_exprs,
+    evaluated_since,
     firing,
     free_port,
     get_json,
@@ -232,20 +233,6 @@ def fault_stack(dsn: str, tmp_path: Path) -> Iterator[tuple[FaultStack, Api]]:
         yield from run_stack(observe, api)
     finally:
         cron_exporter.stop()
-
-
-def evaluated_since(observe: Stack, since: float) -> bool:
-    """Every rule group has been evaluated after `since` (a Unix time)."""
-    groups = get_json(f"{observe.prometheus_url}/api/v1/rules")["data"]["groups"]
-    stamps = [g["lastEvaluation"] for g in groups]
-    return bool(stamps) and all(_unix(s) > since for s in stamps)
-
-
-def _unix(rfc3339: str) -> float:
-    from datetime import datetime
-
-    text = re.sub(r"(\.\d{6})\d+", r"\1", rfc3339).replace("Z", "+00:00")
-    return datetime.fromisoformat(text).timestamp()
 
 
 # --- traffic ----------------------------------------------------------------------------------

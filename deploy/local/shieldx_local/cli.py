@@ -1,6 +1,7 @@
 """`python -m shieldx_local`: the developer harness's commands.
 
-ha up|down|status|switchover|backup   a local three-node Patroni cluster (etcd, HAProxy, pgBackRest)
+ha up|down|status|switchover|backup   a local three-node Patroni cluster (etcd, HAProxy, pgBackRest);
+                                       `ha backup` is not scheduled by anything (see its --help)
 observe up|down|status                 a local Prometheus, Alertmanager and postgres_exporter
 """
 
@@ -38,6 +39,10 @@ def up(no_migrate: bool) -> None:
     click.echo(f"API:    DATABASE_URL='{layout.app_url()}' shieldx serve")
     click.echo(f"files:  {layout.base}")
     click.echo(f"HAProxy stats: http://127.0.0.1:{layout.stats_port}/")
+    click.echo(
+        "backups: not scheduled (ShieldxBackupStale fires until the first one): `python -m shieldx_local ha backup`,"
+        " by hand or from cron (docs/operations/backups.md#scheduling)"
+    )
 
 
 @ha.command(help="Stop HAProxy, Patroni/PostgreSQL (standbys first) and etcd.")
@@ -86,11 +91,19 @@ def switchover(candidate: str | None) -> None:
     click.echo(f"new leader: {Cluster(default_layout()).switchover(candidate)}")
 
 
-@ha.command(help="Take a pgBackRest backup from the current primary.")
+@ha.command(
+    help="Take a pgBackRest backup of the current primary and record it in ops.backups (as `shieldx backup run`"
+    " does), then list the repository. Nothing schedules it: pg_cron cannot run a shell command and the harness"
+    " runs no scheduler, so run it by hand or from cron or a systemd timer (docs/operations/backups.md#scheduling)."
+)
 @click.option("--type", "kind", type=click.Choice(["full", "diff", "incr"]), default="full", show_default=True)
 def backup(kind: str) -> None:
     cluster = Cluster(default_layout())
-    cluster.pgbackrest("backup", f"--type={kind}")
+    done = cluster.backup(kind)
+    if done["outcome"] != "succeeded":
+        click.echo(f"{kind} backup failed, recorded (ops.backups #{done['backup_id']}):\n{done['detail']}", err=True)
+        raise SystemExit(1)
+    click.echo(f"{kind} backup {done['label']} recorded (ops.backups #{done['backup_id']})")
     click.echo(cluster.pgbackrest("info"))
 
 
