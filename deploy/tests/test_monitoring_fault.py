@@ -286,6 +286,8 @@ def test_monitoring_fresh_stack_is_up_quiet_and_fills_every_dashboard(
     # scraped, nothing is pending or firing but what is genuinely wrong. The one expected: no backup
     # recorded yet in the watched database (+Inf age), which is how `make run` leaves it.
     with psycopg.connect(cron_db_url(), row_factory=dict_row) as cron:
+        migrated = cron.execute("SELECT to_regproc('monitoring.backup') IS NOT NULL AS ok").fetchone()
+        assert migrated and migrated["ok"], f"{cron_db_url()} is not migrated: run `shieldx db migrate` (make db)"
         backup = cron.execute("SELECT last_success_age_seconds AS age FROM monitoring.backup()").fetchone()
     expected = {"ShieldxBackupStale"} if backup and backup["age"] > 93600 else set()
     settled = time.time() + 3  # past FOR_IN_TESTS after the targets were up
