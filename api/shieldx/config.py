@@ -9,6 +9,12 @@ import msgspec
 DEFAULT_DATABASE_URL = "postgresql://shieldx_app@127.0.0.1:55432/shieldx"
 
 
+def local_url(user: str, dbname: str = "shieldx", env: dict[str, str] | None = None) -> str:
+    """A URL of the local cluster (deploy/local/cluster.sh): port SHIELDX_PGPORT, default 55432."""
+    port = int((os.environ if env is None else env).get("SHIELDX_PGPORT", "55432"))
+    return f"postgresql://{user}@127.0.0.1:{port}/{dbname}"
+
+
 class Settings(msgspec.Struct, frozen=True):
     # libpq conninfo or URL; a multi-host URL (host1:5432,host2:5432) with
     # target_session_attrs=read-write follows the primary across failover.
@@ -45,5 +51,6 @@ class Settings(msgspec.Struct, frozen=True):
             "breaker_open_s": "SHIELDX_BREAKER_OPEN_S",
         }
         raw = {field: env[var] for field, var in names.items() if var in env}
+        raw.setdefault("database_url", local_url("shieldx_app", env=env))
         # msgspec converts and type-checks the strings ("16" -> 16).
         return msgspec.convert(raw, cls, strict=False)

@@ -29,3 +29,5 @@ SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT sqlstate::text, name, http_status, title FROM ops.error_catalog ORDER BY sqlstate;
 $$;
+COMMENT ON FUNCTION ops.error_codes() IS
+  'The catalog of named errors: SQLSTATE, name, HTTP status and title of every SXnnn error the SQL API raises.';

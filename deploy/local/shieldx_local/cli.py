@@ -1,11 +1,24 @@
 """`python -m shieldx_local`: the developer harness's commands.
 
-ha up|down|status|switchover|backup   a local three-node Patroni cluster (etcd, HAProxy, pgBackRest);
-                                       `ha backup` is not scheduled by anything (see its --help)
-observe up|down|status                 a local Prometheus, Alertmanager and postgres_exporter
+ha up|down|status|switchover|backup|restore-drill
+    a local three-node Patroni cluster (etcd, HAProxy, pgBackRest)
+observe up|down|status
+    a local Prometheus, Alertmanager and postgres_exporter
+
+Scheduling: `ha up` starts no scheduler. Backups and the restore drill are
+meant to run on a schedule from the host's crontab (the Kubernetes manifests
+schedule backups with a CronJob), for example:
+    0 2 * * 0    python -m shieldx_local ha backup --type=full    # weekly full
+    0 2 * * 1-6  python -m shieldx_local ha backup --type=diff    # daily differential
+    30 3 * * 0   python -m shieldx_local ha restore-drill         # weekly drill, after the full
+(with PYTHONPATH=deploy/local and the project's virtualenv, as the Makefile runs it; a systemd timer
+works as well: docs/operations/backups.md#scheduling). `ha backup` records each backup in ops.backups,
+which the backup freshness metric and ShieldxBackupStale read.
 """
 
 from __future__ import annotations
+
+import json
 
 import click
 
@@ -19,7 +32,14 @@ def main() -> None:
     pass
 
 
-@main.group(help="A local three-node Patroni cluster (etcd, HAProxy, pgBackRest) in the state directory's ha/.")
+@main.group(
+    help="A local three-node Patroni cluster (etcd, HAProxy, pgBackRest) in the state directory's ha/.\n\n"
+    "Nothing here runs on a schedule; run backups and the restore drill from the host's crontab, for example:\n\n"
+    "\b\n"
+    "0 2 * * 0    python -m shieldx_local ha backup --type=full   (weekly full)\n"
+    "0 2 * * 1-6  python -m shieldx_local ha backup --type=diff   (daily differential)\n"
+    "30 3 * * 0   python -m shieldx_local ha restore-drill        (weekly, after the full)"
+)
 def ha() -> None:
     pass
 
@@ -93,8 +113,8 @@ def switchover(candidate: str | None) -> None:
 
 @ha.command(
     help="Take a pgBackRest backup of the current primary and record it in ops.backups (as `shieldx backup run`"
-    " does), then list the repository. Nothing schedules it: pg_cron cannot run a shell command and the harness"
-    " runs no scheduler, so run it by hand or from cron or a systemd timer (docs/operations/backups.md#scheduling)."
+    " does), then list the repository. Nothing schedules it: the harness runs no scheduler and pg_cron cannot run"
+    " a shell command; run it from the host's crontab or a systemd timer (see `python -m shieldx_local --help`)."
 )
 @click.option("--type", "kind", type=click.Choice(["full", "diff", "incr"]), default="full", show_default=True)
 def backup(kind: str) -> None:
@@ -107,11 +127,27 @@ def backup(kind: str) -> None:
     click.echo(cluster.pgbackrest("info"))
 
 
-@main.command(
-    "observe",
-    context_settings={"ignore_unknown_options": True, "help_option_names": []},
-    help="The local monitoring stack: observe up|down|status (see deploy/monitoring).",
+@ha.command(
+    "restore-drill",
+    help="Restore the latest pgBackRest backup (one is taken if there is none) to a scratch node, up to the end of "
+    "the WAL archive; check credits.reconcile() is empty and audit.verify() is ok; stop and delete the node. "
+    "Prints the result as JSON (restore_s, rpo_s); exits 1 if a check failed.",
 )
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def observe_cmd(args: tuple[str, ...]) -> None:
-    raise SystemExit(observe.main(list(args)))
+@click.option("--backup", is_flag=True, help="Take a new full backup first.")
+@click.option(
+    "--switch-wal",
+    is_flag=True,
+    help="Archive the current WAL segment first: the node then has every commit made before the drill.",
+)
+def restore_drill(backup: bool, switch_wal: bool) -> None:
+    from .drill import restore_drill as drill
+
+    result = drill(
+        Cluster(default_layout()),
+        backup=backup,
+        switch_wal=switch_wal,
+        say=lambda m: click.echo(f"[drill] {m}", err=True),
+    )
+    click.echo(json.dumps(result, indent=2, default=str))
+    if not result["ok"]:
+        raise SystemExit(1)

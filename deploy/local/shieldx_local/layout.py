@@ -64,6 +64,15 @@ class Layout:
     def data_dir(self, name: str) -> Path:
         return self.base / name / "data"
 
+    def key_dir(self, name: str) -> Path:
+        """A node's copy of the keyring (its `shieldx.key_dir`)."""
+        return self.base / name / "keys"
+
+    @property
+    def keyring(self) -> Path:
+        """The cluster's keyring, made once; every node gets a copy (as a Kubernetes Secret would)."""
+        return self.base / "keys"
+
     @property
     def run_dir(self) -> Path:
         return self.base / "run"
