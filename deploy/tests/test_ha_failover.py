@@ -362,8 +362,9 @@ def test_ha_standbys_stopped_fire_alerts_and_resolve(cluster: Cluster, api: str,
     """The monitoring stack (shieldx_local.observe, 1-second intervals, the real rules with every `for:`
     shortened to alerting.FOR_IN_TESTS) watching this cluster: the exporter on the primary through
     HAProxy, Patroni's /metrics on every node. Every target is up and the Patroni dashboard queries
-    return data; stopping both standbys fires ShieldxPatroniMemberDown for each and
-    ShieldxNoSynchronousStandby, in Prometheus and in Alertmanager; starting them again resolves all."""
+    return data; once `ha backup` recorded a backup, no alert is pending or firing; stopping both
+    standbys fires ShieldxPatroniMemberDown for each and ShieldxNoSynchronousStandby, in Prometheus and
+    in Alertmanager; starting them again resolves all."""
     if missing_packages():
         pytest.fail(f"missing Debian packages {missing_packages()}: apt-get install {' '.join(missing_packages())}")
     wait_until(cluster.healthy, 120, "a leader and two streaming standbys", 1)
@@ -400,7 +401,7 @@ def test_ha_standbys_stopped_fire_alerts_and_resolve(cluster: Cluster, api: str,
         others = sorted(
             {(a["labels"]["alertname"], a["labels"].get("cron_job", "")) for a in active(observe, None, None)}
         )
-        print("alerts active on the HA stack before the fault:", others)
+        assert others == [], f"alerts active on the HA stack with a backup recorded and every node up: {others}"
         for alert in ("ShieldxPatroniMemberDown", "ShieldxNoSynchronousStandby", "ShieldxPatroniNoLeader"):
             assert not active(observe, alert, None), active(observe, alert, None)
 
