@@ -16,6 +16,7 @@ from .breaker import Breaker, CircuitOpen, circuit_open_handler
 from .config import Settings
 from .db import Database, make_pool
 from .errors import HANDLERS, catalog
+from .observability.wiring import install as install_observability
 from .routes import all_routes
 
 
@@ -50,7 +51,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=handlers,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
+        logging_config=None,  # JSON logs: shieldx/observability/logging.py
         openapi_config=openapi.config(),
     )
     openapi.document(app)  # the guard's and error handlers' answers, in OpenAPI
+    install_observability(app, settings, pool, database, key_auth)  # metrics, request ids, JSON logs
     return app

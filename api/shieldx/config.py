@@ -34,6 +34,12 @@ class Settings(msgspec.Struct, frozen=True):
     # Circuit breaker: consecutive outage failures that open it, and seconds it stays open.
     breaker_threshold: int = 3
     breaker_open_s: float = 2.0
+    # Observability (shieldx/observability): Prometheus metrics, the JSON line per request,
+    # the request id handed to PostgreSQL (application_name), and the log level.
+    metrics: bool = True
+    request_log: bool = True
+    sql_request_id: bool = True
+    log_level: str = "INFO"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -49,6 +55,10 @@ class Settings(msgspec.Struct, frozen=True):
             "auth_cache_s": "SHIELDX_AUTH_CACHE_S",
             "breaker_threshold": "SHIELDX_BREAKER_THRESHOLD",
             "breaker_open_s": "SHIELDX_BREAKER_OPEN_S",
+            "metrics": "SHIELDX_METRICS",
+            "request_log": "SHIELDX_REQUEST_LOG",
+            "sql_request_id": "SHIELDX_SQL_REQUEST_ID",
+            "log_level": "SHIELDX_LOG_LEVEL",
         }
         raw = {field: env[var] for field, var in names.items() if var in env}
         raw.setdefault("database_url", local_url("shieldx_app", env=env))

@@ -316,10 +316,16 @@ def test_openapi_documents_the_key_and_problem_answers(client):
 
 
 def test_metrics_count_authentication_and_limits(client, accounts):
+    def malformed(text: str) -> float:
+        prefix = 'shieldx_auth_failures_total{reason="malformed"} '
+        return next((float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)), 0.0)
+
+    before = client.get("/metrics").text
     client.get("/v1/tenants/acme/accounts", headers=bearer("sx_bad"))
     text = client.get("/metrics").text
-    assert 'shieldx_breaker_state{state="closed"} 1.0' in text
-    assert 'shieldx_auth_failures_total{reason="malformed"} 1' in text
+    assert "shieldx_breaker_open 0.0" in text
+    assert malformed(text) - malformed(before) == 1  # counters are process-wide: compare
+    assert "# TYPE shieldx_auth_failures_total counter" in text
     assert "shieldx_auth_cache_hits_total" in text and "shieldx_auth_leases_total" in text
 
 

@@ -83,7 +83,7 @@ cron.use_background_workers = on
 max_worker_processes = 32
 cron.max_running_jobs = 8
 log_min_messages = warning
-log_line_prefix = '%m [%p] %q%u@%d '
+log_line_prefix = '%m [%p] %q%u@%d %a '  # %a: the API's request id (application_name)
 $(log_privacy conf)
 shieldx.env = 'local'
 shieldx.key_dir = '$KEYDIR'
