@@ -41,5 +41,5 @@ def test_database_url_follows_the_local_cluster_port_unless_given():
     assert Settings.from_env({"SHIELDX_PGPORT": "55999"}).database_url == (
         "postgresql://shieldx_app@127.0.0.1:55999/shieldx"
     )
-    given = "postgresql://app@db1:5432,db2:5432/shieldx?target_session_attrs=read-write"
+    given = "postgresql://shieldx_app@haproxy:5000/shieldx?target_session_attrs=read-write"
     assert Settings.from_env({"SHIELDX_PGPORT": "55999", "DATABASE_URL": given}).database_url == given

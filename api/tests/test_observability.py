@@ -65,11 +65,11 @@ def test_request_metrics_by_route_template(client, accounts):
     path = f"/v1/tenants/acme/accounts/{accounts[0]}/consume"
     for i in range(3):
         r = client.post(path, json={"amount": 1}, headers={"Idempotency-Key": f"m{i}"})
-        assert r.status_code == 200, r.text
+        assert r.status_code == 201, r.text
     client.request("BREW", "/no/such/route")
     after = scrape(client)
-    assert value(after, "shieldx_http_requests_total", route=CONSUME, method="POST", status="200") - value(
-        before, "shieldx_http_requests_total", route=CONSUME, method="POST", status="200"
+    assert value(after, "shieldx_http_requests_total", route=CONSUME, method="POST", status="201") - value(
+        before, "shieldx_http_requests_total", route=CONSUME, method="POST", status="201"
     ) == pytest.approx(3)
     count = "shieldx_http_request_duration_seconds_count"
     assert value(after, count, route=CONSUME, method="POST") - value(before, count, route=CONSUME, method="POST") == 3
@@ -88,7 +88,7 @@ def test_replays_refusals_and_auth_counters(client, accounts, dsn):
     before = scrape(client)
     assert client.post(path, json={"amount": 1}, headers={"Idempotency-Key": "r1"}).json()["replayed"] is False
     again = client.post(path, json={"amount": 1}, headers={"Idempotency-Key": "r1"})
-    assert again.status_code == 200 and again.json()["replayed"] is True
+    assert again.status_code == 201 and again.json()["replayed"] is True
     short = client.post(path, json={"amount": 10**6}, headers={"Idempotency-Key": "r2"})
     assert short.status_code == 409, short.text
     missing = client.get("/v1/tenants/acme/accounts", headers={"Authorization": "Bearer sx_0123456789ab_" + "0" * 64})

@@ -217,10 +217,10 @@ def test_request_id_reaches_the_log_and_postgresql(server):
                 dba.rollback()
                 thread.join(timeout=30)
     assert rows and rows[0][0] == "shieldx_app" and "consume" in rows[0][1], rows
-    assert answer["r"].status_code == 200 and answer["r"].headers["x-request-id"] == rid
+    assert answer["r"].status_code == 201 and answer["r"].headers["x-request-id"] == rid
     line = next(line for line in server.lines() if line.get("request_id") == rid and line["logger"] == "shieldx.access")
     assert line["route"] == "/v1/tenants/{tenant_id}/accounts/{account_id}/consume"
-    assert (line["status"], line["tenant"], line["method"]) == (200, "obs", "POST")
+    assert (line["status"], line["tenant"], line["method"]) == (201, "obs", "POST")
     assert set(line) >= {"time", "level", "duration_ms", "client", "user_agent"}
 
 

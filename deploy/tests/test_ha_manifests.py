@@ -83,6 +83,35 @@ def checkov(tools: Path, directory: Path) -> list[dict]:
     return out if isinstance(out, list) else [out]
 
 
+def render(release: str, target: Path) -> list[Path]:
+    """The manifests of one release: what `envsubst '${RELEASE}'` makes of them (docs/operations/upgrades.md)."""
+    out = []
+    for path in manifests():
+        (target / path.name).write_text(path.read_text().replace("${RELEASE}", release))
+        out.append(target / path.name)
+    return out
+
+
+def test_ha_release_names_the_migrate_job_and_the_api_image(tools: Path, tmp_path: Path) -> None:
+    """Each release has its own migrate Job (a finished Job is never re-used) and runs its own image."""
+    files = render("1.4.2", tmp_path)
+    done = validate(tools, files)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rendered = [d for p in files for d in yaml.safe_load_all(p.read_text()) if d]
+    assert "${" not in "".join(p.read_text() for p in files)
+    jobs = [d for d in rendered if d["kind"] == "Job"]
+    assert [j["metadata"]["name"] for j in jobs] == ["shieldx-migrate-1.4.2"]
+    assert jobs[0]["metadata"]["labels"]["app.kubernetes.io/version"] == "1.4.2"
+    images = {
+        c["image"]
+        for d in rendered
+        if d["kind"] in ("Deployment", "Job", "CronJob")
+        for c in (d["spec"].get("jobTemplate", d)["spec"]["template"]["spec"]["containers"])
+        if "shieldx/api" in c["image"]
+    }
+    assert images == {"ghcr.io/shieldx/api:1.4.2"}
+
+
 def test_ha_manifests_are_valid_kubernetes(tools: Path) -> None:
     done = validate(tools, manifests())
     assert done.returncode == 0, done.stdout + done.stderr
@@ -138,6 +167,7 @@ def test_ha_checkov_catches_a_writable_root_filesystem(tools: Path, tmp_path: Pa
 def test_ha_manifests_declare_replicas_probes_and_hardening() -> None:
     db = find("StatefulSet", "shieldx-db")
     assert db["spec"]["replicas"] == 3
+    assert db["spec"]["updateStrategy"] == {"type": "OnDelete"}  # rolled in Patroni's order, by hand
     pod = db["spec"]["template"]["spec"]
     required = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert required[0]["topologyKey"] == "kubernetes.io/hostname"
@@ -165,7 +195,7 @@ def test_ha_manifests_declare_replicas_probes_and_hardening() -> None:
     assert set(container["resources"]) == {"requests", "limits"}
     hpa = find("HorizontalPodAutoscaler", "shieldx-api")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "shieldx-api" and hpa["spec"]["minReplicas"] == 3
-    for workload in (db, api, find("Job", "shieldx-migrate-1-0-0")):
+    for workload in (db, api, find("Job", "shieldx-migrate-${RELEASE}")):
         spec = workload["spec"]["template"]["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}

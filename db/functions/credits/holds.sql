@@ -115,10 +115,7 @@ BEGIN
   IF p_ttl IS NULL OR p_ttl <= interval '0' OR p_ttl > interval '30 days' THEN
     PERFORM credits._check_ttl('ttl', p_ttl);
   END IF;
-  IF left(p_idem_key, 5) = 'dist:' THEN  -- the keys of distributed legs' holds
-    PERFORM ops._fail('SX007', 'idempotency keys starting with "dist:" are reserved',
-                      jsonb_build_object('argument', 'idempotency_key'));
-  END IF;
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'hold');  -- refuses the "dist:" keys of distributed legs
   UPDATE credits.accounts a SET held = a.held + p_amount
    WHERE a.account_id = p_account AND a.tenant_id = p_tenant AND a.status = 'open'
      AND a.balance - a.held >= p_amount;

@@ -18,6 +18,7 @@ DECLARE
   e          credits.entries;
 BEGIN
   PERFORM credits._check_movement(p_amount, p_idem_key, p_reason);
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'transfer');
   IF p_from IS NULL OR p_to IS NULL THEN
     PERFORM ops._fail('SX007', 'both accounts are required', jsonb_build_object('argument', 'account'));
   END IF;

@@ -1,6 +1,6 @@
 """`python -m shieldx_local`: the developer harness's commands.
 
-ha up|down|status|switchover|backup|restore-drill
+ha up|down|status|switchover|rolling-restart|backup|restore-drill
     a local three-node Patroni cluster (etcd, HAProxy, pgBackRest)
 observe up|down|status
     a local Prometheus, Alertmanager and postgres_exporter
@@ -109,6 +109,18 @@ def status() -> None:
 @click.argument("candidate", required=False)
 def switchover(candidate: str | None) -> None:
     click.echo(f"new leader: {Cluster(default_layout()).switchover(candidate)}")
+
+
+@ha.command(
+    "rolling-restart",
+    help="Restart every node through Patroni's REST API: replicas first, then a switchover to the synchronous "
+    "standby, then the old primary (a configuration change or a minor upgrade).",
+)
+def rolling_restart() -> None:
+    from .rolling import rolling_restart as run
+
+    done = run(Cluster(default_layout()), say=click.echo)
+    click.echo(f"restarted {', '.join(done['order'])}; leader {done['old_leader']} -> {done['new_leader']}")
 
 
 @ha.command(

@@ -262,6 +262,27 @@ class Cluster:
             wait_until(partial(_dead, pid), 10, f"pid {pid} of {name} to die", 0.05)
         return crashed_at
 
+    def node_pids(self, name: str) -> list[int]:
+        """A node's Patroni, its postmaster and every postgres child."""
+        pids: list[int] = []
+        patroni = self.pid(f"patroni-{name}")
+        if patroni:
+            pids.append(patroni)
+        postmaster = self.postmaster_pid(name)
+        if postmaster:
+            pids += [postmaster, *children(postmaster)]
+        return pids
+
+    def signal_node(self, name: str, sig: int, pids: list[int] | None = None) -> list[int]:
+        """Send sig to a node's processes (SIGSTOP: the machine freezes; SIGCONT: it wakes). Returns the pids."""
+        pids = self.node_pids(name) if pids is None else pids
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        return pids
+
     def stop_node(self, name: str) -> None:
         self._stop(f"patroni-{name}", timeout=60)
         postmaster = self.postmaster_pid(name)

@@ -103,11 +103,6 @@ class Layout:
             "?target_session_attrs=read-write&connect_timeout=3"
         )
 
-    def multihost_url(self, dbname: str = DBNAME, user: str = "shieldx_app") -> str:
-        """The same without HAProxy: libpq tries each node and keeps the primary."""
-        hosts = ",".join(f"127.0.0.1:{self.pg_port(n)}" for n in self.names)
-        return f"postgresql://{user}@{hosts}/{dbname}?target_session_attrs=read-write&connect_timeout=3"
-
 
 def default_layout() -> Layout:
     """The cluster of `ha up`: `$SHIELDX_HA_DIR`, else `ha/` in the state directory."""
