@@ -135,9 +135,17 @@ start() {
          "stop that one or set SHIELDX_PGPORT" >&2
     exit 1
   fi
-  "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAtX -v ON_ERROR_STOP=1 \
-    -c "SELECT 1 FROM pg_database WHERE datname = '$DBNAME'" | grep -q 1 \
-    || "$PGBIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres "$DBNAME"
+  if ! "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAtX -v ON_ERROR_STOP=1 \
+       -c "SELECT 1 FROM pg_database WHERE datname = '$DBNAME'" | grep -q 1; then
+    "$PGBIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres "$DBNAME"
+    # pg_cron's launcher started with the server, before this database and its extension existed,
+    # and never schedules a job until it starts again: create the extension (as the first migration
+    # would) and restart once, here, so the jobs the migrations register run from the start.
+    "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d "$DBNAME" -qAtX -v ON_ERROR_STOP=1 \
+      -c "CREATE EXTENSION IF NOT EXISTS pg_cron" >/dev/null
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -m fast -w -t 60 restart >/dev/null
+    "$PGBIN/pg_isready" -h 127.0.0.1 -p "$PORT" -t 30 >/dev/null
+  fi
   # Clusters made before the keyrings existed learn the path here (reloadable).
   "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAtX -v ON_ERROR_STOP=1 \
     -c "SELECT current_setting('shieldx.key_dir', true)" | grep -qxF "$KEYDIR" \

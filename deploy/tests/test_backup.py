@@ -114,7 +114,8 @@ def test_backup_run_on_the_primary_records_it_and_the_metric_follows(drill):
         assert conn.execute("SELECT * FROM monitoring.backup()").fetchone()["last_success_age_seconds"] == float("inf")
     done = _backup(primary.url(), drill["conf"], "--stanza", STANZA, "--type", "full")
     assert done.exit_code == 0, done.output
-    diff = _backup(primary.url(), drill["conf"], "--stanza", STANZA, "--type", "diff")
+    # pgN-* options as -o (the HA nodes' way): the backup takes them; the `info` it runs after must not.
+    diff = _backup(primary.url(), drill["conf"], "--stanza", STANZA, "--type", "diff", "-o", f"pg1-path={primary.data}")
     assert diff.exit_code == 0, diff.output
     info = subprocess.run(
         ["pgbackrest", f"--config={drill['conf']}", f"--stanza={STANZA}", "info", "--output=json"],

@@ -15,14 +15,26 @@ from __future__ import annotations
 import shutil
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from alerting import (
+    NEEDS_PATRONI,
+    active,
+    evaluated_since,
+    firing,
+    in_alertmanager,
+    query,
+    shortened_rules,
+    wait_all_up,
+)
 from shieldx_local.cluster import Cluster
 from shieldx_local.drill import ScratchNode, restore_drill, scratch_dirs
+from shieldx_local.observe import Stack, missing_packages, write_patroni_targets
 from shieldx_local.private import api_server, private_cluster, ready
 from shieldx_local.processes import PGBIN, as_postgres, free_port, missing_binaries, pg_env, pg_ids, wait_until
 from shieldx_local.workload import failover, freeze, switchover
@@ -384,3 +396,87 @@ def test_ha_rolling_restart_under_load_loses_nothing(cluster: Cluster, api: str)
     assert len(set(after.values())) == 1 and min(after.values()) == max(before.values()) + 1
     # The API stayed ready throughout (readiness does not follow the database).
     assert result["ready_statuses"] == [200]
+
+
+def test_ha_standbys_stopped_fire_alerts_and_resolve(cluster: Cluster, api: str, tmp_path) -> None:
+    """The monitoring stack (shieldx_local.observe, 1-second intervals, the real rules with every `for:`
+    shortened to alerting.FOR_IN_TESTS) watching this cluster: the exporter on the primary through
+    HAProxy, Patroni's /metrics on every node. Every target is up and the Patroni dashboard queries
+    return data; once `ha backup` recorded a backup, no alert is pending or firing; stopping both
+    standbys fires ShieldxPatroniMemberDown for each and ShieldxNoSynchronousStandby, in Prometheus and
+    in Alertmanager; starting them again resolves all."""
+    if missing_packages():
+        pytest.fail(f"missing Debian packages {missing_packages()}: apt-get install {' '.join(missing_packages())}")
+    wait_until(cluster.healthy, 120, "a leader and two streaming standbys", 1)
+    observe = Stack(
+        base=tmp_path / "observe",
+        prometheus_port=free_port(),
+        alertmanager_port=free_port(),
+        exporter_port=free_port(),
+        api_port=int(api.rsplit(":", 1)[1]),
+        dsn=cluster.layout.url(user="shieldx_monitor") + "?sslmode=disable",
+        scrape_interval="1s",
+        evaluation_interval="1s",
+        rule_files=shortened_rules(tmp_path / "rules"),
+    )
+    write_patroni_targets([(n, cluster.layout.rest_port(n)) for n in cluster.layout.names], observe.patroni_targets)
+    leader = cluster.leader()
+    standbys = [n for n in cluster.layout.names if n != leader]
+    stopped: list[str] = []
+    observe.up(say=lambda _m: None)
+    try:
+        wait_all_up(observe)
+        assert len([t for t in observe.targets() if t["job"] == "patroni"]) == len(cluster.layout.names)
+        for expr in NEEDS_PATRONI:
+            wait_until(lambda expr=expr: query(observe, expr)["data"]["result"], 30, f"data for {expr}")
+        wait_until(
+            lambda: query(observe, "shieldx_replication_sync_standbys >= 1")["data"]["result"], 30, "a sync standby"
+        )
+        # `ha backup` records what it did: the freshness alert (+Inf while nothing is recorded) resolves.
+        done = cluster.backup("full")
+        assert done["outcome"] == "succeeded", done
+        wait_until(lambda: not active(observe, "ShieldxBackupStale", None), 30, "ShieldxBackupStale to resolve", 0.5)
+        settled = time.time() + 3
+        wait_until(lambda: time.time() > settled and evaluated_since(observe, settled), 30, "an evaluation")
+        others = sorted(
+            {(a["labels"]["alertname"], a["labels"].get("cron_job", "")) for a in active(observe, None, None)}
+        )
+        assert others == [], f"alerts active on the HA stack with a backup recorded and every node up: {others}"
+        for alert in ("ShieldxPatroniMemberDown", "ShieldxNoSynchronousStandby", "ShieldxPatroniNoLeader"):
+            assert not active(observe, alert, None), active(observe, alert, None)
+
+        started = time.monotonic()
+        for name in standbys:
+            cluster.stop_node(name)
+            stopped.append(name)
+        expected = [("ShieldxNoSynchronousStandby", {}, "page")] + [
+            ("ShieldxPatroniMemberDown", {"node": n, "instance": f"127.0.0.1:{cluster.layout.rest_port(n)}"}, "ticket")
+            for n in standbys
+        ]
+        for alert, labels, severity in expected:
+            wait_until(lambda a=alert, lb=labels: firing(observe, a, **lb), 60, f"{alert} {labels} to fire", 0.5)
+            (fired,) = firing(observe, alert, **labels)
+            assert fired["labels"]["severity"] == severity
+            assert fired["annotations"]["runbook_url"] == f"docs/runbooks.md#{alert.lower()}"
+            wait_until(lambda a=alert, lb=labels: in_alertmanager(observe, a, **lb), 30, f"Alertmanager: {alert}", 0.5)
+            (received,) = in_alertmanager(observe, alert, **labels)
+            assert received["receivers"] == [{"name": severity}]
+            print(f"{alert} {labels}: firing and in Alertmanager {time.monotonic() - started:.1f}s after the stop")
+        assert not active(observe, "ShieldxPatroniNoLeader", None)  # the primary kept its lock
+
+        repaired = time.monotonic()
+        for name in standbys:
+            cluster.start_node(name)
+            stopped.remove(name)
+        wait_until(cluster.healthy, 120, "both standbys streaming again", 1)
+        for alert, labels, _ in expected:
+            wait_until(lambda a=alert, lb=labels: not active(observe, a, None, **lb), 60, f"{alert} to resolve", 0.5)
+            wait_until(
+                lambda a=alert, lb=labels: not in_alertmanager(observe, a, **lb), 60, f"Alertmanager: {alert}", 0.5
+            )
+            print(f"{alert} {labels}: resolved in both {time.monotonic() - repaired:.1f}s after the restart")
+    finally:
+        for name in stopped:
+            cluster.start_node(name)
+        observe.down(say=lambda _m: None)
+        wait_until(cluster.healthy, 120, "a healthy cluster after the test", 1)

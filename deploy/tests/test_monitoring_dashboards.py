@@ -1,5 +1,9 @@
 """deploy/monitoring/dashboards: every panel's PromQL parses, names only metrics that exist, and the JSON is
-what generate.py (grafana-foundation-sdk) writes."""
+what generate.py (grafana-foundation-sdk) writes.
+
+That every query returns data from a real Prometheus is checked where one runs: the fresh-stack test of
+test_monitoring_fault.py (every panel whose metrics a target exports) and, for the Patroni panels,
+test_ha_failover.py::test_ha_standbys_stopped_fire_alerts_and_resolve."""
 
 from __future__ import annotations
 

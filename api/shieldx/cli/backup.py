@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
 from typing import Any
@@ -45,6 +46,9 @@ def _as_postgres() -> dict[str, Any]:
     return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": [], "env": env, "cwd": pw.pw_dir}
 
 
+PG_OPTION = re.compile(r"^(--)?pg\d+-")
+
+
 def pgbackrest_argv(command: str, stanza: str, config: str | None, options: tuple[str, ...], *extra: str) -> list[str]:
     argv = ["pgbackrest", f"--stanza={stanza}"]
     if config:
@@ -56,7 +60,8 @@ def pgbackrest_argv(command: str, stanza: str, config: str | None, options: tupl
 def latest_label(stanza: str, config: str | None, options: tuple[str, ...]) -> tuple[str, str] | None:
     """(label, type) of the newest backup in the stanza's repository, per `pgbackrest info`."""
     done = subprocess.run(
-        pgbackrest_argv("info", stanza, config, options, "--output=json"),
+        # `info` reads only the repository: it refuses the pgN-* options a backup takes.
+        pgbackrest_argv("info", stanza, config, tuple(o for o in options if not PG_OPTION.match(o)), "--output=json"),
         capture_output=True,
         text=True,
         timeout=120,

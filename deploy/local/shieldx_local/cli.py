@@ -11,7 +11,9 @@ schedule backups with a CronJob), for example:
     0 2 * * 0    python -m shieldx_local ha backup --type=full    # weekly full
     0 2 * * 1-6  python -m shieldx_local ha backup --type=diff    # daily differential
     30 3 * * 0   python -m shieldx_local ha restore-drill         # weekly drill, after the full
-(with PYTHONPATH=deploy/local and the project's virtualenv, as the Makefile runs it).
+(with PYTHONPATH=deploy/local and the project's virtualenv, as the Makefile runs it; a systemd timer
+works as well: docs/operations/backups.md#scheduling). `ha backup` records each backup in ops.backups,
+which the backup freshness metric and ShieldxBackupStale read.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ def up(no_migrate: bool) -> None:
     click.echo(f"API:    DATABASE_URL='{layout.app_url()}' shieldx serve")
     click.echo(f"files:  {layout.base}")
     click.echo(f"HAProxy stats: http://127.0.0.1:{layout.stats_port}/")
+    click.echo(
+        "backups: not scheduled (ShieldxBackupStale fires until the first one): `python -m shieldx_local ha backup`,"
+        " by hand or from cron (docs/operations/backups.md#scheduling)"
+    )
 
 
 @ha.command(help="Stop HAProxy, Patroni/PostgreSQL (standbys first) and etcd.")
@@ -117,11 +123,19 @@ def rolling_restart() -> None:
     click.echo(f"restarted {', '.join(done['order'])}; leader {done['old_leader']} -> {done['new_leader']}")
 
 
-@ha.command(help="Take a pgBackRest backup from the current primary (schedule: see `python -m shieldx_local --help`).")
+@ha.command(
+    help="Take a pgBackRest backup of the current primary and record it in ops.backups (as `shieldx backup run`"
+    " does), then list the repository. Nothing schedules it: the harness runs no scheduler and pg_cron cannot run"
+    " a shell command; run it from the host's crontab or a systemd timer (see `python -m shieldx_local --help`)."
+)
 @click.option("--type", "kind", type=click.Choice(["full", "diff", "incr"]), default="full", show_default=True)
 def backup(kind: str) -> None:
     cluster = Cluster(default_layout())
-    cluster.pgbackrest("backup", f"--type={kind}")
+    done = cluster.backup(kind)
+    if done["outcome"] != "succeeded":
+        click.echo(f"{kind} backup failed, recorded (ops.backups #{done['backup_id']}):\n{done['detail']}", err=True)
+        raise SystemExit(1)
+    click.echo(f"{kind} backup {done['label']} recorded (ops.backups #{done['backup_id']})")
     click.echo(cluster.pgbackrest("info"))
 
 

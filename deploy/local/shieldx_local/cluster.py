@@ -452,6 +452,29 @@ class Cluster:
             raise RuntimeError(f"pgbackrest {command} failed ({done.returncode}): {done.stdout}{done.stderr}")
         return done.stdout
 
+    def backup(self, kind: str = "full") -> dict[str, Any]:
+        """`shieldx backup run` against the current primary: a pgBackRest backup of its data directory,
+        recorded in ops.backups (the backup freshness metric reads it). Returns what happened."""
+        from shieldx.cli.backup import run_backup
+
+        node = self.leader()
+        if node is None:
+            raise RuntimeError("no primary: nothing to back up")
+        port = self.layout.pg_port(node)
+        # The primary's data directory and port go by environment, not as options: pgBackRest refuses
+        # pg1-* options on the command line of `info`, which run_backup runs after the backup.
+        where = {"PGBACKREST_PG1_PATH": str(self.layout.data_dir(node)), "PGBACKREST_PG1_PORT": str(port)}
+        saved = {k: os.environ.get(k) for k in where}
+        os.environ.update(where)
+        try:
+            return run_backup(self.layout.url(port=port), kind, STANZA, str(self.layout.pgbackrest_conf))
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
     def restore(self, target_dir: Path, *args: str) -> None:
         """Restore the repository into an empty scratch data directory (owned by postgres)."""
         target_dir.mkdir(parents=True, exist_ok=True)
