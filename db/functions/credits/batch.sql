@@ -124,6 +124,7 @@ DECLARE
   e         credits.entries;
   v_bad     record;
   v_written int := 0;
+  v_res     jsonb;
 BEGIN
   -- 1. The batch's shape: nothing is applied unless every item is well formed.
   IF p_items IS NULL OR jsonb_typeof(p_items) <> 'array' THEN
@@ -269,23 +270,43 @@ BEGIN
                    'from_account', e.account_id, 'to_account', e.counterparty, 'amount', -e.amount,
                    'from_balance_after', e.balance_after, 'to_balance_after', x.balance_after,
                    'created_at', e.created_at, 'replayed', true)
-            INTO r_result[i]
+            INTO v_res
             FROM credits.entries x WHERE x.tenant_id = p_tenant AND x.idem_key = v_key[i] AND x.leg = 1;
+          r_result[i] := v_res;
         END IF;
       ELSIF v_problem IS NULL THEN
-        v_ok := false;
-        LOOP
+        -- The sides in the single transfer's order (lower account first), so
+        -- a refusal names the same side.
+        IF v_acct[i] > v_to[i] THEN
           UPDATE credits.accounts a
-             SET balance = a.balance - v_amount[i], entry_seq = a.entry_seq + 1
-           WHERE a.account_id = v_acct[i] AND a.tenant_id = p_tenant AND a.status = 'open'
-             AND a.balance - a.held >= v_amount[i]
-          RETURNING a.balance, a.entry_seq INTO v_bal, v_seq;
-          EXIT WHEN FOUND;
-          v_problem := credits._debit_problem(p_tenant, v_acct[i], v_amount[i]);
-          EXIT WHEN v_ok OR v_problem ->> 'sqlstate' <> 'SX004' OR credits._release_expired_holds(v_acct[i]) = 0;
-          v_ok := true; v_problem := NULL;
-        END LOOP;
+             SET balance = a.balance + v_amount[i], entry_seq = a.entry_seq + 1
+           WHERE a.account_id = v_to[i] AND a.tenant_id = p_tenant AND a.status <> 'closed'
+             AND a.balance <= 9223372036854775807 - v_amount[i]
+          RETURNING a.balance, a.entry_seq INTO v_bal2, v_seq2;
+          IF NOT FOUND THEN
+            v_problem := credits._credit_problem(p_tenant, v_to[i], v_amount[i]);
+          END IF;
+        END IF;
         IF v_problem IS NULL THEN
+          v_ok := false;
+          LOOP
+            UPDATE credits.accounts a
+               SET balance = a.balance - v_amount[i], entry_seq = a.entry_seq + 1
+             WHERE a.account_id = v_acct[i] AND a.tenant_id = p_tenant AND a.status = 'open'
+               AND a.balance - a.held >= v_amount[i]
+            RETURNING a.balance, a.entry_seq INTO v_bal, v_seq;
+            EXIT WHEN FOUND;
+            v_problem := credits._debit_problem(p_tenant, v_acct[i], v_amount[i]);
+            EXIT WHEN v_ok OR v_problem ->> 'sqlstate' <> 'SX004' OR credits._release_expired_holds(v_acct[i]) = 0;
+            v_ok := true; v_problem := NULL;
+          END LOOP;
+          IF v_problem IS NOT NULL AND v_acct[i] > v_to[i] THEN
+            -- Undo the credit (we hold the lock).
+            UPDATE credits.accounts a SET balance = a.balance - v_amount[i], entry_seq = a.entry_seq - 1
+             WHERE a.account_id = v_to[i];
+          END IF;
+        END IF;
+        IF v_problem IS NULL AND v_acct[i] < v_to[i] THEN
           UPDATE credits.accounts a
              SET balance = a.balance + v_amount[i], entry_seq = a.entry_seq + 1
            WHERE a.account_id = v_to[i] AND a.tenant_id = p_tenant AND a.status <> 'closed'
