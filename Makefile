@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 APT_PKGS := postgresql-15 postgresql-15-cron postgresql-plpython3-15 python3-scipy python3-cryptography wrk etcd-server patroni python3-etcd haproxy pgbackrest prometheus prometheus-alertmanager prometheus-postgres-exporter
 PYTEST_ARGS ?=
 
-.PHONY: help deps venv db run stop test bench clean lint lint-py observe
+.PHONY: help deps venv db run stop test bench clean lint lint-py lint-sql observe
 
 help:
 	@echo "make run    start PostgreSQL, migrate, serve the API on http://127.0.0.1:8000"
@@ -46,12 +46,17 @@ stop:
 	@if [ -x deploy/local/cluster.sh ]; then ./deploy/local/cluster.sh stop; fi
 	@echo stopped
 
-lint: lint-py
+lint: lint-py lint-sql
 
 lint-py: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# SQL lint: config in .sqlfluff, db/*/.sqlfluff and .squawk.toml.
+lint-sql: venv
+	$(BIN)/sqlfluff lint db/ --processes 2
+	$(BIN)/squawk --config .squawk.toml db/migrations/*.sql
 
 test: db
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -89,3 +94,4 @@ k8s-tools: $(TOOLS_VENV)/bin/checkov
 k8s-check: k8s-tools
 	$(TOOLS_VENV)/bin/kubernetes-validate --strict -k 1.30.0 --quiet deploy/k8s/[0-9]*.yaml
 	$(TOOLS_VENV)/bin/checkov -d deploy/k8s --config-file deploy/k8s/.checkov.yaml --compact --quiet
+

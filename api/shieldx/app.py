@@ -1,17 +1,17 @@
-"""The Litestar application: routes, the database pool, error mapping."""
+"""The Litestar application: routes, the database pool, error mapping, the OpenAPI document."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
-from .auth import ApiProblem, KeyAuth, document, problem_handler, provide_principal
+from . import openapi
+from .auth import ApiProblem, KeyAuth, problem_handler, provide_principal
 from .breaker import Breaker, CircuitOpen, circuit_open_handler
 from .config import Settings
 from .db import Database, make_pool
@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await pool.open(wait=False)
         try:
-            catalog.load(await database.all("SELECT * FROM ops.error_codes()"))
+            await catalog.refresh(database)
         except Exception:  # noqa: BLE001, S110 - database not up yet: readiness says so; errors map on first success
             pass
         try:
@@ -38,24 +38,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await pool.close()
 
     async def provide_db() -> Database:
-        if not catalog.by_sqlstate:
-            catalog.load(await database.all("SELECT * FROM ops.error_codes()"))
+        await catalog.ensure(database)
         return database
 
+    handlers: dict[Any, Any] = {**HANDLERS, ApiProblem: problem_handler, CircuitOpen: circuit_open_handler}
     app = Litestar(
-        route_handlers=all_routes(),
+        route_handlers=[*all_routes(), openapi.assets_router()],
         dependencies={"db": Provide(provide_db, use_cache=False), "principal": Provide(provide_principal)},
         guards=[key_auth.guard],  # default deny: every route, see shieldx/auth.py
         state=State({"auth": key_auth, "database": database}),
-        exception_handlers={**HANDLERS, ApiProblem: problem_handler, CircuitOpen: circuit_open_handler},  # type: ignore[dict-item]
+        exception_handlers=handlers,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="ShieldX Credits & Shadow",
-            version="1.0.0",
-            path="/docs",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
-        ),
+        openapi_config=openapi.config(),
     )
-    document(app)  # the guard's and error handlers' answers, in OpenAPI
+    openapi.document(app)  # the guard's and error handlers' answers, in OpenAPI
     return app

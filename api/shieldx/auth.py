@@ -27,6 +27,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -34,7 +35,7 @@ from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from .errors import PROBLEM, problem
+from .errors import catalog, named_problem
 
 log = logging.getLogger("shieldx.auth")
 
@@ -64,57 +65,49 @@ ANONYMOUS_OPERATOR = Principal(key_id=None, tenant_id=None, roles=frozenset({OPE
 
 
 class ApiProblem(Exception):
-    """A refusal the API decides itself (no SQL function involved)."""
+    """A refusal the API decides itself (no SQL function involved).
 
-    def __init__(
-        self,
-        status: int,
-        name: str,
-        title: str,
-        detail: str,
-        headers: dict[str, str] | None = None,
-        sqlstate: str | None = None,
-    ) -> None:
+    It names its error by SQLSTATE only: the name, HTTP status and title are
+    those of ops.error_catalog (shieldx.errors.catalog).
+    """
+
+    def __init__(self, sqlstate: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
-        self.status, self.name, self.title, self.detail = status, name, title, detail
-        self.headers, self.sqlstate = headers, sqlstate
+        self.sqlstate, self.detail, self.headers, self.extra = sqlstate, detail, headers, extra
 
 
 def problem_handler(request: Request, exc: ApiProblem) -> Response:
-    extra = {"sqlstate": exc.sqlstate} if exc.sqlstate else {}
-    return problem(exc.status, exc.name, exc.title, exc.detail, headers=exc.headers, **extra)
+    return named_problem(exc.sqlstate, exc.detail, headers=exc.headers, **exc.extra)
 
 
-def unauthenticated(detail: str = "a valid API key is required") -> ApiProblem:
+# Where a caller without a valid key learns how to get one (a page of the docs).
+GETTING_A_KEY = "docs/access-control.md#getting-a-key"
+
+
+def unauthenticated() -> ApiProblem:
+    # One answer for every reason (missing, malformed, unknown, bad secret, revoked,
+    # expired): the caller learns nothing about which keys exist.
     return ApiProblem(
-        401,
-        "unauthenticated",
-        "Missing, malformed, unknown, revoked or expired API key",
-        detail,
+        "SX301",
+        "a valid API key is required: send Authorization: Bearer sx_<key_id>_<secret> "
+        f"(or X-API-Key); to get a key, see {GETTING_A_KEY}",
         headers={"WWW-Authenticate": 'Bearer realm="shieldx"'},
-        sqlstate="SX301",
+        help=GETTING_A_KEY,
     )
 
 
 def forbidden(detail: str) -> ApiProblem:
-    return ApiProblem(403, "forbidden", "The API key lacks a role this operation requires", detail, sqlstate="SX302")
+    return ApiProblem("SX302", detail)
 
 
 def unknown_tenant(tenant: str) -> ApiProblem:
     # Same answer as for a tenant that does not exist: nothing leaks.
-    return ApiProblem(404, "unknown_tenant", "Unknown tenant", f"tenant {tenant} not found", sqlstate="SX001")
+    return ApiProblem("SX001", f"tenant {tenant} not found")
 
 
 def rate_limited(retry_after_s: float) -> ApiProblem:
     seconds = max(1, math.ceil(retry_after_s))
-    return ApiProblem(
-        429,
-        "rate_limited",
-        "Rate limit exceeded",
-        f"too many requests; retry in {seconds}s",
-        headers={"Retry-After": str(seconds)},
-        sqlstate="SX303",
-    )
+    return ApiProblem("SX303", f"too many requests; retry in {seconds}s", headers={"Retry-After": str(seconds)})
 
 
 class _Entry:
@@ -135,7 +128,13 @@ class _Entry:
 class KeyAuth:
     """The guard, its key cache and its counters (exposed by /metrics)."""
 
-    def __init__(self, database: Any, enabled: bool = True, cache_s: float = 5.0, clock=time.monotonic) -> None:
+    def __init__(
+        self,
+        database: Any,
+        enabled: bool = True,
+        cache_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.database, self.enabled, self.cache_s, self.clock = database, enabled, cache_s, clock
         self.cache: dict[str, _Entry] = {}
         self.counters: dict[str, int] = {
@@ -219,6 +218,8 @@ class KeyAuth:
         path = connection.url.path
         if opt.get("public") or path.startswith(PUBLIC_PREFIXES):
             return
+        # Refusals (ours and Litestar's, e.g. 413) take their titles from the catalog.
+        await catalog.ensure(self.database)
         if not self.enabled:
             connection.state.principal = ANONYMOUS_OPERATOR
             return
@@ -250,95 +251,3 @@ class KeyAuth:
 async def provide_principal(request: Request) -> Principal:
     """Dependency `principal`: the caller, for routes without {tenant_id} in the path."""
     return request.state.principal
-
-
-# --- OpenAPI: document what the guard and the error handlers may answer -----
-PROBLEM_SCHEMA = {
-    "type": "object",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "sqlstate": {"type": "string"},
-        "facts": {"type": "object"},
-        "errors": {"type": "array"},
-    },
-    "additionalProperties": True,
-}
-ERRORS = {
-    "400": "Malformed request",
-    "401": "Missing, malformed, unknown, revoked or expired API key",
-    "403": "The API key lacks a required role",
-    "404": "Unknown tenant, account or key (another tenant's ids are unknown too)",
-    "405": "Method not allowed",
-    "409": "Conflict with the current state (funds, status, idempotency key)",
-    "413": "Request body or batch too large",
-    "422": "Invalid argument",
-    "429": "Rate limit exceeded (see Retry-After)",
-    "503": "Database unavailable or circuit open (see Retry-After)",
-}
-PUBLIC_ERRORS = ("400", "405", "413", "422", "503")
-
-
-def document(app: Any) -> None:
-    """Add the bearer scheme, and problem+json answers to every operation."""
-    from litestar.openapi.spec import (
-        Components,
-        OpenAPIHeader,
-        OpenAPIMediaType,
-        OpenAPIResponse,
-        OpenAPIType,
-        Reference,
-        Schema,
-        SecurityScheme,
-    )
-
-    openapi = app.openapi_schema
-    components = openapi.components or Components()
-    components.security_schemes = {
-        **(components.security_schemes or {}),
-        "ApiKey": SecurityScheme(
-            type="http",
-            scheme="bearer",
-            description="Authorization: Bearer sx_<key_id>_<secret> (or the X-API-Key header)",
-        ),
-    }
-    components.schemas = {
-        **(components.schemas or {}),
-        "Problem": Schema(
-            type=OpenAPIType.OBJECT,
-            required=PROBLEM_SCHEMA["required"],
-            description="RFC 9457 problem details",
-            properties={k: Schema(type=OpenAPIType(v["type"])) for k, v in PROBLEM_SCHEMA["properties"].items()},
-        ),
-    }
-    openapi.components = components
-    problem_schema = Reference(ref="#/components/schemas/Problem")
-    retry = {"Retry-After": OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING), description="seconds")}
-    public_ops = {
-        (route.path_format, method.lower())
-        for route in app.routes
-        for handler in getattr(route, "route_handlers", ())
-        if handler.opt.get("public")
-        for method in getattr(handler, "http_methods", ())
-    }
-    for path, item in (openapi.paths or {}).items():
-        for method in ("get", "put", "post", "delete", "patch"):
-            op = getattr(item, method, None)
-            if op is None:
-                continue
-            public = path.startswith(PUBLIC_PREFIXES) or (path, method) in public_ops
-            op.responses = dict(op.responses or {})
-            for code, text in ERRORS.items():
-                # Litestar's own 400 entry describes a body we never send (errors.py answers problem+json).
-                if (public and code not in PUBLIC_ERRORS) or (code in op.responses and code != "400"):
-                    continue
-                op.responses[code] = OpenAPIResponse(
-                    description=text,
-                    content={PROBLEM: OpenAPIMediaType(schema=problem_schema)},
-                    headers=retry if code in ("429", "503") else None,
-                )
-            if not public:
-                op.security = [{"ApiKey": []}]

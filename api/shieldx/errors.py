@@ -23,11 +23,27 @@ RETRY_AFTER_S = 1
 
 
 class ErrorCatalog:
+    """ops.error_catalog, as loaded from the database: SQLSTATE -> (name, HTTP status, title)."""
+
     def __init__(self) -> None:
         self.by_sqlstate: dict[str, tuple[str, int, str]] = {}
 
     def load(self, rows: list[dict[str, Any]]) -> None:
         self.by_sqlstate = {r["sqlstate"]: (r["name"], r["http_status"], r["title"]) for r in rows}
+
+    async def refresh(self, database: Any) -> None:
+        self.load(await database.all("SELECT * FROM ops.error_codes()"))
+
+    async def ensure(self, database: Any) -> None:
+        """Load the catalog if it is not yet (the database was down at start-up)."""
+        if not self.by_sqlstate:
+            await self.refresh(database)
+
+    def entry(self, sqlstate: str) -> tuple[str, int, str]:
+        try:
+            return self.by_sqlstate[sqlstate]
+        except KeyError:
+            raise LookupError(f"{sqlstate} is not in ops.error_catalog (is the database migrated?)") from None
 
 
 catalog = ErrorCatalog()
@@ -38,6 +54,12 @@ def problem(
 ) -> Response:
     body = {"type": f"urn:shieldx:error:{name}", "title": title, "status": status, "detail": detail, **extra}
     return Response(content=body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def named_problem(sqlstate: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    """The answer for a named error: its name, HTTP status and title are the catalog's."""
+    name, status, title = catalog.entry(sqlstate)
+    return problem(status, name, title, detail, headers=headers, sqlstate=sqlstate, **extra)
 
 
 def unavailable(detail: str) -> Response:
@@ -51,12 +73,11 @@ def database_error(request: Request, exc: psycopg.Error) -> Response:
     state = diag.sqlstate or ""
     known = catalog.by_sqlstate.get(state)
     if known:
-        name, status, title = known
         try:
             facts = json.loads(diag.message_detail or "{}")
         except ValueError:
             facts = {}
-        return problem(status, name, title, diag.message_primary or title, sqlstate=state, facts=facts)
+        return named_problem(state, diag.message_primary or known[2], facts=facts)
     if (
         state.startswith("08")
         or state in ("57P01", "57P02", "57P03", "25006")
@@ -88,8 +109,15 @@ def validation_error(request: Request, exc: ValidationException) -> Response:
     )
 
 
+# Refusals Litestar decides before a handler runs, that the catalog names.
+HTTP_NAMED = {413: "SX308"}  # too_large
+
+
 def http_error(request: Request, exc: HTTPException) -> Response:
-    name = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
+    sqlstate = HTTP_NAMED.get(exc.status_code)
+    if sqlstate is not None and sqlstate in catalog.by_sqlstate:  # loaded by the guard before any request body is read
+        return named_problem(sqlstate, str(exc.detail), headers=exc.headers)
+    name = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return problem(exc.status_code, name, str(exc.detail), str(exc.detail), headers=exc.headers)
 
 

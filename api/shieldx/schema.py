@@ -45,8 +45,8 @@ def apply_functions(conn: Any) -> None:
             else:
                 cur.execute("RELEASE SAVEPOINT function_file")
         if len(failed) == len(pending):  # no progress: report the first real error, naming the file
-            path, exc = failed[0]
-            raise RuntimeError(f"{path.relative_to(FUNCTIONS_DIR)}: {exc}") from exc
+            first_path, first_exc = failed[0]
+            raise RuntimeError(f"{first_path.relative_to(FUNCTIONS_DIR)}: {first_exc}") from first_exc
         pending = [path for path, _ in failed]
     for path in last:
         try:

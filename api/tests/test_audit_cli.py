@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import psycopg
 from click.testing import CliRunner
@@ -58,3 +60,20 @@ def test_verify_names_the_first_broken_entry(dsn):
     r = CliRunner().invoke(main, ["audit", "verify", "--url", dsn])
     assert r.exit_code == 1
     assert "stream ledger/2 seq 1: entry altered" in r.output
+
+
+def test_export_to_a_missing_directory_is_a_one_line_error(dsn, db, tmp_path):
+    """Run as a user would (`python -m shieldx`): one `Error:` line, exit 1, no traceback, no checkpoint."""
+    target = tmp_path / "missing" / "dir" / "x.json"
+    before = db.execute("SELECT count(*) AS n FROM audit.checkpoints").fetchone()["n"]
+    r = subprocess.run(
+        [sys.executable, "-m", "shieldx", "audit", "checkpoint", "export", "--new", "-o", str(target), "--url", dsn],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == f"Error: cannot write {target}: directory {target.parent} does not exist\n"
+    assert r.stdout == ""
+    assert db.execute("SELECT count(*) AS n FROM audit.checkpoints").fetchone()["n"] == before
+    assert not target.parent.exists()

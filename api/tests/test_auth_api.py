@@ -43,7 +43,11 @@ def _is_401(r) -> None:
     assert r.status_code == 401, r.text
     assert r.headers["content-type"].startswith(PROBLEM)
     assert r.headers["www-authenticate"].startswith("Bearer")
-    assert r.json()["type"] == "urn:shieldx:error:unauthenticated"
+    body = r.json()
+    assert body["type"] == "urn:shieldx:error:unauthenticated" and body["sqlstate"] == "SX301"
+    # It says how to get a key: a `help` member naming the docs' section, repeated in the detail.
+    assert body["help"] == "docs/access-control.md#getting-a-key"
+    assert body["help"] in body["detail"] and "Authorization: Bearer" in body["detail"]
 
 
 def test_requests_without_a_valid_key_are_refused_alike_and_counted(client, accounts, db, caplog):
@@ -323,3 +327,33 @@ def test_operator_keys_are_minted_by_dbas_only(connect):
     app = connect("shieldx_app")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         app.execute("SELECT * FROM auth.create_operator_key('evil', 'evil')")
+
+
+def test_refusal_titles_come_from_the_error_catalog(app_dsn, db, operator_key):
+    """The guard's refusals and the 413 carry ops.error_catalog's name, status and title, whatever they are."""
+    db.execute(
+        "UPDATE ops.error_catalog SET title = 'catalog says: ' || title"
+        " WHERE sqlstate LIKE 'SX30_' OR sqlstate = 'SX001'"
+    )
+    rows = db.execute("SELECT sqlstate, name, http_status, title FROM ops.error_catalog").fetchall()
+    entries = {r["sqlstate"]: r for r in rows}
+    settings = Settings(database_url=app_dsn, pool_min=1, pool_max=2, max_body_bytes=4096)
+    with TestClient(create_app(settings)) as c:
+        c.headers["Authorization"] = f"Bearer {operator_key}"
+        assert c.put("/v1/tenants/acme", json={"name": "Acme"}).status_code == 201
+        assert c.put("/v1/tenants/zeta", json={"name": "Zeta"}).status_code == 201
+        consumer = make_key(c, "acme", ["consumer"], "k-titles", rate_per_s=0.001, burst=1)
+        answers = {
+            "SX301": c.get("/v1/tenants/acme/accounts", headers={"Authorization": ""}),
+            "SX302": c.get("/v1/tenants/acme/keys", headers=bearer(consumer)),
+            "SX001": c.get("/v1/tenants/zeta/accounts", headers=bearer(consumer)),
+            "SX308": c.post("/v1/tenants/acme/accounts", json={"name": "x" * 10_000}, headers=bearer(operator_key)),
+        }
+        c.get("/v1/tenants/acme/accounts", headers=bearer(consumer))  # may spend the one token
+        answers["SX303"] = c.get("/v1/tenants/acme/accounts", headers=bearer(consumer))
+    for sqlstate, r in answers.items():
+        entry = entries[sqlstate]
+        body = r.json()
+        assert r.status_code == entry["http_status"], (sqlstate, r.text)
+        assert body["title"] == entry["title"] and body["title"].startswith("catalog says: "), body
+        assert body["type"] == f"urn:shieldx:error:{entry['name']}" and body["sqlstate"] == sqlstate

@@ -29,9 +29,9 @@ SELECT xid, state, legs, replayed FROM credits.dist_begin('order-7',
     {"tenant_id": "acme", "account_id": 2, "amount": 100}]', interval '1 minute');
 SELECT xid, state, votes_yes, votes_no FROM credits.dist_prepare('order-7');
 SELECT xid, state, decision, replayed FROM credits.dist_commit('order-7');
-SELECT leg_no, account_id, amount, vote, outcome
-  FROM credits.get_dist_transaction('order-7'), jsonb_to_recordset(participants)
-       AS p(leg_no int, account_id bigint, amount bigint, vote text, outcome text);
+SELECT p.leg_no, p.account_id, p.amount, p.vote, p.outcome
+  FROM credits.get_dist_transaction('order-7') AS t, jsonb_to_recordset(t.participants)
+       AS p (leg_no int, account_id bigint, amount bigint, vote text, outcome text);
 -- The service as a participant of an external coordinator's two-phase commit.
 SELECT xid, vote, state FROM credits.ext_prepare('ext-99', '[{"tenant_id": "acme", "account_id": 2, "amount": -40}]');
 SELECT xid, state FROM credits.ext_commit('ext-99');

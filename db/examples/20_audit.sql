@@ -25,7 +25,8 @@ UPDATE audit.log SET payload = replace(payload, '"amount":-1', '"amount":-25') W
 ALTER TABLE audit.log ENABLE ALWAYS TRIGGER append_only;
 SELECT ok FROM audit.verify();
 -- Switching the guard off and on is itself in the log (the DDL watch: a chain per object).
-SELECT stream, seq, op, actor, payload::jsonb -> 'added' AS added FROM audit.log WHERE stream LIKE 'ddl/%' ORDER BY txid, seq;
+SELECT stream, seq, op, actor, payload::jsonb -> 'added' AS added
+  FROM audit.log WHERE stream LIKE 'ddl/%' ORDER BY txid, seq;
 
 -- A top-up by card: the number is encrypted (AES-256-GCM), only the last four digits show.
 SELECT entry_id, amount, card, replayed

@@ -16,11 +16,11 @@ SELECT batch_id, accepted, step_no, replayed FROM shadow.record_observations(1,
     {"arm": "challenger", "success": false, "error": false, "latency_ms": 14, "unit_id": "client-42"}]', 'batch-1');
 -- ... or parallel arrays (the bulk path; \copy into a table of yours, then array_agg).
 SELECT accepted FROM shadow.record_observation_arrays(1,
-  array_fill('champion'::text, ARRAY[2000]), ARRAY(SELECT g % 10 = 0 FROM generate_series(1, 2000) g),
-  array_fill(false, ARRAY[2000]), ARRAY(SELECT 10 + g % 7 FROM generate_series(1, 2000) g)::float8[], 'bulk-1');
+  array_fill('champion'::text, ARRAY[2000]), ARRAY(SELECT g % 10 = 0 FROM generate_series(1, 2000) AS g),
+  array_fill(false, ARRAY[2000]), ARRAY(SELECT 10 + g % 7 FROM generate_series(1, 2000) AS g)::float8[], 'bulk-1');
 SELECT accepted FROM shadow.record_observation_arrays(1,
-  array_fill('challenger'::text, ARRAY[2000]), ARRAY(SELECT g % 8 = 0 FROM generate_series(1, 2000) g),
-  array_fill(false, ARRAY[2000]), ARRAY(SELECT 10 + g % 7 FROM generate_series(1, 2000) g)::float8[], 'bulk-2');
+  array_fill('challenger'::text, ARRAY[2000]), ARRAY(SELECT g % 8 = 0 FROM generate_series(1, 2000) AS g),
+  array_fill(false, ARRAY[2000]), ARRAY(SELECT 10 + g % 7 FROM generate_series(1, 2000) AS g)::float8[], 'bulk-2');
 
 -- pg_cron runs the job every minute. (Wait until the fold's horizon passes the
 -- batches: it is the oldest transaction still running anywhere in the cluster.)
@@ -35,8 +35,8 @@ SELECT shadow._job_evaluate();
 SELECT state, step_no, weight, champion_n, challenger_n, round(p_challenger_better::numeric, 4) AS p_better,
        round(lift::numeric, 3) AS lift, decision, guardrail_status
   FROM shadow.get_experiment(1);
-SELECT c->>'check' AS "check", c->>'status' AS status FROM shadow.get_experiment(1) s,
-       jsonb_array_elements(s.guardrails->'checks') c;
+SELECT c ->> 'check' AS "check", c ->> 'status' AS status FROM shadow.get_experiment(1) AS s,
+       jsonb_array_elements(s.guardrails -> 'checks') AS c;
 
 -- People act too, with their name and reason.
 SELECT kind, state, weight, replayed FROM shadow.pause(1, 'bob', 'change freeze until Monday', 'pause-1');
@@ -44,10 +44,10 @@ SELECT kind, state, weight, replayed FROM shadow.resume(1, 'bob', 'freeze over',
 
 -- More traffic at 5%: the sequential test declares the challenger better; the job promotes it.
 SELECT accepted FROM shadow.record_observation_arrays(1,
-  array_fill('champion'::text, ARRAY[3000]), ARRAY(SELECT g % 10 = 0 FROM generate_series(1, 3000) g),
+  array_fill('champion'::text, ARRAY[3000]), ARRAY(SELECT g % 10 = 0 FROM generate_series(1, 3000) AS g),
   array_fill(false, ARRAY[3000]), array_fill(11::float8, ARRAY[3000]), 'bulk-3');
 SELECT accepted FROM shadow.record_observation_arrays(1,
-  array_fill('challenger'::text, ARRAY[3000]), ARRAY(SELECT g % 8 = 0 FROM generate_series(1, 3000) g),
+  array_fill('challenger'::text, ARRAY[3000]), ARRAY(SELECT g % 8 = 0 FROM generate_series(1, 3000) AS g),
   array_fill(false, ARRAY[3000]), array_fill(11::float8, ARRAY[3000]), 'bulk-4');
 DO $$ BEGIN
   FOR i IN 1..1200 LOOP

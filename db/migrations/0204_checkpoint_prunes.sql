@@ -4,6 +4,8 @@
 -- through_checkpoint are gone (always older than the keep window, never the
 -- last checkpoint's). The checkpoints themselves stay: their signatures
 -- chain. Append-only (db/functions/audit/immutability.sql).
+-- Released before migrations set lock and statement timeouts; kept as it ran.
+-- squawk-ignore-file require-lock-timeout, require-statement-timeout
 SET ROLE shieldx_owner;
 CREATE TABLE audit.checkpoint_prunes (
   through_checkpoint bigint PRIMARY KEY REFERENCES audit.checkpoints,

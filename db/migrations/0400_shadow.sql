@@ -3,6 +3,8 @@
 -- experiments with a canary plan and guardrails, raw observations, the
 -- folded per-arm counts the Beta posteriors come from, and the append-only
 -- deployment audit trail. Functions live in db/functions/shadow/.
+-- Released before migrations set lock and statement timeouts; kept as it ran.
+-- squawk-ignore-file require-lock-timeout, require-statement-timeout
 CREATE SCHEMA shadow AUTHORIZATION shieldx_owner;
 SET ROLE shieldx_owner;
 

@@ -8,6 +8,8 @@
 --                    session read-only, with short statement and lock timeouts.
 --                    A member of pg_read_all_stats only, so pg_stat_replication
 --                    shows it the standbys' sync state and replay lag.
+SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '1min';
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'shieldx_monitor') THEN
@@ -82,3 +84,13 @@ CREATE UNIQUE INDEX backups_label_once ON ops.backups (stanza, label) WHERE labe
 CREATE INDEX backups_last_success ON ops.backups (finished_at) WHERE outcome = 'succeeded';
 
 RESET ROLE;
+
+COMMENT ON TABLE ops.audit_verify_runs IS
+  'One row per run of the job shieldx-audit-verify: when it ran and whether the audit trail verified '
+  '(feeds monitoring.audit()). Append-only; shieldx-purge-history removes rows older than 90 days.';
+COMMENT ON TABLE ops.reconcile_runs IS
+  'One row per run of the job shieldx-reconcile: the number of accounts reconcile() and reconcile_holds() '
+  'reported (feeds monitoring.reconcile(), so a scrape never recomputes it). Append-only.';
+COMMENT ON TABLE ops.backups IS
+  'One row per pgBackRest backup attempt recorded by shieldx backup run: stanza, type, start, end, outcome '
+  'and label (feeds monitoring.backup()). Append-only; the same attempt recorded twice keeps one row.';

@@ -31,7 +31,7 @@ def test_reserve_counts_against_available_at_once_and_never_overdraws(db):
     before = snapshot(db)
     with raises("SX004"):
         call(db, "credits.reserve", "acme", a, 41, "r2")
-    with raises("SX004"):  # the lead's guard sees the hold too
+    with raises("SX004"):  # consume's guard sees the hold too
         call(db, "credits.consume", "acme", a, 41, "c1")
     assert snapshot(db) == before
     call(db, "credits.consume", "acme", a, 40, "c2")
@@ -196,7 +196,7 @@ def test_reserve_releases_expired_holds_lazily(db):
 
 
 def test_release_expired_holds_contract(db):
-    """The private function the lead calls from consume/transfer when refusing."""
+    """The private function consume and transfer call when they refuse a debit."""
     (a, b) = setup_accounts(db, n=2, grant=100)
     call(db, "credits.reserve", "acme", a, 30, "r1", "50 milliseconds")
     call(db, "credits.reserve", "acme", a, 20, "r2", "50 milliseconds")

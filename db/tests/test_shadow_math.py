@@ -145,4 +145,4 @@ def test_naive_stopping_on_p_win_would_not_control_false_positives():
             if S.prob_greater(1 + int(a[i, k]), 1 + n - int(a[i, k]), 1 + int(b[i, k]), 1 + n - int(b[i, k])) > 0.95:
                 false += 1
                 break
-    assert false / experiments > 0.12  # about 25% after 50 looks (30% after 100, per the issue)
+    assert false / experiments > 0.12  # about 25% after 50 looks (about 30% after 100)

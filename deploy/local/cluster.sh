@@ -99,6 +99,14 @@ start() {
     fi
   fi
   "$PGBIN/pg_isready" -h 127.0.0.1 -p "$PORT" -t 30 >/dev/null
+  # The server on this port must be this cluster, not another clone's.
+  local serving
+  serving="$("$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAtX -c "SHOW data_directory")"
+  if [ "$serving" != "$PGDATA" ]; then
+    echo "cluster.sh: port $PORT is served by another cluster ($serving), not $PGDATA;" \
+         "stop that one or set SHIELDX_PGPORT" >&2
+    exit 1
+  fi
   "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAtX -v ON_ERROR_STOP=1 \
     -c "SELECT 1 FROM pg_database WHERE datname = '$DBNAME'" | grep -q 1 \
     || "$PGBIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres "$DBNAME"

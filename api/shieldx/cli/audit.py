@@ -112,10 +112,10 @@ def verify(incremental: bool, ledger: bool, against: Path | None, url: str | Non
             export = conn.execute("SELECT * FROM audit.verify_export(%s)", (Jsonb(doc),)).fetchone()
     problems.sort(key=lambda p: (p["logged_at"] is not None, p["logged_at"] or 0, p["stream"], p["seq"]))
     if problems:
-        first = problems[0]
+        broken = problems[0]
         console.print(
             f"[red]BROKEN[/red]: {len(problems)} chain(s); first broken entry: "
-            f"stream {first['stream']} seq {first['seq']}: {first['problem']}"
+            f"stream {broken['stream']} seq {broken['seq']}: {broken['problem']}"
         )
     else:
         console.print(f"[green]verified[/green] {total:,} entries in {len(heads):,} chains")
@@ -151,12 +151,20 @@ def checkpoint() -> None:
 def export(new: bool, output: Path | None, url: str | None) -> None:
     import psycopg
 
+    # Checked before a checkpoint is taken: --new must not sign one that cannot be written.
+    if output is not None and not output.parent.is_dir():
+        raise click.ClickException(f"cannot write {output}: directory {output.parent} does not exist")
     with psycopg.connect(url or admin_url(), autocommit=True) as conn:
         if new:
             conn.execute("SELECT * FROM audit.checkpoint('manual')")
-        doc = conn.execute("SELECT audit.export_checkpoint()").fetchone()[0]
+        row = conn.execute("SELECT audit.export_checkpoint()").fetchone()
+    assert row is not None  # a SELECT without FROM answers one row
+    doc = row[0]
     path = output or Path(f"audit-checkpoint-{doc['checkpoint_id']}.json")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from exc
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f, indent=1, sort_keys=True)
         f.write("\n")

@@ -1,13 +1,12 @@
-"""API key administration (role `admin` of the tenant, or the platform operator),
-and /metrics (the circuit breaker, authentication and rate-limit counters)."""
+"""API key administration (auth.*): role `admin` of the tenant, or the platform operator."""
 
 from __future__ import annotations
 
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi import ResponseSpec
 
-from ..models_auth import KeyCreated, KeyIn, KeyPage, KeyRevoked, KeyRotated, KeySummary, RotateIn
-from .params import DB, IdempotencyKey, Limit, created
+from ..models.auth import KeyCreated, KeyIn, KeyPage, KeyRevoked, KeyRotated, KeySummary, RotateKeyIn
+from .params import DB, IdempotencyKey, Limit, created, next_cursor
 
 ADMIN = {"roles": ["admin"]}
 
@@ -35,7 +34,7 @@ class KeysController(Controller):
     async def list_keys(self, tenant_id: str, db: DB, after: str | None = None, limit: Limit = 100) -> KeyPage:
         rows = await db.all("SELECT * FROM auth.list_keys(%s, %s, %s::int)", (tenant_id, after, limit))
         items = [KeySummary(**r) for r in rows]
-        return KeyPage(items=items, next_after=items[-1].key_id if len(items) == limit else None)
+        return KeyPage(items=items, next_after=next_cursor(items, limit, "key_id"))
 
     @post(
         "/{key_id:str}/rotate",
@@ -48,7 +47,7 @@ class KeysController(Controller):
         request: Request,
         tenant_id: str,
         key_id: str,
-        data: RotateIn,
+        data: RotateKeyIn,
         db: DB,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[KeyRotated]:
@@ -65,33 +64,4 @@ class KeysController(Controller):
         return KeyRevoked(**row)
 
 
-def _prometheus(prefix: str, values: dict, labels: str = "") -> list[str]:
-    lines = []
-    for name, value in values.items():
-        if isinstance(value, dict):
-            for label, v in value.items():
-                lines.append(f'{prefix}_{name}{{reason="{label}"}} {v}')
-        elif isinstance(value, (int, float)):
-            lines.append(f"{prefix}_{name}{labels} {float(value)}")
-    return lines
-
-
-@get(
-    "/metrics",
-    tags=["health"],
-    summary="Circuit breaker, authentication and rate-limit counters (Prometheus)",
-    media_type="text/plain; version=0.0.4",
-    opt={"public": True},
-)
-async def metrics(request: Request) -> str:
-    breaker = request.app.state.database.breaker.snapshot()
-    lines = [
-        f'shieldx_breaker_state{{state="{s}"}} {1.0 if breaker["state"] == s else 0.0}'
-        for s in ("closed", "open", "half_open")
-    ]
-    lines += _prometheus("shieldx_breaker", {k: v for k, v in breaker.items() if k != "state"})
-    lines += _prometheus("shieldx_auth", request.app.state.auth.snapshot())
-    return "\n".join(lines) + "\n"
-
-
-ROUTES = [KeysController, metrics]
+ROUTES = [KeysController]

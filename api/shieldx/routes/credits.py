@@ -6,24 +6,24 @@ from litestar import Controller, Response, get, post, put
 from litestar.openapi import ResponseSpec
 
 from ..auth import READERS  # roles: see shieldx/auth.py; no declaration = platform operator only
-from ..models import (
+from ..models.credits import (
     Account,
     AccountCreated,
     AccountIn,
     AccountPage,
+    AccountStatusChange,
+    AccountStatusIn,
     AccountSummary,
     AmountIn,
     Entry,
     EntryPage,
     Movement,
-    StatusChange,
-    StatusIn,
     Tenant,
     TenantIn,
     Transfer,
     TransferIn,
 )
-from .params import DB, IdempotencyKey, Limit, created
+from .params import DB, IdempotencyKey, Limit, created, next_cursor
 
 
 class CreditsController(Controller):
@@ -36,7 +36,7 @@ class CreditsController(Controller):
         status_code=201,
         responses={200: ResponseSpec(Tenant, description="Replayed: the tenant already existed")},
     )
-    async def put_tenant(self, tenant_id: str, data: TenantIn, db: DB) -> Response[Tenant]:
+    async def create_tenant(self, tenant_id: str, data: TenantIn, db: DB) -> Response[Tenant]:
         row = await db.one("SELECT * FROM credits.create_tenant(%s, %s)", (tenant_id, data.name))
         return created(Tenant, row)
 
@@ -56,7 +56,7 @@ class CreditsController(Controller):
     async def list_accounts(self, tenant_id: str, db: DB, after: int | None = None, limit: Limit = 100) -> AccountPage:
         rows = await db.all("SELECT * FROM credits.list_accounts(%s, %s::bigint, %s::int)", (tenant_id, after, limit))
         items = [AccountSummary(**r) for r in rows]
-        return AccountPage(items=items, next_after=items[-1].account_id if len(items) == limit else None)
+        return AccountPage(items=items, next_after=next_cursor(items, limit, "account_id"))
 
     @get("/accounts/{account_id:int}", summary="Balance, held and available credits", opt={"roles": READERS})
     async def get_account(self, tenant_id: str, account_id: int, db: DB) -> Account:
@@ -75,7 +75,7 @@ class CreditsController(Controller):
             (tenant_id, account_id, before, limit),
         )
         items = [Entry(**r) for r in rows]
-        return EntryPage(items=items, next_before=items[-1].seq if len(items) == limit else None)
+        return EntryPage(items=items, next_before=next_cursor(items, limit, "seq"))
 
     @post(
         "/accounts/{account_id:int}/status",
@@ -83,11 +83,13 @@ class CreditsController(Controller):
         status_code=200,
         opt={"roles": ["admin"]},
     )
-    async def set_status(self, tenant_id: str, account_id: int, data: StatusIn, db: DB) -> StatusChange:
+    async def set_account_status(
+        self, tenant_id: str, account_id: int, data: AccountStatusIn, db: DB
+    ) -> AccountStatusChange:
         row = await db.one(
             "SELECT * FROM credits.set_account_status(%s, %s::bigint, %s)", (tenant_id, account_id, data.status)
         )
-        return StatusChange(**row)
+        return AccountStatusChange(**row)
 
     @post(
         "/accounts/{account_id:int}/grants",
@@ -95,7 +97,7 @@ class CreditsController(Controller):
         status_code=200,
         opt={"roles": ["billing"]},
     )
-    async def grant(
+    async def grant_credits(
         self, tenant_id: str, account_id: int, data: AmountIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Movement:
         row = await db.one(

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import msgspec
 from litestar import Response, get
 
+from ..models.health import Readiness
 from ..schema import migration_ids
 from .params import DB
-
-
-class Readiness(msgspec.Struct):
-    ready: bool
-    is_primary: bool | None = None
-    migrations_pending: list[str] = []
-    reason: str | None = None
-    breaker: str | None = None  # the circuit breaker's state: closed, open or half_open
 
 
 @get("/health/live", tags=["health"], summary="The process is up")

@@ -19,9 +19,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from psycopg.types.json import Jsonb
 
 from ..auth import READERS  # no declaration = platform operator only (cross-tenant routes)
-from ..models_holds import (
-    Capture,
-    CommitIn,
+from ..models.holds import (
+    CommitHoldIn,
     DistBeginIn,
     DistBegun,
     DistDecideIn,
@@ -32,13 +31,14 @@ from ..models_holds import (
     ExtPrepareIn,
     ExtVote,
     Hold,
+    HoldAborted,
+    HoldCommitted,
     HoldPage,
     HoldSummary,
     HoldView,
     ReserveIn,
-    Void,
 )
-from .params import DB, IdempotencyKey, Limit, created
+from .params import DB, IdempotencyKey, Limit, created, next_cursor
 
 
 def _seconds(value: float) -> timedelta | None:
@@ -49,7 +49,7 @@ def _seconds(value: float) -> timedelta | None:
         return timedelta(days=999_999_999)
 
 
-# Documented answers beyond the defaults every route gets (see shieldx/auth.py).
+# Documented answers beyond the defaults every route gets (see shieldx/openapi.py).
 EXPIRED = {
     410: ResponseSpec(
         None, description="hold_expired: the hold passed its deadline (SX104)", media_type="application/problem+json"
@@ -99,7 +99,7 @@ class HoldsController(Controller):
             (tenant_id, account_id, status, before, limit),
         )
         items = [HoldSummary(**r) for r in rows]
-        return HoldPage(items=items, next_before=items[-1].hold_id if len(items) == limit else None)
+        return HoldPage(items=items, next_before=next_cursor(items, limit, "hold_id"))
 
     @get(
         "/holds/{hold_id:int}",
@@ -111,28 +111,30 @@ class HoldsController(Controller):
 
     @post(
         "/holds/{hold_id:int}/commit",
-        summary="Commit (capture) a hold, fully or partly",
+        summary="Commit a hold, fully or partly",
         status_code=200,
         opt={"roles": ["consumer"]},
         responses=EXPIRED,
     )
-    async def commit(self, tenant_id: str, hold_id: int, db: DB, data: CommitIn | None = None) -> Capture:
-        data = data or CommitIn()
+    async def commit_hold(
+        self, tenant_id: str, hold_id: int, db: DB, data: CommitHoldIn | None = None
+    ) -> HoldCommitted:
+        data = data or CommitHoldIn()
         row = await db.one(
             "SELECT * FROM credits.commit_hold(%s, %s::bigint, %s::bigint, %s)",
             (tenant_id, hold_id, data.amount, data.reason),
         )
-        return Capture(**row)
+        return HoldCommitted(**row)
 
     @post(
         "/holds/{hold_id:int}/abort",
-        summary="Abort (void) a hold",
+        summary="Abort a hold",
         status_code=200,
         opt={"roles": ["consumer"]},
         responses=EXPIRED,
     )
-    async def abort(self, tenant_id: str, hold_id: int, db: DB) -> Void:
-        return Void(**await db.one("SELECT * FROM credits.abort_hold(%s, %s::bigint)", (tenant_id, hold_id)))
+    async def abort_hold(self, tenant_id: str, hold_id: int, db: DB) -> HoldAborted:
+        return HoldAborted(**await db.one("SELECT * FROM credits.abort_hold(%s, %s::bigint)", (tenant_id, hold_id)))
 
 
 class DistController(Controller):
@@ -144,7 +146,7 @@ class DistController(Controller):
         summary="Begin a distributed transaction (idempotent by xid)",
         responses={200: ResponseSpec(DistBegun, description="Replayed: the original transaction")},
     )
-    async def begin(self, data: DistBeginIn, db: DB) -> Response[DistBegun]:
+    async def dist_begin(self, data: DistBeginIn, db: DB) -> Response[DistBegun]:
         row = await db.one(
             "SELECT * FROM credits.dist_begin(%s, %s::jsonb, %s::interval)",
             (data.xid, _legs(data.legs), _seconds(data.timeout_seconds)),
@@ -152,27 +154,27 @@ class DistController(Controller):
         return created(DistBegun, row)
 
     @get("/{xid:str}", summary="A distributed transaction, its legs and its history")
-    async def get(self, xid: str, db: DB) -> DistTransaction:
+    async def get_dist_transaction(self, xid: str, db: DB) -> DistTransaction:
         return DistTransaction(**await db.one("SELECT * FROM credits.get_dist_transaction(%s)", (xid,)))
 
     @post("/{xid:str}/prepare", summary="Every leg votes; any no aborts", status_code=200)
-    async def prepare(self, xid: str, db: DB) -> DistPrepared:
+    async def dist_prepare(self, xid: str, db: DB) -> DistPrepared:
         return DistPrepared(**await db.one("SELECT * FROM credits.dist_prepare(%s)", (xid,)))
 
     @post("/{xid:str}/decide", summary="Log a decision without applying it", status_code=200)
-    async def decide(self, xid: str, data: DistDecideIn, db: DB) -> DistOutcome:
+    async def dist_decide(self, xid: str, data: DistDecideIn, db: DB) -> DistOutcome:
         return DistOutcome(**await db.one("SELECT * FROM credits.dist_decide(%s, %s)", (xid, data.decision)))
 
     @post("/{xid:str}/complete", summary="Apply the logged decision", status_code=200)
-    async def complete(self, xid: str, db: DB) -> DistOutcome:
+    async def dist_complete(self, xid: str, db: DB) -> DistOutcome:
         return DistOutcome(**await db.one("SELECT * FROM credits.dist_complete(%s)", (xid,)))
 
     @post("/{xid:str}/commit", summary="Decide commit and apply it", status_code=200)
-    async def commit(self, xid: str, db: DB) -> DistOutcome:
+    async def dist_commit(self, xid: str, db: DB) -> DistOutcome:
         return DistOutcome(**await db.one("SELECT * FROM credits.dist_commit(%s)", (xid,)))
 
     @post("/{xid:str}/abort", summary="Decide abort and apply it", status_code=200)
-    async def abort(self, xid: str, db: DB) -> DistOutcome:
+    async def dist_abort(self, xid: str, db: DB) -> DistOutcome:
         return DistOutcome(**await db.one("SELECT * FROM credits.dist_abort(%s)", (xid,)))
 
 
@@ -181,7 +183,7 @@ class ExternalController(Controller):
     tags = ["external two-phase commit"]
 
     @post("/prepare", summary="Prepare our legs of an external transaction; answers the vote", status_code=200)
-    async def prepare(self, xid: str, data: ExtPrepareIn, db: DB) -> ExtVote:
+    async def ext_prepare(self, xid: str, data: ExtPrepareIn, db: DB) -> ExtVote:
         row = await db.one(
             "SELECT * FROM credits.ext_prepare(%s, %s::jsonb, %s::interval)",
             (xid, _legs(data.legs), _seconds(data.timeout_seconds)),
@@ -189,11 +191,11 @@ class ExternalController(Controller):
         return ExtVote(**row)
 
     @post("/commit", summary="Commit a prepared external transaction", status_code=200)
-    async def commit(self, xid: str, db: DB) -> ExtOutcome:
+    async def ext_commit(self, xid: str, db: DB) -> ExtOutcome:
         return ExtOutcome(**await db.one("SELECT * FROM credits.ext_commit(%s)", (xid,)))
 
     @post("/abort", summary="Abort an external transaction (also one never prepared here)", status_code=200)
-    async def abort(self, xid: str, db: DB) -> ExtOutcome:
+    async def ext_abort(self, xid: str, db: DB) -> ExtOutcome:
         return ExtOutcome(**await db.one("SELECT * FROM credits.ext_abort(%s)", (xid,)))
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from litestar import Response
 from litestar.di import NamedDependency
@@ -35,3 +36,8 @@ def created(model: type, row: dict) -> Response:
 def replayed(model: type, what: str = "the original result") -> dict[int, ResponseSpec]:
     """OpenAPI for the 200 a replayed create answers with (see `created`)."""
     return {200: ResponseSpec(model, description=f"Replayed: {what}")}
+
+
+def next_cursor(items: Sequence[Any], limit: int, field: str) -> Any:
+    """Keyset pagination: the last item's `field` when the page is full (more may follow), else None."""
+    return getattr(items[-1], field) if items and len(items) >= limit else None

@@ -10,11 +10,10 @@ import msgspec
 from litestar import Controller, Response, get, post, put
 from litestar.openapi import ResponseSpec
 
-from ..models_shadow import (
+from ..models.shadow import (
     Action,
     ActionIn,
     Assignment,
-    BatchAccepted,
     Event,
     EventPage,
     ExperimentCreated,
@@ -23,12 +22,13 @@ from ..models_shadow import (
     ExperimentStatus,
     ExperimentSummary,
     ObservationBatchIn,
+    ObservationsRecorded,
     Rule,
     RuleIn,
     RuleVersion,
     RuleVersionIn,
 )
-from .params import DB, IdempotencyKey, Limit, created
+from .params import DB, IdempotencyKey, Limit, created, next_cursor
 
 
 class ShadowController(Controller):
@@ -41,7 +41,7 @@ class ShadowController(Controller):
         status_code=201,
         responses={200: ResponseSpec(Rule, description="Replayed: the rule already existed")},
     )
-    async def put_rule(self, rule_id: str, data: RuleIn, db: DB) -> Response[Rule]:
+    async def create_rule(self, rule_id: str, data: RuleIn, db: DB) -> Response[Rule]:
         return created(Rule, await db.one("SELECT * FROM shadow.create_rule(%s, %s)", (rule_id, data.name)))
 
     @post(
@@ -50,7 +50,7 @@ class ShadowController(Controller):
         status_code=201,
         responses={200: ResponseSpec(RuleVersion, description="Replayed: the original result")},
     )
-    async def add_version(
+    async def add_rule_version(
         self, rule_id: str, data: RuleVersionIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Response[RuleVersion]:
         row = await db.one(
@@ -102,7 +102,7 @@ class ShadowController(Controller):
     async def list_experiments(self, db: DB, after: int | None = None, limit: Limit = 100) -> ExperimentPage:
         rows = await db.all("SELECT * FROM shadow.list_experiments(%s::bigint, %s::int)", (after, limit))
         items = [ExperimentSummary(**r) for r in rows]
-        return ExperimentPage(items=items, next_after=items[-1].experiment_id if len(items) == limit else None)
+        return ExperimentPage(items=items, next_after=next_cursor(items, limit, "experiment_id"))
 
     @get(
         "/experiments/{experiment_id:int}",
@@ -119,22 +119,22 @@ class ShadowController(Controller):
             "SELECT * FROM shadow.list_events(%s::bigint, %s::bigint, %s::int)", (experiment_id, after, limit)
         )
         items = [Event(**r) for r in rows]
-        return EventPage(items=items, next_after=items[-1].event_id if len(items) == limit else None)
+        return EventPage(items=items, next_after=next_cursor(items, limit, "event_id"))
 
     @post(
         "/experiments/{experiment_id:int}/observations",
         summary="Record a batch of observations (all or nothing)",
         status_code=201,
-        responses={200: ResponseSpec(BatchAccepted, description="Replayed: the batch was already recorded")},
+        responses={200: ResponseSpec(ObservationsRecorded, description="Replayed: the batch was already recorded")},
     )
-    async def record(
+    async def record_observations(
         self, experiment_id: int, data: ObservationBatchIn, db: DB, idempotency_key: IdempotencyKey = None
-    ) -> Response[BatchAccepted]:
+    ) -> Response[ObservationsRecorded]:
         row = await db.one(
             "SELECT * FROM shadow.record_observations(%s::bigint, %s::jsonb, %s)",
             (experiment_id, msgspec.json.encode(data.observations).decode(), idempotency_key),
         )
-        return created(BatchAccepted, row)
+        return created(ObservationsRecorded, row)
 
     @get("/experiments/{experiment_id:int}/assignments/{unit_id:str}", summary="The arm a unit is assigned to")
     async def assign(self, experiment_id: int, unit_id: str, db: DB) -> Assignment:

@@ -99,6 +99,10 @@ BEGIN
   RETURN QUERY SELECT c.checkpoint_id, c.created_at, c.streams, c.entries, encode(c.root, 'hex'), c.key_id;
 END
 $$;
+COMMENT ON FUNCTION audit.checkpoint(text) IS
+  'Sign a checkpoint: the HMAC, under the current audit key, of a Merkle root over every audit chain''s head (one '
+  'checkpoint at a time). p_reason labels it (''manual'', ''periodic'', ''retention''). Returns the checkpoint''s '
+  'id, counts, root and key id; SX007 for an invalid reason, SX202 when the audit key is unavailable.';
 
 -- A checkpoint as a document to keep outside the database.
 CREATE OR REPLACE FUNCTION audit.export_checkpoint(p_checkpoint bigint DEFAULT NULL)
@@ -128,3 +132,6 @@ BEGIN
                 FROM audit.checkpoint_heads h WHERE h.checkpoint_id = c.checkpoint_id));
 END
 $$;
+COMMENT ON FUNCTION audit.export_checkpoint(bigint) IS
+  'A checkpoint (default: the latest) as a JSON document to keep outside the database: its signature, root and '
+  'every chain head it covered. SX206 for an unknown checkpoint, SX207 when its heads were pruned.';

@@ -37,7 +37,8 @@
 -- hundreds of commands. So they qualify every name.
 
 -- ENABLE ALWAYS, DISABLE, ...: the ALTER TABLE words for a trigger's or rule's firing mode.
-CREATE OR REPLACE FUNCTION audit._ddl_mode(p "char")
+-- "char" is quoted on purpose: it names the one-byte type of pg_trigger.tgenabled, not char(1).
+CREATE OR REPLACE FUNCTION audit._ddl_mode(p "char")  -- noqa: RF06
 RETURNS text
 LANGUAGE sql IMMUTABLE
 AS $$

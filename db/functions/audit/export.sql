@@ -45,3 +45,7 @@ BEGIN
   ok := broken_streams = 0;
 END
 $$;
+COMMENT ON FUNCTION audit.verify_export(jsonb) IS
+  'Verify the database against a checkpoint document exported earlier: its signature and root, then that every '
+  'exported head is still in the log with the same hash (or archived behind a signed anchor). Returns ok, counts '
+  'and the first problem; SX206 for a malformed document.';

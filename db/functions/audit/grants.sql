@@ -2,7 +2,8 @@
 -- gets the defaults (execute public functions, read no table).
 GRANT SELECT ON ALL TABLES IN SCHEMA audit TO shieldx_auditor;
 GRANT EXECUTE ON FUNCTION audit.verify(boolean, boolean), audit.verify_streams(boolean, boolean, text, text),
-  audit.verify_export(jsonb), audit.verify_journal(), audit.export_checkpoint(bigint), audit.checkpoint(text) TO shieldx_auditor;
+  audit.verify_export(jsonb), audit.verify_journal(), audit.export_checkpoint(bigint), audit.checkpoint(text)
+  TO shieldx_auditor;
 -- Verification reads credits.entries through SECURITY DEFINER functions only.
 -- Retention and key management are the operator's (pg_cron, psql), not the
 -- application's: an API key must not be able to age the trail away.

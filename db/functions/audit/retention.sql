@@ -58,6 +58,10 @@ BEGIN
   PERFORM ops._allow_removal(false);
 END
 $$;
+COMMENT ON FUNCTION audit.cleanup_old_transactions(integer, integer) IS
+  'Retention: behind a new signed checkpoint, remove audit entries older than p_days (anchoring each trimmed '
+  'chain) and move the matching journal entries to credits.entries_archive, at most p_max_streams chains per '
+  'call. Returns the checkpoint and counts; SX007 for an invalid argument. Safe to rerun.';
 
 -- Pruning checkpoint heads. A checkpoint stores every chain's head, and
 -- there is a chain per account: 10,000 accounts are 10,000 rows every 15
@@ -115,3 +119,7 @@ BEGIN
   VALUES (through_checkpoint, checkpoints_pruned, heads_removed);
 END
 $$;
+COMMENT ON FUNCTION audit.prune_checkpoint_heads(interval, integer) IS
+  'Remove the stored chain heads of checkpoints older than p_keep (default: setting '
+  'shieldx.audit_checkpoint_keep, else 1 day), never the last checkpoint''s, at most p_max_checkpoints per call; '
+  'the checkpoints and their roots stay. Returns how far it got; SX007 for an invalid argument.';

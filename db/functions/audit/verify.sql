@@ -289,6 +289,9 @@ AS $$
    WHERE l.payload <> audit._entry_json(e)
    ORDER BY 1, 2
 $$;
+COMMENT ON FUNCTION audit.verify_journal() IS
+  'Journal rows of credits.entries whose content differs from their audit entry (edited behind the triggers'' '
+  'back). Returns one row per problem, none when the journal matches; O(entries).';
 
 -- Problems found, at most one per stream and kind of check (the chain, the
 -- checkpoints, the DDL watch, the journal). p_from/p_to restrict the chains
@@ -324,6 +327,10 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION audit.verify_streams(boolean, boolean, text, text) IS
+  'Every problem verification finds, at most one per chain and kind of check (chain hashes, checkpoints, the DDL '
+  'watch, the journal). p_incremental starts from the last checkpoint, p_ledger includes the ledger chains, '
+  'p_from/p_to restrict the chains to a name range. No rows: all verified.';
 
 -- One row: ok, what was checked, and the first broken entry: the earliest in
 -- time of the first breaks of every broken chain.
@@ -359,3 +366,7 @@ BEGIN
   ok := broken_streams = 0;
 END
 $$;
+COMMENT ON FUNCTION audit.verify(boolean, boolean) IS
+  'Verify every audit chain (p_incremental: only entries since the last checkpoint; p_ledger: include the ledger '
+  'chains). Returns one row: ok, what was checked, and the earliest first break (stream, seq, problem) when a '
+  'chain is broken.';

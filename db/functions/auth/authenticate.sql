@@ -34,6 +34,9 @@ BEGIN
   PERFORM auth._record_failure(reason, CASE WHEN k.key_id IS NOT NULL THEN k.key_id ELSE '' END);
 END
 $$;
+COMMENT ON FUNCTION auth.authenticate(text, bytea) IS
+  'Check an API key by its id and the SHA-256 of its secret (the secret never reaches the database). Returns ok '
+  'with the key''s tenant, roles and rate limit, or ok = false and a reason; a failure is counted, never raised.';
 
 -- A DBA's check of a whole key string, hashed here.
 CREATE OR REPLACE FUNCTION auth.verify(
@@ -50,6 +53,9 @@ BEGIN
     FROM auth.authenticate(m[1], sha256(convert_to(coalesce(m[2], ''), 'UTF8')));
 END
 $$;
+COMMENT ON FUNCTION auth.verify(text) IS
+  'A DBA''s check of a whole API key string (sx_<key_id>_<secret>), hashed here: the same answer as '
+  'auth.authenticate (ok, reason, tenant, roles, limits).';
 
 CREATE OR REPLACE FUNCTION auth._record_failure(p_reason text, p_key_id text)
 RETURNS void
@@ -72,6 +78,8 @@ AS $$
    WHERE f.minute >= date_trunc('minute', now()) - make_interval(mins => greatest(coalesce(p_minutes, 60), 1) - 1)
    GROUP BY f.reason, f.key_id ORDER BY 3 DESC, 1, 2;
 $$;
+COMMENT ON FUNCTION auth.failure_counts(integer) IS
+  'Failed authentications over the last p_minutes (default 60), per reason and key id, with the latest time.';
 
 -- Job: keep 30 days of failure counts; drop bucket rows of keys that can no
 -- longer be used. Safe to run twice or to die midway (plain deletes).
@@ -89,6 +97,9 @@ BEGIN
   RETURN NEXT;
 END
 $$;
+COMMENT ON FUNCTION auth.prune() IS
+  'Job: delete failure counts older than 30 days and the token buckets of keys that can no longer be used. '
+  'Returns the numbers deleted; safe to rerun.';
 
 -- Registered by a direct upsert, the same as ops._register_job does: files
 -- apply in path order, and auth/ comes before ops/ defines that function.

@@ -104,6 +104,11 @@ BEGIN
   rate_per_s := k.rate_per_s; burst := k.burst; created_at := k.created_at; expires_at := k.expires_at;
 END
 $$;
+COMMENT ON FUNCTION auth.create_key(
+  text, text, text[], text, double precision, double precision, timestamp with time zone) IS
+  'Create an API key for a tenant with roles (consumer, billing, admin, auditor), a rate limit and an optional '
+  'expiry; idempotent by p_idem_key. Returns the key, with its secret only on creation. SX001 unknown tenant, '
+  'SX305 invalid roles, SX306 invalid rate limit, SX005 key reused with other arguments.';
 
 -- The platform operator's keys: no tenant, may act on every tenant. Only a
 -- DBA makes them (grants.sql withholds this from the application role).
@@ -130,6 +135,9 @@ BEGIN
   key_id := k.key_id; name := k.name;
 END
 $$;
+COMMENT ON FUNCTION auth.create_operator_key(text, text, double precision, double precision) IS
+  'Create a platform operator key (no tenant, acts on every tenant); idempotent by p_idem_key. DBA only. Returns '
+  'the key, with its secret only on creation; SX306 invalid rate limit, SX005 key reused with other arguments.';
 
 -- Keys of a tenant, masked: the secret is never stored, so never shown.
 CREATE OR REPLACE FUNCTION auth.list_keys(p_tenant text, p_after text DEFAULT NULL, p_limit int DEFAULT 100)
@@ -153,6 +161,9 @@ BEGIN
      ORDER BY k.key_id LIMIT p_limit;
 END
 $$;
+COMMENT ON FUNCTION auth.list_keys(text, text, integer) IS
+  'A tenant''s API keys, masked (the secret is never stored), keyset-paginated by key_id after p_after, at most '
+  'p_limit. SX001 unknown tenant, SX007 invalid limit.';
 
 -- Rotate: a new key with the same name, roles and limits; the old one stays
 -- valid for p_grace_s seconds (0: stops now) so clients can switch over.
@@ -206,6 +217,10 @@ BEGIN
   replaced_key_id := old.key_id; replaced_key_expires_at := old.expires_at;
 END
 $$;
+COMMENT ON FUNCTION auth.rotate_key(text, text, text, integer) IS
+  'Replace a tenant''s key by a new one with the same name, roles and limits; the old key stays valid for '
+  'p_grace_s seconds (0: stops now). Idempotent by p_idem_key. Returns the new key and its secret; SX304 unknown '
+  'key, SX307 key not active, SX005 key reused.';
 
 -- Revoke: stops the key at once on every API replica (each lease re-checks).
 -- Revoking a revoked key is a no-op (changed = false).
@@ -228,6 +243,9 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION auth.revoke_key(text, text) IS
+  'Revoke a tenant''s API key at once on every API replica. Returns changed = false when it was already revoked; '
+  'SX304 unknown key.';
 
 CREATE OR REPLACE FUNCTION auth.revoke_operator_key(
   p_key_id text, OUT key_id text, OUT revoked_at timestamptz, OUT changed boolean)
@@ -249,3 +267,5 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION auth.revoke_operator_key(text) IS
+  'Revoke a platform operator key. Returns changed = false when it was already revoked; SX304 unknown key.';

@@ -43,3 +43,7 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION auth.take(text, integer) IS
+  'Lease up to p_want tokens from a key''s token bucket, shared by every API replica (rate_per_s with burst), '
+  're-checking that the key is active. Returns active, the tokens granted and, when none, the seconds to wait; '
+  'SX007 for an invalid p_want.';

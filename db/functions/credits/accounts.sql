@@ -35,6 +35,9 @@ BEGIN
   status := a.status; created_at := a.created_at;
 END
 $$;
+COMMENT ON FUNCTION credits.create_account(text, text, text) IS
+  'Open an account for a tenant, idempotent by p_idem_key. Returns the account (replayed on a repeat); SX001 '
+  'unknown tenant, SX007 invalid name, SX011 name taken in the tenant, SX005 key reused with other arguments.';
 
 -- open -> frozen -> open, open|frozen -> closed (final; only with zero balance).
 CREATE OR REPLACE FUNCTION credits.set_account_status(
@@ -69,3 +72,7 @@ BEGIN
   status := p_status; changed := true;
 END
 $$;
+COMMENT ON FUNCTION credits.set_account_status(text, bigint, text) IS
+  'Set an account''s status: open, frozen, or closed (final, only at a zero balance). Returns changed = false '
+  'when already so; SX002 unknown account, SX007 invalid status or a balance left on close, SX008 account already '
+  'closed, SX114 a distributed credit pending.';

@@ -49,3 +49,7 @@ BEGIN
   created_at := e.created_at; replayed := true;
 END
 $$;
+COMMENT ON FUNCTION credits.consume(text, bigint, bigint, text, text) IS
+  'Debit p_amount from an open account of the tenant when enough is available, idempotent by p_idem_key. Returns '
+  'the journal entry and the balance after; SX003 invalid amount, SX002 unknown account, SX008 not open, SX004 '
+  'insufficient funds, SX005 key reused with other arguments.';

@@ -1,4 +1,6 @@
 -- Named errors of reservations (holds) and distributed transactions: SX1xx.
+-- The rows are aligned as a table: spacing rule LT01 is off for them.
+-- noqa: disable=LT01
 INSERT INTO ops.error_catalog (sqlstate, name, http_status, title) VALUES
   ('SX101', 'unknown_hold',                   404, 'Unknown hold'),
   ('SX102', 'hold_aborted',                   409, 'Hold was aborted'),
@@ -14,5 +16,6 @@ INSERT INTO ops.error_catalog (sqlstate, name, http_status, title) VALUES
   ('SX112', 'invalid_legs',                   422, 'Invalid legs of a distributed transaction'),
   ('SX113', 'hold_in_dist_transaction',       409, 'Hold belongs to a distributed transaction'),
   ('SX114', 'pending_distributed_credit',     409, 'Account has a pending distributed credit')
+-- noqa: enable=LT01
 ON CONFLICT (sqlstate) DO UPDATE
   SET name = excluded.name, http_status = excluded.http_status, title = excluded.title;

@@ -41,7 +41,7 @@ BEGIN
     xid := t.xid; vote := 'no'; state := t.state; reason := t.reason; deadline := t.deadline; replayed := true;
     RETURN;
   END IF;
-  -- Lock the legs' accounts before begin writes any (audited) row: see dist_transactions.sql.
+  -- Lock the legs' accounts before begin writes any (audited) row: see dist_begin_prepare.sql.
   PERFORM 1 FROM credits.accounts a
    WHERE a.account_id IN (SELECT (l ->> 'account_id')::bigint FROM jsonb_array_elements(credits._check_legs(p_legs)) l)
    ORDER BY a.account_id FOR UPDATE;
@@ -57,6 +57,10 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION credits.ext_prepare(text, jsonb, interval) IS
+  'Two-phase commit driven by an external coordinator: begin and prepare the legs of p_xid in one call and answer '
+  'the vote (''yes'' or ''no'' with a reason), holding debits until the deadline p_timeout away. Idempotent; a '
+  'prepare after an abort answers ''no''. SX112 invalid legs, SX106 invalid timeout.';
 
 CREATE OR REPLACE FUNCTION credits.ext_commit(
   p_xid text, OUT xid text, OUT state text, OUT replayed boolean)
@@ -71,6 +75,9 @@ BEGIN
   xid := r.xid; state := r.state; replayed := r.replayed;
 END
 $$;
+COMMENT ON FUNCTION credits.ext_commit(text) IS
+  'Commit an external coordinator''s transaction after every participant voted yes; idempotent. SX107 unknown '
+  'transaction, SX110 not prepared, SX111 deadline passed, SX108 aborted.';
 
 CREATE OR REPLACE FUNCTION credits.ext_abort(
   p_xid text, OUT xid text, OUT state text, OUT replayed boolean)
@@ -101,3 +108,7 @@ BEGIN
   xid := r.xid; state := r.state; replayed := r.replayed;
 END
 $$;
+COMMENT ON FUNCTION credits.ext_abort(text) IS
+  'Abort an external coordinator''s transaction at any time before commit; an abort of an unknown xid leaves a '
+  'tombstone so a late prepare answers ''no''. Idempotent; SX007 invalid xid, SX107 xid of an internal '
+  'transaction, SX109 already committed.';

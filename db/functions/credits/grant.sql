@@ -41,3 +41,7 @@ BEGIN
   created_at := e.created_at; replayed := true;
 END
 $$;
+COMMENT ON FUNCTION credits.grant_credits(text, bigint, bigint, text, text) IS
+  'Credit p_amount to an account (open or frozen, not closed), idempotent by p_idem_key. Returns the journal '
+  'entry and the balance after; SX003 invalid amount, SX002 unknown account, SX008 closed, SX010 balance limit, '
+  'SX005 key reused with other arguments.';

@@ -189,6 +189,10 @@ BEGIN
   expires_at := h.expires_at; created_at := h.created_at; replayed := true;
 END
 $$;
+COMMENT ON FUNCTION credits.reserve(text, bigint, bigint, text, interval, text) IS
+  'Hold p_amount of an open account for p_ttl (default 5 minutes), idempotent by p_idem_key; the hold counts '
+  'against available at once. Returns the hold; SX003 invalid amount, SX106 invalid TTL, SX004 insufficient '
+  'funds, SX008 not open, SX005 key reused.';
 
 -- Why a commit or abort matched no active hold: unknown, owned by a
 -- distributed transaction, already resolved, expired, or too large a capture.
@@ -325,6 +329,10 @@ BEGIN
   released := h.amount - h.captured; resolved_at := h.resolved_at;
 END
 $$;
+COMMENT ON FUNCTION credits.commit_hold(text, bigint, bigint, text) IS
+  'Capture a hold, all of it or p_amount (the rest is released), and journal the debit; committing again answers '
+  'as before. Returns the capture and balance after; SX101 unknown hold, SX102 aborted, SX104 expired, SX105 '
+  'capture exceeds the hold, SX113 owned by a distributed transaction.';
 
 -- The money side of a capture whose hold row was just marked captured (and
 -- is locked by us): debit the balance, drop the whole hold from held, bump
@@ -388,6 +396,9 @@ BEGIN
   resolved_at := h.resolved_at;
 END
 $$;
+COMMENT ON FUNCTION credits.abort_hold(text, bigint) IS
+  'Release a whole hold; aborting again answers as before. Returns the hold; SX101 unknown hold, SX103 already '
+  'committed, SX113 owned by a distributed transaction.';
 
 -- Audited writes: a hold's audit entries are chained per account
 -- (audit._log_row_keyed), ordered by the account row lock every hold writer
@@ -402,165 +413,3 @@ CREATE OR REPLACE FUNCTION credits._dist_lock_key()
 RETURNS bigint
 LANGUAGE sql IMMUTABLE
 AS $$ SELECT 7315001::bigint $$;
-
--- Release, with an explicit clock, the expired active holds of the given
--- accounts, which the caller has locked. Only ever earlier than the deadline
--- is unsafe, and that direction only returns funds; tests move time with it.
--- Returns the number of holds and the amount released.
-CREATE OR REPLACE FUNCTION credits._release_expired(p_accounts bigint[], p_now timestamptz,
-  OUT holds int, OUT amount bigint)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  h record;
-  v_ids bigint[] := '{}';
-BEGIN
-  holds := 0; amount := 0;
-  PERFORM 1 FROM credits.holds y
-   WHERE y.account_id = ANY (p_accounts) AND y.status = 'active' AND y.expires_at <= p_now LIMIT 1;
-  IF NOT FOUND THEN
-    RETURN;
-  END IF;
-  PERFORM pg_advisory_xact_lock_shared(credits._dist_lock_key());
-  -- SKIP LOCKED: commit and abort lock the account first, so nobody else
-  -- holds these rows; it only guards against a writer that breaks the order.
-  FOR h IN SELECT y.hold_id, y.amount FROM credits.holds y
-            WHERE y.account_id = ANY (p_accounts) AND y.status = 'active' AND y.expires_at <= p_now
-            ORDER BY y.hold_id
-            FOR UPDATE SKIP LOCKED LOOP
-    UPDATE credits.holds x SET status = 'expired', resolved_at = now() WHERE x.hold_id = h.hold_id;
-    v_ids := v_ids || h.hold_id;
-    holds := holds + 1; amount := amount + h.amount;
-  END LOOP;
-  UPDATE credits.accounts a SET held = a.held - r.total
-    FROM (SELECT y.account_id, sum(y.amount) AS total FROM credits.holds y
-           WHERE y.hold_id = ANY (v_ids) GROUP BY y.account_id) r
-   WHERE a.account_id = r.account_id;
-END
-$$;
-
--- Lazy release, under the account row lock: mark this account's active holds
--- past their deadline 'expired' and take them out of held. Returns the amount
--- released. The lead's consume/transfer call it when refusing.
-CREATE OR REPLACE FUNCTION credits._release_expired_holds(p_account bigint)
-RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-  SELECT credits._release_expired_holds_at(p_account, now());
-$$;
-
-CREATE OR REPLACE FUNCTION credits._release_expired_holds_at(p_account bigint, p_now timestamptz)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  PERFORM 1 FROM credits.accounts a WHERE a.account_id = p_account FOR UPDATE;
-  IF NOT FOUND THEN
-    RETURN 0;
-  END IF;
-  RETURN (SELECT r.amount FROM credits._release_expired(ARRAY[p_account], p_now) r);
-END
-$$;
-
--- The expiry job: release expired holds of up to p_batch accounts, skipping
--- accounts busy right now (the next run, or the account's next refused debit,
--- gets them). Safe to run twice or to die midway: each release is guarded by
--- status = 'active' and a crash rolls back its own work.
-CREATE OR REPLACE FUNCTION credits._expire_holds_at(p_now timestamptz, p_batch int DEFAULT 500,
-  OUT accounts int, OUT holds bigint, OUT amount bigint)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_accounts bigint[];
-  r record;
-BEGIN
-  SELECT coalesce(array_agg(l.account_id), '{}') INTO v_accounts FROM (
-    SELECT a.account_id FROM credits.accounts a
-     WHERE a.account_id IN (SELECT DISTINCT h.account_id FROM credits.holds h
-                             WHERE h.status = 'active' AND h.expires_at <= p_now LIMIT p_batch)
-     ORDER BY a.account_id FOR UPDATE SKIP LOCKED) l;
-  SELECT * INTO r FROM credits._release_expired(v_accounts, p_now);
-  accounts := cardinality(v_accounts); holds := r.holds; amount := r.amount;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION credits.expire_holds(p_batch int DEFAULT 500,
-  OUT accounts int, OUT holds bigint, OUT amount bigint)
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-  SELECT * FROM credits._expire_holds_at(now(), p_batch);
-$$;
-
--- A hold as it stands; an active hold past its deadline reads as 'expired'
--- (it can no longer be used, whether or not the job has run).
-CREATE OR REPLACE FUNCTION credits.get_hold(
-  p_tenant text, p_hold bigint,
-  OUT hold_id bigint, OUT account_id bigint, OUT amount bigint, OUT status text, OUT captured bigint,
-  OUT reason text, OUT idem_key text, OUT expires_at timestamptz, OUT created_at timestamptz,
-  OUT resolved_at timestamptz, OUT dist_tx_id bigint)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  SELECT h.hold_id, h.account_id, h.amount,
-         CASE WHEN h.status = 'active' AND h.expires_at <= now() THEN 'expired' ELSE h.status END,
-         h.captured, h.reason, h.idem_key, h.expires_at, h.created_at, h.resolved_at, h.dist_tx_id
-    INTO hold_id, account_id, amount, status, captured, reason, idem_key, expires_at, created_at,
-         resolved_at, dist_tx_id
-    FROM credits.holds h WHERE h.hold_id = p_hold AND h.tenant_id = p_tenant;
-  IF NOT FOUND THEN
-    PERFORM ops._fail('SX101', format('hold %s not found', p_hold), jsonb_build_object('hold_id', p_hold));
-  END IF;
-END
-$$;
-
--- An account's holds, newest first, keyset-paginated by hold_id; optionally
--- only those in one (effective) status.
-CREATE OR REPLACE FUNCTION credits.list_holds(
-  p_tenant text, p_account bigint, p_status text DEFAULT NULL, p_before bigint DEFAULT NULL,
-  p_limit int DEFAULT 100)
-RETURNS TABLE (hold_id bigint, amount bigint, status text, captured bigint, reason text, idem_key text,
-               expires_at timestamptz, created_at timestamptz, resolved_at timestamptz, dist_tx_id bigint)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  PERFORM credits._check_limit(p_limit);
-  IF p_status IS NOT NULL AND p_status NOT IN ('active', 'captured', 'voided', 'expired') THEN
-    PERFORM ops._fail('SX007', 'status must be active, captured, voided or expired',
-                      jsonb_build_object('argument', 'status'));
-  END IF;
-  PERFORM credits._require_account(p_tenant, p_account);
-  RETURN QUERY
-    SELECT s.hold_id, s.amount, s.eff, s.captured, s.reason, s.idem_key, s.expires_at, s.created_at,
-           s.resolved_at, s.dist_tx_id
-      FROM (SELECT h.*, CASE WHEN h.status = 'active' AND h.expires_at <= now() THEN 'expired' ELSE h.status END AS eff
-              FROM credits.holds h
-             WHERE h.account_id = p_account AND (p_before IS NULL OR h.hold_id < p_before)) s
-     WHERE p_status IS NULL OR s.eff = p_status
-     ORDER BY s.hold_id DESC LIMIT p_limit;
-END
-$$;
-
--- Proof that held is the sum of the active holds: returns only the accounts
--- where it is not, so an empty result is the proof.
-CREATE OR REPLACE FUNCTION credits.reconcile_holds()
-RETURNS TABLE (account_id bigint, tenant_id text, held bigint, active_holds numeric, active_count bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-  SELECT a.account_id, a.tenant_id, a.held, coalesce(s.total, 0), coalesce(s.n, 0)
-    FROM credits.accounts a
-    LEFT JOIN (SELECT h.account_id, sum(h.amount) AS total, count(*) AS n
-                 FROM credits.holds h WHERE h.status = 'active' GROUP BY h.account_id) s
-      ON s.account_id = a.account_id
-   WHERE a.held <> coalesce(s.total, 0);
-$$;
-
-SELECT ops._register_job('shieldx-expire-holds', '* * * * *', 'SELECT * FROM credits.expire_holds()',
-  'Release holds past their deadline (capture already refuses them); returns their funds to available.');

@@ -29,6 +29,9 @@ AS $$
    WHERE p.database = current_database()
    ORDER BY p.prepared;
 $$;
+COMMENT ON FUNCTION credits.prepared_transactions(interval) IS
+  'This database''s native prepared transactions (PREPARE TRANSACTION), oldest first, with overdue = older than '
+  'p_max_age (default: the configured maximum age).';
 
 -- Record each overdue prepared transaction once (the job; safe to rerun).
 CREATE OR REPLACE FUNCTION credits.report_prepared(p_max_age interval DEFAULT NULL)
@@ -48,6 +51,9 @@ BEGIN
   RETURN n;
 END
 $$;
+COMMENT ON FUNCTION credits.report_prepared(interval) IS
+  'Job: record each prepared transaction older than p_max_age once, for operators to resolve. Returns how many '
+  'were newly recorded; safe to rerun.';
 
 -- What the reaper did to one prepared transaction.
 CREATE OR REPLACE FUNCTION credits._record_prepared_action(

@@ -18,6 +18,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION credits.get_account(text, bigint) IS
+  'An account of the tenant: status, balance, held, available and its journal position. SX002 unknown account.';
 
 -- Accounts of a tenant, keyset-paginated by account_id.
 CREATE OR REPLACE FUNCTION credits.list_accounts(p_tenant text, p_after bigint DEFAULT NULL, p_limit int DEFAULT 100)
@@ -36,6 +38,9 @@ BEGIN
      ORDER BY a.account_id LIMIT p_limit;
 END
 $$;
+COMMENT ON FUNCTION credits.list_accounts(text, bigint, integer) IS
+  'A tenant''s accounts with balances, keyset-paginated by account_id after p_after, at most p_limit. SX001 '
+  'unknown tenant, SX007 invalid limit.';
 
 -- An account's journal, newest first, keyset-paginated by seq: pass the last
 -- seq you saw as p_before to get the next page. Stable under concurrent writes.
@@ -56,3 +61,6 @@ BEGIN
      ORDER BY e.seq DESC LIMIT p_limit;
 END
 $$;
+COMMENT ON FUNCTION credits.list_entries(text, bigint, bigint, integer) IS
+  'An account''s journal, newest first, keyset-paginated by seq before p_before (stable under concurrent writes). '
+  'SX002 unknown account, SX007 invalid limit.';

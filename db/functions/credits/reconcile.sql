@@ -27,3 +27,6 @@ AS $$
       OR s.last_after IS DISTINCT FROM (CASE WHEN s.n IS NULL THEN NULL ELSE a.balance END)
       OR coalesce(s.n, 0) <> a.entry_seq OR coalesce(s.max_seq, 0) <> a.entry_seq;
 $$;
+COMMENT ON FUNCTION credits.reconcile() IS
+  'Accounts whose balance is not their journal (sum of entries, last balance_after, seq without gaps, archive '
+  'included); no rows is the proof. O(entries).';

@@ -27,3 +27,6 @@ BEGIN
   tenant_id := t.tenant_id; name := t.name; created_at := t.created_at;
 END
 $$;
+COMMENT ON FUNCTION credits.create_tenant(text, text) IS
+  'Create a tenant, idempotent by its id. Returns the tenant (replayed on a repeat); SX007 invalid id or name, '
+  'SX011 id taken with another name.';

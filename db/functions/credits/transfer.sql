@@ -109,3 +109,7 @@ BEGIN
   replayed := true;
 END
 $$;
+COMMENT ON FUNCTION credits.transfer(text, bigint, bigint, bigint, text, text) IS
+  'Move p_amount between two accounts of one tenant, idempotent by p_idem_key (rows locked in account_id order: '
+  'no deadlock). Returns both entries and balances; SX009 same account, SX004 insufficient funds, SX008 not open, '
+  'SX002 unknown account, SX005 key reused.';

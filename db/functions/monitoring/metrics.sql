@@ -140,7 +140,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION monitoring.jobs() IS
-  'Per maintenance job: last finished run failed (0/1), seconds since its last success (or since it was registered), failed runs in the last hour, the longest gap its schedule allows.';
+  'Per maintenance job: last finished run failed (0/1), seconds since its last success (or since it was '
+  'registered), failed runs in the last hour, the longest gap its schedule allows.';
 
 -- The audit trail: the last recorded verify (ops.audit_verify_runs; NULL ok
 -- when none is recorded yet) and the last signed checkpoint.
@@ -164,7 +165,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION monitoring.audit() IS
-  'Audit trail: last recorded verify passed (1/0; NULL before the first), its age, and the age of the last signed checkpoint, in seconds.';
+  'Audit trail: last recorded verify passed (1/0; NULL before the first), its age, and the age of the last signed'
+  ' checkpoint, in seconds.';
 
 -- Holds: active (before their deadline), expired but not yet released by the
 -- job shieldx-expire-holds, and how long the oldest of those is overdue.
@@ -180,7 +182,8 @@ AS $$
     FROM credits.holds h WHERE h.status = 'active';
 $$;
 COMMENT ON FUNCTION monitoring.holds() IS
-  'Holds: active, past their deadline but still unreleased, and seconds the oldest unreleased one is overdue (0 if none).';
+  'Holds: active, past their deadline but still unreleased, and seconds the oldest unreleased one is overdue (0 '
+  'if none).';
 
 -- Distributed transactions without a decision: how many, how many past their
 -- deadline (recovery presumes abort for those), the age of the oldest.
@@ -196,7 +199,8 @@ AS $$
    WHERE t.state NOT IN ('committed', 'aborted') AND t.decision IS NULL;
 $$;
 COMMENT ON FUNCTION monitoring.dist() IS
-  'Distributed transactions not yet decided: count, count past their deadline, seconds since the oldest began (0 if none).';
+  'Distributed transactions not yet decided: count, count past their deadline, seconds since the oldest began (0 '
+  'if none).';
 
 -- PostgreSQL's own prepared transactions of this database
 -- (credits.prepared_transactions; overdue = older than shieldx.prepared_max_age).
@@ -210,7 +214,8 @@ AS $$
     FROM credits.prepared_transactions(NULL) p;
 $$;
 COMMENT ON FUNCTION monitoring.prepared() IS
-  'Native prepared transactions of this database: count, count older than shieldx.prepared_max_age, age of the oldest in seconds.';
+  'Native prepared transactions of this database: count, count older than shieldx.prepared_max_age, age of the '
+  'oldest in seconds.';
 
 -- The last reconcile run (the job shieldx-reconcile records it; a scrape
 -- never recomputes it): accounts in mismatch, NULL before the first run.
@@ -229,7 +234,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION monitoring.reconcile() IS
-  'Last recorded reconcile run: accounts failing reconcile() or reconcile_holds() (NULL before the first run), and its age in seconds.';
+  'Last recorded reconcile run: accounts failing reconcile() or reconcile_holds() (NULL before the first run), '
+  'and its age in seconds.';
 
 -- Shadow experiments per state, every state listed (0 when none), so each
 -- series exists from the start. The states are shadow.experiments' CHECK.
@@ -272,7 +278,8 @@ AS $$
    WHERE r.state IS DISTINCT FROM 'backup';
 $$;
 COMMENT ON FUNCTION monitoring.replication() IS
-  'Standbys of this server: synchronous ones, all, and the largest replay lag in seconds (0 if none). Needs pg_read_all_stats.';
+  'Standbys of this server: synchronous ones, all, and the largest replay lag in seconds (0 if none). Needs '
+  'pg_read_all_stats.';
 
 -- The last good backup (ops.backups, recorded by `shieldx backup run`): its
 -- age, +Inf when there is none (no backup is infinitely stale), and its end

@@ -29,6 +29,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT sqlstate::text, name, http_status, title FROM ops.error_catalog ORDER BY sqlstate;
 $$;
+COMMENT ON FUNCTION ops.error_codes() IS
+  'The catalog of named errors: SQLSTATE, name, HTTP status and title of every SXnnn error the SQL API raises.';
 
 -- A named error as a value: what ops._fail raises, returned instead of raised,
 -- so a caller can report it without a subtransaction (a batch's refused items).

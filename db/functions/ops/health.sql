@@ -18,3 +18,5 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION ops.health() IS
+  'What the readiness probe asks: whether this server is the primary, its version, and the migrations applied.';

@@ -51,7 +51,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ops._job_reconcile() IS
-  'Job shieldx-reconcile: count the accounts credits.reconcile() and credits.reconcile_holds() report and record it in ops.reconcile_runs.';
+  'Job shieldx-reconcile: count the accounts credits.reconcile() and credits.reconcile_holds() report and record '
+  'it in ops.reconcile_runs.';
 
 -- The job shieldx-purge-history: pg_cron's run history older than
 -- p_cron_keep (every database's runs: the table lives in the cron database
@@ -84,7 +85,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ops._job_purge_history(interval, interval) IS
-  'Job shieldx-purge-history: delete pg_cron run history older than 7 days and verify/reconcile runs older than 90 days.';
+  'Job shieldx-purge-history: delete pg_cron run history older than 7 days and verify/reconcile runs older than '
+  '90 days.';
 
 -- Record one backup attempt (`shieldx backup run` calls this, as a superuser,
 -- on the primary). Idempotent: the same attempt recorded twice keeps one row.
@@ -106,7 +108,8 @@ AS $$
    WHERE b.stanza = p_stanza AND b.kind = p_kind AND b.started_at = p_started_at AND NOT EXISTS (SELECT 1 FROM ins);
 $$;
 COMMENT ON FUNCTION ops._record_backup(text, text, timestamptz, timestamptz, text, text, text, text) IS
-  'Record one pgBackRest backup attempt (stanza, type, start, end, outcome, label) in ops.backups; idempotent per attempt.';
+  'Record one pgBackRest backup attempt (stanza, type, start, end, outcome, label) in ops.backups; idempotent per'
+  ' attempt.';
 
 SELECT ops._register_job('shieldx-audit-verify', '5-59/15 * * * *', 'SELECT ops._job_audit_verify()',
   'Verify the audit chains incrementally from the last checkpoint and record the result (ops.audit_verify_runs).');

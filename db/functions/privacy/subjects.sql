@@ -45,18 +45,16 @@ RETURNS bytea
 LANGUAGE plpython3u
 AS $py$
 import secrets
-if 'sx' not in GD:
-    plpy.execute('SELECT vault._py()')
-return GD['sx'].encrypt('subject', secrets.token_bytes(32), ('SXS1' + p_subject).encode())
+plpy.execute("SELECT ops._py_load('vault.keyring')")
+return GD['vault.keyring'].session_keyring(plpy).encrypt('subject', secrets.token_bytes(32), ('SXS1' + p_subject).encode())
 $py$;
 
 CREATE OR REPLACE FUNCTION privacy._seal(p_wrapped bytea, p_subject text, p_plain text, p_aad bytea)
 RETURNS bytea
 LANGUAGE plpython3u
 AS $py$
-if 'sx' not in GD:
-    plpy.execute('SELECT vault._py()')
-sx = GD['sx']
+plpy.execute("SELECT ops._py_load('vault.keyring')")
+sx = GD['vault.keyring'].session_keyring(plpy)
 raw = sx.decrypt('subject', p_wrapped, ('SXS1' + p_subject).encode())
 return sx.encrypt(None, p_plain.encode(), bytes(p_aad), key_id='', raw=raw)
 $py$;
@@ -67,9 +65,8 @@ LANGUAGE plpython3u
 AS $py$
 if p_blob is None or p_wrapped is None:
     return None
-if 'sx' not in GD:
-    plpy.execute('SELECT vault._py()')
-sx = GD['sx']
+plpy.execute("SELECT ops._py_load('vault.keyring')")
+sx = GD['vault.keyring'].session_keyring(plpy)
 raw = sx.decrypt('subject', p_wrapped, ('SXS1' + p_subject).encode())
 return sx.decrypt(None, p_blob, bytes(p_aad), raw=raw).decode()
 $py$;
@@ -114,3 +111,7 @@ BEGIN
   replayed := false;
 END
 $$;
+COMMENT ON FUNCTION privacy.erase_subject(text, text) IS
+  'Erase a data subject (GDPR art. 17) by destroying their key, so their personal data in payments becomes '
+  'unreadable while the audit chains still verify. Idempotent by subject; SX006 invalid key, SX007 invalid '
+  'subject, SX005 key reused.';

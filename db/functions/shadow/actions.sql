@@ -50,21 +50,33 @@ CREATE OR REPLACE FUNCTION shadow.pause(p_experiment bigint, p_actor text, p_rea
   OUT actor text, OUT reason text, OUT created_at timestamptz, OUT replayed boolean)
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM shadow._act(p_experiment, 'paused', p_actor, p_reason, p_idem_key) $$;
+COMMENT ON FUNCTION shadow.pause(bigint, text, text, text) IS
+  'Pause a running experiment (all traffic back to the champion), recorded with actor and reason; idempotent by '
+  'p_idem_key. SX401 unknown experiment, SX406 not running, SX005 key reused.';
 
 CREATE OR REPLACE FUNCTION shadow.resume(p_experiment bigint, p_actor text, p_reason text, p_idem_key text,
   OUT event_id bigint, OUT experiment_id bigint, OUT kind text, OUT state text, OUT weight double precision,
   OUT actor text, OUT reason text, OUT created_at timestamptz, OUT replayed boolean)
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM shadow._act(p_experiment, 'resumed', p_actor, p_reason, p_idem_key) $$;
+COMMENT ON FUNCTION shadow.resume(bigint, text, text, text) IS
+  'Resume a paused experiment at its canary step, recorded with actor and reason; idempotent by p_idem_key. SX401 '
+  'unknown experiment, SX406 not paused, SX005 key reused.';
 
 CREATE OR REPLACE FUNCTION shadow.promote(p_experiment bigint, p_actor text, p_reason text, p_idem_key text,
   OUT event_id bigint, OUT experiment_id bigint, OUT kind text, OUT state text, OUT weight double precision,
   OUT actor text, OUT reason text, OUT created_at timestamptz, OUT replayed boolean)
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM shadow._act(p_experiment, 'promoted', p_actor, p_reason, p_idem_key) $$;
+COMMENT ON FUNCTION shadow.promote(bigint, text, text, text) IS
+  'Promote the challenger by hand (final), recorded with actor and reason; idempotent by p_idem_key. SX401 '
+  'unknown experiment, SX406 already final, SX005 key reused.';
 
 CREATE OR REPLACE FUNCTION shadow.rollback(p_experiment bigint, p_actor text, p_reason text, p_idem_key text,
   OUT event_id bigint, OUT experiment_id bigint, OUT kind text, OUT state text, OUT weight double precision,
   OUT actor text, OUT reason text, OUT created_at timestamptz, OUT replayed boolean)
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM shadow._act(p_experiment, 'rolled_back', p_actor, p_reason, p_idem_key) $$;
+COMMENT ON FUNCTION shadow.rollback(bigint, text, text, text) IS
+  'Roll the experiment back to the champion by hand (final), recorded with actor and reason; idempotent by '
+  'p_idem_key. SX401 unknown experiment, SX406 already final, SX005 key reused.';

@@ -27,6 +27,10 @@ BEGIN
   weight := e.weight; step_no := e.step_no; state := e.state;
 END
 $$;
+COMMENT ON FUNCTION shadow.assign(bigint, text) IS
+  'The arm (champion or challenger) of one unit id in an experiment: a deterministic bucket 0..9999 compared with '
+  'the canary weight. Returns arm, bucket, weight, step and state; SX401 unknown experiment, SX007 invalid unit '
+  'id.';
 
 -- Many units at once (one round trip for a batch of requests).
 CREATE OR REPLACE FUNCTION shadow.assign_many(p_experiment bigint, p_unit_ids text[])
@@ -49,3 +53,6 @@ BEGIN
    ORDER BY i;
 END
 $$;
+COMMENT ON FUNCTION shadow.assign_many(bigint, text[]) IS
+  'shadow.assign for many unit ids in one call. Returns one row per unit; SX401 unknown experiment, SX007 too '
+  'many or invalid unit ids.';

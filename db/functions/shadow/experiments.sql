@@ -112,6 +112,12 @@ BEGIN
   created_at := e.created_at;
 END
 $$;
+COMMENT ON FUNCTION shadow.create_experiment(
+  text, text, integer, integer, text, text, text, numeric[], bigint, interval, double precision,
+  double precision, double precision, double precision, integer, integer, text) IS
+  'Create a champion/challenger experiment on two versions of one rule: success metric, canary steps (percent), '
+  'guardrails. Idempotent by p_idem_key; creation starts the audit trail. SX402 unknown rule or version, SX405 '
+  'invalid configuration, SX005 key reused.';
 
 -- Folded observation counts of an experiment (all steps, or one step).
 CREATE OR REPLACE FUNCTION shadow._counts(p_experiment bigint, p_step int DEFAULT NULL)
@@ -180,6 +186,10 @@ BEGIN
   RETURN NEXT;
 END
 $$;
+COMMENT ON FUNCTION shadow.get_experiment(bigint) IS
+  'An experiment''s status: canary step and weight, configuration, folded counts and Beta posteriors, and the '
+  'job''s latest evaluation (P(challenger better), expected losses, intervals, decision, guardrails). SX401 '
+  'unknown experiment.';
 
 CREATE OR REPLACE FUNCTION shadow.list_experiments(p_after bigint DEFAULT NULL, p_limit int DEFAULT 100)
 RETURNS TABLE (experiment_id bigint, name text, rule_id text, state text, step_no int, weight double precision,
@@ -192,6 +202,8 @@ AS $$
    WHERE p_after IS NULL OR e.experiment_id > p_after
    ORDER BY e.experiment_id LIMIT least(greatest(coalesce(p_limit, 100), 1), 1000);
 $$;
+COMMENT ON FUNCTION shadow.list_experiments(bigint, integer) IS
+  'Experiments, keyset-paginated by experiment_id after p_after, at most p_limit.';
 
 -- The deployment audit trail of one experiment, oldest first (keyset by event_id).
 CREATE OR REPLACE FUNCTION shadow.list_events(p_experiment bigint, p_after bigint DEFAULT NULL,
@@ -211,3 +223,6 @@ BEGIN
    ORDER BY d.event_id LIMIT least(greatest(coalesce(p_limit, 100), 1), 1000);
 END
 $$;
+COMMENT ON FUNCTION shadow.list_events(bigint, bigint, integer) IS
+  'An experiment''s deployment audit trail (created, steps, pauses, promotion, rollback, with actor, reason and '
+  'evidence), oldest first, keyset by event_id after p_after. SX401 unknown experiment.';

@@ -61,4 +61,5 @@ END
 $$;
 
 SELECT ops._register_job('shieldx-shadow-evaluate', '* * * * *', 'SELECT shadow._job_evaluate()',
-  'Shadow evaluation: fold observations into Beta posteriors (exactly once), decide, move canaries, roll back on breach');
+  'Shadow evaluation: fold observations into Beta posteriors (exactly once), decide, move canaries, '
+  || 'roll back on breach');

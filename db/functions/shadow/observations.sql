@@ -83,6 +83,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT * FROM shadow._ingest(p_experiment, p_arms, p_success, p_error, p_latency_ms, p_unit_ids, p_idem_key);
 $$;
+COMMENT ON FUNCTION shadow.record_observation_arrays(
+  bigint, text[], boolean[], boolean[], double precision[], text, text[]) IS
+  'Record a batch of observations given as parallel arrays (arm, success, error, latency_ms, optional unit ids), '
+  'idempotent by p_idem_key: the bulk path. Returns the batch; SX403 malformed batch, SX404 too many items, SX401 '
+  'unknown experiment, SX005 key reused. Nothing is stored on error.';
 
 -- A JSON array of {"arm", "success", "error" (default false), "latency_ms", "unit_id" (optional)}.
 CREATE OR REPLACE FUNCTION shadow.record_observations(
@@ -139,3 +144,7 @@ BEGIN
   created_at := r.created_at; replayed := r.replayed;
 END
 $$;
+COMMENT ON FUNCTION shadow.record_observations(bigint, jsonb, text) IS
+  'Record a batch of observations given as a JSON array of {arm, success, error, latency_ms, unit_id}, idempotent '
+  'by p_idem_key. Returns the batch; SX403 malformed batch, SX404 too many items, SX401 unknown experiment, SX005 '
+  'key reused. Nothing is stored on error.';

@@ -6,8 +6,8 @@ RETURNS text
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $py$
-plpy.execute("SELECT shadow._stats_load()")
-S = GD["shadow_stats"]
+plpy.execute("SELECT ops._py_load('shadow.stats')")
+S = GD["shadow.stats"]
 import json
 plan = GD.get("shadow_svg_plan")
 if plan is None:
@@ -38,3 +38,5 @@ else:
 title = f"{r['name']}: {r['state']}, challenger at {r['weight']}% ({when})"
 return S.render_svg(title, arms, p_better)
 $py$;
+COMMENT ON FUNCTION shadow.posterior_svg(bigint) IS
+  'An SVG picture of both arms'' posterior densities with their 95% credible intervals. SX401 unknown experiment.';

@@ -11,8 +11,8 @@ RETURNS jsonb
 LANGUAGE plpython3u
 AS $py$
 import json
-plpy.execute("SELECT shadow._stats_load()")
-S = GD["shadow_stats"]
+plpy.execute("SELECT ops._py_load('shadow.stats')")
+S = GD["shadow.stats"]
 return json.dumps(S.summary(n_a, s_a, n_b, s_b))
 $py$;
 
@@ -25,12 +25,16 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $py$
-plpy.execute("SELECT shadow._stats_load()")
-S = GD["shadow_stats"]
+plpy.execute("SELECT ops._py_load('shadow.stats')")
+S = GD["shadow.stats"]
 if min(champion_alpha, champion_beta, challenger_alpha, challenger_beta) <= 0:
     plpy.error("Beta parameters must be positive", sqlstate="SX007")
 return S.prob_greater(champion_alpha, champion_beta, challenger_alpha, challenger_beta)
 $py$;
+COMMENT ON FUNCTION shadow.prob_challenger_better(
+  double precision, double precision, double precision, double precision) IS
+  'P(challenger > champion) for two Beta posteriors (exact sum for moderate parameters, quadrature beyond). SX007 '
+  'when a parameter is not positive.';
 
 -- E[max(champion - challenger, 0)]: the expected loss of choosing the challenger.
 CREATE OR REPLACE FUNCTION shadow.expected_loss_of_challenger(
@@ -40,9 +44,13 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $py$
-plpy.execute("SELECT shadow._stats_load()")
-S = GD["shadow_stats"]
+plpy.execute("SELECT ops._py_load('shadow.stats')")
+S = GD["shadow.stats"]
 if min(champion_alpha, champion_beta, challenger_alpha, challenger_beta) <= 0:
     plpy.error("Beta parameters must be positive", sqlstate="SX007")
 return S.expected_loss(champion_alpha, champion_beta, challenger_alpha, challenger_beta)
 $py$;
+COMMENT ON FUNCTION shadow.expected_loss_of_challenger(
+  double precision, double precision, double precision, double precision) IS
+  'E[max(champion - challenger, 0)] for two Beta posteriors: the expected loss of choosing the challenger. SX007 '
+  'when a parameter is not positive.';

@@ -29,6 +29,9 @@ BEGIN
   rule_id := r.rule_id; name := r.name; created_at := r.created_at;
 END
 $$;
+COMMENT ON FUNCTION shadow.create_rule(text, text) IS
+  'Create a rule, idempotent by its id. Returns the rule (replayed on a repeat); SX007 invalid id or name, SX011 '
+  'id taken with another name.';
 
 CREATE OR REPLACE FUNCTION shadow.add_rule_version(
   p_rule_id text, p_definition jsonb, p_idem_key text,
@@ -66,6 +69,9 @@ BEGIN
   rule_id := v.rule_id; version := v.version; definition := v.definition; created_at := v.created_at;
 END
 $$;
+COMMENT ON FUNCTION shadow.add_rule_version(text, jsonb, text) IS
+  'Add the next immutable version (1, 2, ...) of a rule with its JSON definition, idempotent by p_idem_key. '
+  'Returns the version; SX402 unknown rule, SX007 invalid definition, SX005 key reused with another definition.';
 
 CREATE OR REPLACE FUNCTION shadow.list_rule_versions(p_rule_id text)
 RETURNS TABLE (rule_id text, version int, definition jsonb, created_at timestamptz)
@@ -75,3 +81,5 @@ AS $$
   SELECT v.rule_id, v.version, v.definition, v.created_at FROM shadow.rule_versions v
    WHERE v.rule_id = p_rule_id ORDER BY v.version;
 $$;
+COMMENT ON FUNCTION shadow.list_rule_versions(text) IS
+  'A rule''s versions with their definitions, in order.';

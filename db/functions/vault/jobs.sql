@@ -4,7 +4,8 @@
 SELECT ops._register_job('shieldx-audit-checkpoint', '*/15 * * * *', 'SELECT * FROM audit.checkpoint(''periodic'')',
   'Sign a Merkle root over every audit chain head');
 SELECT ops._register_job('shieldx-audit-prune-heads', '*/10 * * * *', 'SELECT * FROM audit.prune_checkpoint_heads()',
-  'Remove the chain heads of audit checkpoints older than shieldx.audit_checkpoint_keep (default 1 day), never the last''s');
+  'Remove the chain heads of audit checkpoints older than shieldx.audit_checkpoint_keep (default 1 day), '
+  || 'never the last''s');
 SELECT ops._register_job('shieldx-audit-retention', '17 3 * * *', 'SELECT * FROM audit.cleanup_old_transactions(400)',
   'Archive journal and audit entries older than 400 days behind a signed checkpoint');
 SELECT ops._register_job('shieldx-vault-reencrypt', '*/10 * * * *',

@@ -44,6 +44,10 @@ BEGIN
   PERFORM vault._use_current_key(p_purpose);
 END
 $$;
+COMMENT ON FUNCTION vault.rotate_key(text) IS
+  'Make a new key file current for a purpose (''payment'', ''audit'' or ''subject''); earlier values stay '
+  'readable with the previous key until vault.reencrypt moves them. Returns the new and previous key ids; SX007 '
+  'invalid purpose, SX202 keyring unavailable.';
 
 -- Job: re-encrypt payment values still under a non-current key, a batch at a
 -- time (safe to run twice or to die midway: each row moves atomically).
@@ -70,6 +74,9 @@ BEGIN
   RETURN n;
 END
 $$;
+COMMENT ON FUNCTION vault.reencrypt(integer) IS
+  'Job: re-encrypt up to p_batch payment values still under a non-current key. Returns how many moved; safe to '
+  'rerun.';
 
 -- Job: destroy payment keys that are no longer current and that no value uses.
 CREATE OR REPLACE FUNCTION vault.retire_unused_keys()
@@ -92,3 +99,6 @@ BEGIN
   END LOOP;
 END
 $$;
+COMMENT ON FUNCTION vault.retire_unused_keys() IS
+  'Job: destroy payment key files that are no longer current and that no stored value uses. Returns the key ids '
+  'destroyed.';

@@ -101,6 +101,10 @@ BEGIN
           privacy._encrypt(p_subject, p_user_agent, vault._aad('pii', p_tenant, p_account, g.entry_id, 'user_agent')));
 END
 $$;
+COMMENT ON FUNCTION vault.top_up(text, bigint, bigint, text, text, text, text, text, text, text) IS
+  'Grant credits paid by card: the card number, expiry and holder are stored encrypted (AES-256-GCM, bound to '
+  'their row), the IP masked; idempotent by p_idem_key. Returns the entry with the masked card; SX201 invalid '
+  'card, SX003 invalid amount, SX202 key unavailable, SX005 key reused.';
 
 -- A payment as anyone may see it: masked card, masked IP; the holder's name
 -- only while the subject's key exists ('[erased]' after erasure).
@@ -125,6 +129,9 @@ BEGIN
                                '[erased]') END;
 END
 $$;
+COMMENT ON FUNCTION vault.get_payment(text, bigint) IS
+  'A card payment as anyone may see it: masked card, masked IP, and the holder''s name while the subject''s key '
+  'exists (''[erased]'' after erasure). SX204 unknown payment.';
 
 -- The full card data, for the owner only (settlement, tests): private.
 CREATE OR REPLACE FUNCTION vault._reveal(p_entry bigint, OUT pan text, OUT expiry text)

@@ -24,12 +24,12 @@ class Hold(msgspec.Struct):
     replayed: bool
 
 
-class CommitIn(msgspec.Struct, forbid_unknown_fields=True):
+class CommitHoldIn(msgspec.Struct, forbid_unknown_fields=True):
     amount: int | None = None  # None: the whole hold
     reason: str | None = None
 
 
-class Capture(msgspec.Struct):
+class HoldCommitted(msgspec.Struct):
     hold_id: int
     account_id: int
     amount: int
@@ -42,7 +42,7 @@ class Capture(msgspec.Struct):
     replayed: bool
 
 
-class Void(msgspec.Struct):
+class HoldAborted(msgspec.Struct):
     hold_id: int
     account_id: int
     amount: int

@@ -1,4 +1,4 @@
-"""Request and response bodies of the key administration routes."""
+"""Bodies of the key administration routes (auth.*)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class KeyPage(msgspec.Struct):
     next_after: str | None
 
 
-class RotateIn(msgspec.Struct, forbid_unknown_fields=True):
+class RotateKeyIn(msgspec.Struct, forbid_unknown_fields=True):
     # Seconds the old key keeps working, so clients can switch over.
     grace_s: int = 0
 

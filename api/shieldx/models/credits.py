@@ -1,4 +1,4 @@
-"""Request and response bodies (msgspec structs)."""
+"""Bodies of the credits ledger routes (credits.*): tenants, accounts, movements, the journal."""
 
 from __future__ import annotations
 
@@ -58,11 +58,11 @@ class AccountPage(msgspec.Struct):
     next_after: int | None
 
 
-class StatusIn(msgspec.Struct, forbid_unknown_fields=True):
+class AccountStatusIn(msgspec.Struct, forbid_unknown_fields=True):
     status: str
 
 
-class StatusChange(msgspec.Struct):
+class AccountStatusChange(msgspec.Struct):
     account_id: int
     status: str
     changed: bool
@@ -117,12 +117,3 @@ class Entry(msgspec.Struct):
 class EntryPage(msgspec.Struct):
     items: list[Entry]
     next_before: int | None
-
-
-class Problem(msgspec.Struct):
-    """RFC 9457 problem details; extra members carry the error's facts."""
-
-    type: str
-    title: str
-    status: int
-    detail: str

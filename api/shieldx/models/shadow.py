@@ -127,8 +127,9 @@ class ExperimentStatus(msgspec.Struct):
             )
             for side in ("champion", "challenger")
         }
-        fields = {k: r[k] for k in cls.__struct_fields__ if k in r}
-        return cls(**fields, **arms)
+        values: dict[str, Any] = {k: r[k] for k in cls.__struct_fields__ if k in r}
+        values.update(arms)
+        return cls(**values)
 
 
 class ObservationIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -143,7 +144,7 @@ class ObservationBatchIn(msgspec.Struct, forbid_unknown_fields=True):
     observations: list[ObservationIn]
 
 
-class BatchAccepted(msgspec.Struct):
+class ObservationsRecorded(msgspec.Struct):
     batch_id: int
     experiment_id: int
     accepted: int

@@ -1,0 +1,144 @@
+"""The OpenAPI document and the /docs page.
+
+`config()` configures the document (served at /docs/openapi.json) and its
+Swagger UI page at /docs (also /docs/swagger). The page loads its scripts and
+styles from /docs/assets, which serves the Swagger UI files shipped by the
+installed `litestar-offline-docs` package: /docs needs no network access.
+
+`document(app)` adds what Litestar cannot see from the handlers: the bearer
+key scheme (the app-wide guard, shieldx/auth.py) and the problem+json answers
+of the guard and the error handlers (shieldx/errors.py) on every operation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from litestar import Router
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Reference,
+    Schema,
+    SecurityScheme,
+)
+from litestar.static_files import create_static_files_router
+
+from .auth import PUBLIC_PREFIXES
+from .errors import PROBLEM
+
+DOCS = "/docs"
+ASSETS = f"{DOCS}/assets"
+ASSET_PACKAGE = "litestar_offline_docs"
+
+
+def assets_dir() -> Path:
+    """The Swagger UI files of the installed asset package (found without importing it)."""
+    spec = importlib.util.find_spec(ASSET_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the package {ASSET_PACKAGE} (Swagger UI assets for /docs) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
+def assets_router() -> Router:
+    """GET /docs/assets/<file>: the page's scripts and styles (public, like the rest of /docs)."""
+    return create_static_files_router(path=ASSETS, directories=[assets_dir()], name="docs-assets", opt={"public": True})
+
+
+def config() -> OpenAPIConfig:
+    swagger = SwaggerRenderPlugin(
+        js_url=f"{ASSETS}/swagger-ui-bundle.js",
+        css_url=f"{ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{ASSETS}/swagger-ui-standalone-preset.js",
+        path=["/", "/swagger"],
+        favicon="",  # the default one is fetched from a CDN
+    )
+    return OpenAPIConfig(title="ShieldX Credits & Shadow", version="1.0.0", path=DOCS, render_plugins=[swagger])
+
+
+# --- what the guard and the error handlers may answer ------------------------
+PROBLEM_FIELDS: dict[str, OpenAPIType] = {
+    "type": OpenAPIType.STRING,
+    "title": OpenAPIType.STRING,
+    "status": OpenAPIType.INTEGER,
+    "detail": OpenAPIType.STRING,
+    "sqlstate": OpenAPIType.STRING,
+    "facts": OpenAPIType.OBJECT,
+    "errors": OpenAPIType.ARRAY,
+    "help": OpenAPIType.STRING,
+}
+PROBLEM_REQUIRED = ["type", "title", "status", "detail"]
+# What each status means here; the titles of the named errors are in ops.error_catalog.
+ERRORS = {
+    "400": "Malformed request",
+    "401": "No valid API key (the body's `help` says how to get one)",
+    "403": "The API key lacks a required role",
+    "404": "Unknown tenant, account or key (another tenant's ids are unknown too)",
+    "405": "Method not allowed",
+    "409": "Conflict with the current state (funds, status, idempotency key)",
+    "413": "Request body or batch too large",
+    "422": "Invalid argument",
+    "429": "Rate limit exceeded (see Retry-After)",
+    "503": "Database unavailable or circuit open (see Retry-After)",
+}
+PUBLIC_ERRORS = ("400", "405", "413", "422", "503")
+
+
+def document(app: Any) -> None:
+    """Add the bearer scheme, and problem+json answers to every operation."""
+    openapi = app.openapi_schema
+    components = openapi.components or Components()
+    components.security_schemes = {
+        **(components.security_schemes or {}),
+        "ApiKey": SecurityScheme(
+            type="http",
+            scheme="bearer",
+            description="Authorization: Bearer sx_<key_id>_<secret> (or the X-API-Key header)",
+        ),
+    }
+    components.schemas = {
+        **(components.schemas or {}),
+        "Problem": Schema(
+            type=OpenAPIType.OBJECT,
+            required=PROBLEM_REQUIRED,
+            description="RFC 9457 problem details",
+            properties={name: Schema(type=kind) for name, kind in PROBLEM_FIELDS.items()},
+        ),
+    }
+    openapi.components = components
+    problem_schema = Reference(ref="#/components/schemas/Problem")
+    retry: dict[str, OpenAPIHeader | Reference] = {
+        "Retry-After": OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING), description="seconds")
+    }
+    public_ops = {
+        (route.path_format, method.lower())
+        for route in app.routes
+        for handler in getattr(route, "route_handlers", ())
+        if handler.opt.get("public")
+        for method in getattr(handler, "http_methods", ())
+    }
+    for path, item in (openapi.paths or {}).items():
+        for method in ("get", "put", "post", "delete", "patch"):
+            op = getattr(item, method, None)
+            if op is None:
+                continue
+            public = path.startswith(PUBLIC_PREFIXES) or (path, method) in public_ops
+            op.responses = dict(op.responses or {})
+            for code, text in ERRORS.items():
+                # Litestar's own 400 entry describes a body we never send (errors.py answers problem+json).
+                if (public and code not in PUBLIC_ERRORS) or (code in op.responses and code != "400"):
+                    continue
+                op.responses[code] = OpenAPIResponse(
+                    description=text,
+                    content={PROBLEM: OpenAPIMediaType(schema=problem_schema)},
+                    headers=retry if code in ("429", "503") else None,
+                )
+            if not public:
+                op.security = [{"ApiKey": []}]

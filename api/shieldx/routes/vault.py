@@ -1,0 +1,68 @@
+"""Card top-ups and card payments: thin wrappers over the vault.* SQL functions.
+
+Card data is encrypted in the database and answered masked; the routes follow
+tenant roles.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from litestar import Controller, Request, Response, get, post
+
+from ..auth import READERS
+from ..models.vault import CardTopUp, CardTopUpIn, Payment
+from .params import DB, IdempotencyKey, created, replayed
+
+
+def _ip(host: str | None) -> str | None:
+    """The caller's address, when it is one (a test client or a socket path is not)."""
+    try:
+        return str(ipaddress.ip_address(host)) if host else None
+    except ValueError:
+        return None
+
+
+class PaymentsController(Controller):
+    path = "/v1/tenants/{tenant_id:str}"
+    tags = ["payments"]
+
+    @post(
+        "/accounts/{account_id:int}/card-top-ups",
+        summary="Top up by card (card data encrypted, masked)",
+        opt={"roles": ["billing", "admin"]},
+        responses=replayed(CardTopUp),
+    )
+    async def top_up(
+        self,
+        tenant_id: str,
+        account_id: int,
+        data: CardTopUpIn,
+        db: DB,
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CardTopUp]:
+        ip = _ip(request.client.host if request.client else None)
+        row = await db.one(
+            "SELECT * FROM vault.top_up(%s, %s::bigint, %s::bigint, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                tenant_id,
+                account_id,
+                data.amount,
+                idempotency_key,
+                data.card_number,
+                data.expiry,
+                data.holder,
+                data.subject,
+                ip if data.subject else None,
+                request.headers.get("user-agent") if data.subject else None,
+            ),
+        )
+        return created(CardTopUp, row)
+
+    @get("/payments/{entry_id:int}", summary="A card payment, masked", opt={"roles": READERS})
+    async def get_payment(self, tenant_id: str, entry_id: int, db: DB) -> Payment:
+        return Payment(**await db.one("SELECT * FROM vault.get_payment(%s, %s::bigint)", (tenant_id, entry_id)))
+
+
+ROUTES = [PaymentsController]

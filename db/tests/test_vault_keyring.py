@@ -1,0 +1,118 @@
+"""The vault's keyring module (db/functions/vault/keyring.py) in plain Python:
+the same text PL/Python runs, on a key directory of the test's own."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import stat
+
+import pytest
+
+from shieldx.paths import FUNCTIONS_DIR
+
+spec = importlib.util.spec_from_file_location("vault_keyring", FUNCTIONS_DIR / "vault" / "keyring.py")
+assert spec and spec.loader
+K = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(K)
+
+
+class NamedError(Exception):
+    """What plpy.error raises in PostgreSQL, with the same arguments."""
+
+    def __init__(self, message, detail=None, hint=None, sqlstate=None):
+        super().__init__(message)
+        self.detail, self.hint, self.sqlstate = detail, hint, sqlstate
+
+
+def raise_named(message, detail=None, hint=None, sqlstate=None):
+    raise NamedError(message, detail, hint, sqlstate)
+
+
+@pytest.fixture
+def ring(tmp_path):
+    return K.Keyring(lambda: str(tmp_path), raise_named)
+
+
+def test_a_new_key_becomes_current_and_is_private(ring, tmp_path):
+    first = ring.new_key("card")
+    second = ring.new_key("card")
+    assert first != second
+    assert ring.current("card") == second
+    path = tmp_path / "card" / f"{second}.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "card").stat().st_mode) == 0o700
+    assert len(bytes.fromhex(path.read_text())) == K.KEY_BYTES
+
+
+def test_ciphertexts_round_trip_name_their_key_and_use_fresh_nonces(ring):
+    key_id = ring.new_key("card")
+    a = ring.encrypt("card", b"4111111111111111", b"row 1")
+    b = ring.encrypt("card", b"4111111111111111", b"row 1")
+    assert a != b
+    assert a[0] == K.FORMAT
+    assert K.key_id_of(a) == ring.key_id_of(a) == key_id
+    assert ring.decrypt("card", a, b"row 1") == b"4111111111111111"
+
+
+def test_a_ciphertext_moved_to_another_row_or_altered_is_refused(ring):
+    ring.new_key("card")
+    blob = ring.encrypt("card", b"secret", b"row 1")
+    with pytest.raises(NamedError) as moved:
+        ring.decrypt("card", blob, b"row 2")
+    assert moved.value.sqlstate == K.DECRYPTION_FAILED
+    altered = blob[:-1] + bytes([blob[-1] ^ 1])
+    with pytest.raises(NamedError):
+        ring.decrypt("card", altered, b"row 1")
+    with pytest.raises(NamedError) as unknown:
+        ring.decrypt("card", b"\x02" + blob[1:], b"row 1")
+    assert str(unknown.value) == "unknown ciphertext format"
+    assert K.key_id_of(b"\x02abc") is None
+
+
+def test_old_keys_stay_readable_until_destroyed(ring):
+    old = ring.new_key("card")
+    blob = ring.encrypt("card", b"x", b"aad")
+    ring.new_key("card")
+    assert ring.decrypt("card", blob, b"aad") == b"x"
+    ring.destroy("card", old)
+    ring.destroy("card", old)  # idempotent
+    with pytest.raises(NamedError) as gone:
+        ring.decrypt("card", blob, b"aad")
+    assert gone.value.sqlstate == K.KEY_UNAVAILABLE
+    assert f'"key_id": "{old}"' in gone.value.detail
+
+
+def test_missing_or_short_keys_are_named_errors(ring, tmp_path):
+    with pytest.raises(NamedError) as none:
+        ring.current("audit")
+    assert none.value.sqlstate == K.KEY_UNAVAILABLE
+    (tmp_path / "audit").mkdir()
+    (tmp_path / "audit" / "kshort.key").write_text("00" * 16)
+    with pytest.raises(NamedError, match="not 256 bits"):
+        ring.key("audit", "kshort")
+
+
+def test_a_raw_key_encrypts_without_a_key_file(ring):
+    raw = os.urandom(K.KEY_BYTES)
+    blob = ring.encrypt(None, b"subject data", b"aad", key_id="", raw=raw)
+    assert K.key_id_of(blob) == ""
+    assert ring.decrypt(None, blob, b"aad", raw=raw) == b"subject data"
+
+
+def test_hmac_is_sha256_under_the_named_key(ring):
+    import hashlib
+    import hmac
+
+    key_id = ring.new_key("audit")
+    assert ring.hmac("audit", key_id, b"m") == hmac.new(ring.key("audit", key_id), b"m", hashlib.sha256).digest()
+
+
+def test_the_key_dir_comes_from_the_database_setting_else_the_config_files(tmp_path):
+    assert K.key_dir(lambda sql: [{"cfg": "shieldx.key_dir=/srv/keys"}]) == "/srv/keys"
+    (tmp_path / "postgresql.conf").write_text("shieldx.key_dir = '/a'  # comment\n")
+    (tmp_path / "postgresql.auto.conf").write_text("shieldx.key_dir = '/b'\n")
+    assert K.key_dir_from_config(str(tmp_path)) == "/b"  # ALTER SYSTEM's file wins
+    (tmp_path / "postgresql.auto.conf").write_text("# shieldx.key_dir = '/c'\n")
+    assert K.key_dir_from_config(str(tmp_path)) == "/a"
+    assert K.key_dir_from_config(str(tmp_path / "missing")) is None
