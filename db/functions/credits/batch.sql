@@ -31,51 +31,53 @@
 -- only with the same arguments: the later items answer as replays of the
 -- first applied one. The same key with other arguments is SX120, nothing applied.
 
--- What is wrong with the shape of one item (NULL when nothing): an object
--- with a known operation, only that operation's fields, each of its JSON type,
--- and no tenant but the batch's.
-CREATE OR REPLACE FUNCTION credits._batch_item_shape(j jsonb, p_tenant text)
-RETURNS text
-LANGUAGE plpgsql IMMUTABLE
+-- The first item of a batch whose shape is wrong, and what is wrong with it:
+-- each item must be an object with a known operation, only that operation's
+-- fields, each of its JSON type, and no tenant but the batch's. One query
+-- over all items.
+CREATE OR REPLACE FUNCTION credits._batch_shape_problem(p_items jsonb, p_tenant text)
+RETURNS TABLE (item bigint, problem text)
+LANGUAGE sql STABLE
 AS $$
-DECLARE
-  v_allowed text[];
-  v_bad     text;
-BEGIN
-  IF jsonb_typeof(j) IS DISTINCT FROM 'object' THEN
-    RETURN 'an item must be a JSON object';
-  END IF;
-  v_allowed := CASE j ->> 'op'
-    WHEN 'consume'  THEN '{account_id,amount,idempotency_key,reason}'
-    WHEN 'grant'    THEN '{account_id,amount,idempotency_key,reason}'
-    WHEN 'transfer' THEN '{from_account,to_account,amount,idempotency_key,reason}'
-    WHEN 'reserve'  THEN '{account_id,amount,idempotency_key,ttl_seconds,reason}'
-    WHEN 'commit'   THEN '{hold_id,amount,reason}'
-    WHEN 'abort'    THEN '{hold_id}'
-  END::text[];
-  IF v_allowed IS NULL THEN
-    RETURN format('unknown operation %s (expected consume, grant, transfer, reserve, commit or abort)',
-                  coalesce((j -> 'op')::text, 'NULL'));
-  END IF;
-  SELECT string_agg(k, ', ' ORDER BY k) INTO v_bad FROM jsonb_object_keys(j) k
-   WHERE k <> ALL (v_allowed || '{op,tenant_id}'::text[]);
-  IF v_bad IS NOT NULL THEN
-    RETURN format('unknown field(s) for %s: %s', j ->> 'op', v_bad);
-  END IF;
-  SELECT string_agg(k, ', ' ORDER BY k) INTO v_bad FROM jsonb_each(j) f(k, v)
-   WHERE jsonb_typeof(v) <> 'null'
-     AND CASE WHEN k IN ('idempotency_key', 'reason', 'tenant_id', 'op') THEN jsonb_typeof(v) <> 'string'
-              ELSE jsonb_typeof(v) <> 'number' OR v::text::numeric <> trunc(v::text::numeric)
-                   OR abs(v::text::numeric) > 9223372036854775807 END;
-  IF v_bad IS NOT NULL THEN
-    RETURN format('field(s) of the wrong type: %s (ids, amounts and ttl_seconds are integers; keys and reasons strings)',
-                  v_bad);
-  END IF;
-  IF j ->> 'tenant_id' IS DISTINCT FROM p_tenant AND j ? 'tenant_id' THEN
-    RETURN format('item names tenant %s; a batch belongs to one tenant (%s)', j ->> 'tenant_id', p_tenant);
-  END IF;
-  RETURN NULL;
-END
+  SELECT t.i - 1,
+         CASE WHEN pg_catalog.jsonb_typeof(t.j) <> 'object' THEN 'an item must be a JSON object'
+              WHEN o.allowed IS NULL THEN
+                pg_catalog.format('unknown operation %s (expected consume, grant, transfer, reserve, commit or abort)',
+                                  coalesce((t.j -> 'op')::text, 'NULL'))
+              WHEN f.unknown IS NOT NULL THEN pg_catalog.format('unknown field(s) for %s: %s', t.j ->> 'op', f.unknown)
+              WHEN f.mistyped IS NOT NULL THEN
+                pg_catalog.format('field(s) of the wrong type: %s (ids, amounts and ttl_seconds are integers; '
+                                  'keys and reasons strings)', f.mistyped)
+              ELSE pg_catalog.format('item names tenant %s; a batch belongs to one tenant (%s)',
+                                     t.j ->> 'tenant_id', p_tenant)
+         END
+    FROM pg_catalog.jsonb_array_elements(p_items) WITH ORDINALITY AS t (j, i)
+    CROSS JOIN LATERAL (
+      SELECT CASE t.j ->> 'op'
+               WHEN 'consume' THEN '{op,tenant_id,account_id,amount,idempotency_key,reason}'
+               WHEN 'grant' THEN '{op,tenant_id,account_id,amount,idempotency_key,reason}'
+               WHEN 'transfer' THEN '{op,tenant_id,from_account,to_account,amount,idempotency_key,reason}'
+               WHEN 'reserve' THEN '{op,tenant_id,account_id,amount,idempotency_key,ttl_seconds,reason}'
+               WHEN 'commit' THEN '{op,tenant_id,hold_id,amount,reason}'
+               WHEN 'abort' THEN '{op,tenant_id,hold_id}'
+             END::text [] AS allowed
+    ) AS o
+    LEFT JOIN LATERAL (
+      SELECT pg_catalog.string_agg(e.k, ', ' ORDER BY e.k) FILTER (WHERE e.k <> ALL(o.allowed)) AS unknown,
+             pg_catalog.string_agg(e.k, ', ' ORDER BY e.k) FILTER (
+               WHERE pg_catalog.jsonb_typeof(e.v) <> 'null'
+                 AND CASE WHEN e.k IN ('idempotency_key', 'reason', 'tenant_id', 'op')
+                            THEN pg_catalog.jsonb_typeof(e.v) <> 'string'
+                          ELSE pg_catalog.jsonb_typeof(e.v) <> 'number'
+                            OR e.v::text::numeric <> pg_catalog.trunc(e.v::text::numeric)
+                            OR abs(e.v::text::numeric) > 9223372036854775807
+                     END) AS mistyped
+        FROM pg_catalog.jsonb_each(CASE WHEN pg_catalog.jsonb_typeof(t.j) = 'object' THEN t.j END) AS e (k, v)
+    ) AS f ON true
+   WHERE pg_catalog.jsonb_typeof(t.j) <> 'object' OR o.allowed IS NULL OR f.unknown IS NOT NULL
+      OR f.mistyped IS NOT NULL OR (t.j ? 'tenant_id' AND t.j ->> 'tenant_id' IS DISTINCT FROM p_tenant)
+   ORDER BY t.i
+   LIMIT 1
 $$;
 
 CREATE OR REPLACE FUNCTION credits.apply_batch(p_tenant text, p_items jsonb, p_atomic boolean DEFAULT true)
@@ -136,13 +138,10 @@ BEGIN
                       jsonb_build_object('items', n, 'max_items', 1000));
   END IF;
   PERFORM credits._require_tenant(p_tenant);
-  SELECT t.i, s.problem INTO v_bad
-    FROM jsonb_array_elements(p_items) WITH ORDINALITY t(j, i)
-    CROSS JOIN LATERAL (SELECT credits._batch_item_shape(t.j, p_tenant) AS problem) s
-   WHERE s.problem IS NOT NULL ORDER BY t.i LIMIT 1;
+  SELECT * INTO v_bad FROM credits._batch_shape_problem(p_items, p_tenant);
   IF FOUND THEN
-    PERFORM ops._fail('SX120', format('item %s: %s', v_bad.i - 1, v_bad.problem),
-                      jsonb_build_object('item', v_bad.i - 1, 'problem', v_bad.problem));
+    PERFORM ops._fail('SX120', format('item %s: %s', v_bad.item, v_bad.problem),
+                      jsonb_build_object('item', v_bad.item, 'problem', v_bad.problem));
   END IF;
 
   -- 2. Typed arguments, and which item first used each key (for commit and
