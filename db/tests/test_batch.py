@@ -125,9 +125,52 @@ item_strategy = st.fixed_dictionaries(
 )
 
 
+consume_strategy = st.fixed_dictionaries(
+    {
+        "op": st.just("consume"),
+        "a": st.integers(0, 3),
+        "b": st.just(0),
+        "amount": st.integers(1, 60),
+        "reason": st.one_of(st.none(), st.just("r")),
+        "repeat": st.just(1),  # no repeated keys: the set-based path applies
+    }
+)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(item_strategy, min_size=1, max_size=25))
 def test_a_batch_equals_its_items_applied_one_by_one(db, spec):
+    check_batch_equals_singles(db, spec)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(consume_strategy, min_size=2, max_size=25))
+def test_a_batch_of_consumes_equals_them_one_by_one(db, spec):
+    """The set-based path of consume batches: accounts that cover all their items at once, others item by item."""
+    check_batch_equals_singles(db, spec)
+
+
+def test_consumes_of_accounts_that_cover_them_take_one_update_per_account(db, connect):
+    a, b = setup_accounts(db, grant=100)
+
+    def updates_of(items: list[dict[str, Any]]) -> tuple[list[str], int]:
+        conn = connect()  # a new session: its pending table statistics are this transaction's alone
+        with conn.transaction():
+            got = batch(conn, "acme", items, atomic=False)
+            n = conn.execute(
+                "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relid = 'credits.accounts'::regclass"
+            ).fetchone()["n_tup_upd"]
+        return [r["status"] for r in got], n
+
+    assert updates_of([consume(a if k % 2 else b, 5, f"u{k}") for k in range(10)]) == (["applied"] * 10, 2)
+    # a cannot cover both of its items: they go one by one (one applied, one refused); b's at once.
+    assert updates_of([consume(a, 60, "v1"), consume(a, 60, "v2"), consume(b, 5, "v3")]) == (
+        ["applied", "refused", "applied"],
+        2,
+    )
+
+
+def check_batch_equals_singles(db, spec):
     one, one_ids = tenant_with_accounts(db, 3, 100)
     many, many_ids = tenant_with_accounts(db, 3, 100)
     _, (foreign,) = tenant_with_accounts(db, 1, 100)

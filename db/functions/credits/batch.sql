@@ -127,6 +127,12 @@ DECLARE
   v_bad     record;
   v_written int := 0;
   v_res     jsonb;
+  v_todo    int[];
+  f_item    int[];
+  i_item    int[];
+  i_leg     smallint[];
+  i_entry   bigint[];
+  i_at      timestamptz[];
 BEGIN
   -- 1. The batch's shape: nothing is applied unless every item is well formed.
   IF p_items IS NULL OR jsonb_typeof(p_items) <> 'array' THEN
@@ -200,8 +206,52 @@ BEGIN
   r_result := array_fill(NULL::jsonb, ARRAY[n]);
   r_problem := array_fill(NULL::jsonb, ARRAY[n]);
 
-  -- 5. The items, in order.
-  FOR i IN 1 .. n LOOP
+  -- 5. The common case at once: a batch of consumes only, each well formed,
+  -- new and of its own key. One guarded UPDATE per account for the sum of its
+  -- items (an account that has enough for the sum has enough for every
+  -- prefix of it, in item order), with each item's balance and seq from a
+  -- running sum. The items of accounts it does not match (unknown, not open,
+  -- not enough for the sum, expired holds to release) go one by one below,
+  -- in order; accounts are independent, so the outcome is the same.
+  v_todo := ARRAY(SELECT g FROM generate_series(1, n) AS g);
+  IF n > 1 AND 'consume' = ALL (v_op) AND NOT (true = ANY (v_known))
+     AND NOT EXISTS (SELECT 1 FROM unnest(v_first) WITH ORDINALITY AS f (first_i, i) WHERE f.first_i <> f.i)
+     AND NOT EXISTS (SELECT 1 FROM unnest(v_amount, v_key, v_reason) AS u (amount, key, reason)
+                      WHERE credits._movement_problem(u.amount, u.key, u.reason) IS NOT NULL) THEN
+    WITH u AS (SELECT x.i::int AS i, x.acct, x.amount
+                 FROM unnest(v_acct, v_amount) WITH ORDINALITY AS x (acct, amount, i)),
+    g AS (SELECT u.acct, sum(u.amount)::bigint AS total, count(*) AS cnt FROM u GROUP BY u.acct),
+    upd AS (
+      UPDATE credits.accounts AS a SET balance = a.balance - g.total, entry_seq = a.entry_seq + g.cnt
+        FROM g
+       WHERE a.account_id = g.acct AND a.tenant_id = p_tenant AND a.status = 'open'
+         AND a.balance - a.held >= g.total
+      RETURNING a.account_id, a.balance + g.total AS start_balance, a.entry_seq - g.cnt AS start_seq),
+    r AS (SELECT u.i, u.acct, u.amount, (upd.start_balance - sum(u.amount) OVER w)::bigint AS bal,
+                 upd.start_seq + row_number() OVER w AS seq
+            FROM u INNER JOIN upd ON upd.account_id = u.acct
+          WINDOW w AS (PARTITION BY u.acct ORDER BY u.i))
+    SELECT coalesce(array_agg(r.i ORDER BY r.i), '{}'),
+           e_item || coalesce(array_agg(r.i ORDER BY r.i), '{}'),
+           e_account || coalesce(array_agg(r.acct ORDER BY r.i), '{}'),
+           e_seq || coalesce(array_agg(r.seq ORDER BY r.i), '{}'),
+           e_kind || coalesce(array_agg('consume'::text ORDER BY r.i), '{}'),
+           e_amount || coalesce(array_agg(-r.amount ORDER BY r.i), '{}'),
+           e_balance || coalesce(array_agg(r.bal ORDER BY r.i), '{}'),
+           e_reason || coalesce(array_agg(v_reason[r.i] ORDER BY r.i), '{}'),
+           e_key || coalesce(array_agg(v_key[r.i] ORDER BY r.i), '{}'),
+           e_leg || coalesce(array_agg(0::smallint ORDER BY r.i), '{}'),
+           e_cp || coalesce(array_agg(NULL::bigint ORDER BY r.i), '{}')
+      INTO f_item, e_item, e_account, e_seq, e_kind, e_amount, e_balance, e_reason, e_key, e_leg, e_cp
+      FROM r;
+    FOREACH k IN ARRAY f_item LOOP
+      r_status[k] := 'applied';
+    END LOOP;
+    v_todo := ARRAY(SELECT g FROM generate_series(1, n) AS g EXCEPT SELECT unnest(f_item) ORDER BY 1);
+  END IF;
+
+  -- 6. The (other) items, one by one in order.
+  FOREACH i IN ARRAY v_todo LOOP
     k := v_first[i];
     IF k <> i AND v_holder[k] IS NOT NULL THEN
       -- The same request again, already applied (or replayed) by an earlier item.
@@ -251,10 +301,7 @@ BEGIN
         e_amount := e_amount || CASE v_op[i] WHEN 'consume' THEN -v_amount[i] ELSE v_amount[i] END;
         e_balance := e_balance || v_bal; e_reason := e_reason || v_reason[i]; e_key := e_key || v_key[i];
         e_leg := e_leg || 0::smallint; e_cp := e_cp || NULL::bigint;
-        r_status[i] := 'applied';
-        r_result[i] := jsonb_build_object('account_id', v_acct[i],
-          'amount', CASE v_op[i] WHEN 'consume' THEN -v_amount[i] ELSE v_amount[i] END,
-          'balance_after', v_bal, 'seq', v_seq, 'replayed', false);
+        r_status[i] := 'applied';  -- its result is built with its entry, at the end
       END IF;
 
     WHEN 'transfer' THEN
@@ -437,51 +484,67 @@ BEGIN
     END IF;
   END LOOP;
 
-  -- 6. The journal rows of every applied item, in item order; the statement
+  -- 7. The journal rows of every applied item, in item order; the statement
   -- trigger audits them. A key taken meanwhile by a concurrent call (after
   -- step 4) is not written twice: the batch fails whole and may be retried.
   IF cardinality(e_item) > 0 THEN
-    FOR v_r IN
-      WITH ins AS (
-        INSERT INTO credits.entries AS x
-          (account_id, tenant_id, seq, kind, amount, balance_after, reason, idem_key, leg, counterparty)
-        SELECT u.account_id, p_tenant, u.seq, u.kind, u.amount, u.balance, u.reason, u.key, u.leg, u.cp
-          FROM unnest(e_account, e_seq, e_kind, e_amount, e_balance, e_reason, e_key, e_leg, e_cp)
-               WITH ORDINALITY u(account_id, seq, kind, amount, balance, reason, key, leg, cp, ord)
-         ORDER BY u.ord
-        ON CONFLICT ON CONSTRAINT entries_idem_unique DO NOTHING
-        RETURNING x.entry_id, x.idem_key, x.leg, x.created_at)
-      SELECT u.item, ins.leg, ins.entry_id, ins.created_at
-        FROM ins JOIN unnest(e_item, e_key, e_leg) u(item, key, leg) ON u.key = ins.idem_key AND u.leg = ins.leg
-    LOOP
-      v_written := v_written + 1;
-      r_result[v_r.item] := r_result[v_r.item] || CASE
-        WHEN v_r.leg = 1 THEN jsonb_build_object('credit_entry_id', v_r.entry_id)
-        WHEN v_op[v_r.item] = 'transfer' THEN jsonb_build_object('debit_entry_id', v_r.entry_id,
-                                                                'created_at', v_r.created_at)
-        WHEN v_r.leg = 2 THEN jsonb_build_object('entry_id', v_r.entry_id)
-        ELSE jsonb_build_object('entry_id', v_r.entry_id, 'created_at', v_r.created_at) END;
-    END LOOP;
+    WITH ins AS (
+      INSERT INTO credits.entries AS x
+        (account_id, tenant_id, seq, kind, amount, balance_after, reason, idem_key, leg, counterparty)
+      SELECT u.account_id, p_tenant, u.seq, u.kind, u.amount, u.balance, u.reason, u.key, u.leg, u.cp
+        FROM unnest(e_item, e_account, e_seq, e_kind, e_amount, e_balance, e_reason, e_key, e_leg, e_cp)
+             AS u (item, account_id, seq, kind, amount, balance, reason, key, leg, cp)
+       ORDER BY u.item, u.leg
+      ON CONFLICT ON CONSTRAINT entries_idem_unique DO NOTHING
+      RETURNING x.entry_id, x.idem_key, x.leg, x.created_at)
+    SELECT array_agg(u.item), array_agg(ins.leg), array_agg(ins.entry_id), array_agg(ins.created_at)
+      INTO i_item, i_leg, i_entry, i_at
+      FROM ins INNER JOIN unnest(e_item, e_key, e_leg) AS u (item, key, leg) ON u.key = ins.idem_key AND u.leg = ins.leg;
+    v_written := coalesce(cardinality(i_item), 0);
     IF v_written < cardinality(e_item) THEN
       PERFORM ops._fail('SX122', 'an idempotency key of this batch was used by a concurrent call; retry the batch',
                         jsonb_build_object('entries', cardinality(e_item) - v_written));
     END IF;
   END IF;
 
-  -- 7. One row per item.
-  FOR i IN 1 .. n LOOP
-    IF v_dup[i] IS NOT NULL THEN
-      r_result[i] := r_result[v_dup[i]] || '{"replayed": true}'::jsonb;
-    END IF;
-  END LOOP;
+  -- 8. One row per item: an applied item's result with its journal entries'
+  -- ids; a repeated request's, that of the item it repeats.
   RETURN QUERY
-    SELECT u.i::int - 1, u.op, u.status, u.problem ->> 'sqlstate',
-           CASE WHEN u.problem IS NULL THEN u.res
-                ELSE jsonb_build_object('error', c.name, 'status', c.http_status, 'title', c.title,
-                                        'message', u.problem ->> 'message', 'detail', u.problem -> 'detail') END
-      FROM unnest(v_op, r_status, r_result, r_problem) WITH ORDINALITY u(op, status, res, problem, i)
-      LEFT JOIN ops.error_catalog c ON c.sqlstate = u.problem ->> 'sqlstate'
-     ORDER BY u.i;
+    WITH ent AS (
+      SELECT x.item, max(x.entry_id) FILTER (WHERE x.leg <> 1) AS e0, max(x.entry_id) FILTER (WHERE x.leg = 1) AS e1,
+             max(x.created_at) FILTER (WHERE x.leg = 0) AS created_at
+        FROM unnest(i_item, i_leg, i_entry, i_at) AS x (item, leg, entry_id, created_at)
+       GROUP BY x.item),
+    pend AS (
+      SELECT p.item, p.account_id, p.amount, p.balance, p.seq
+        FROM unnest(e_item, e_account, e_amount, e_balance, e_seq, e_leg) AS p (item, account_id, amount, balance, seq, leg)
+       WHERE p.leg = 0),
+    b AS (
+      SELECT u.i::int AS i, u.op, u.status, u.problem, u.dup,
+             CASE WHEN u.problem IS NOT NULL OR u.status <> 'applied' THEN u.res
+                  WHEN u.op IN ('consume', 'grant') THEN
+                    jsonb_build_object('entry_id', ent.e0, 'account_id', pend.account_id, 'amount', pend.amount,
+                                       'balance_after', pend.balance, 'seq', pend.seq, 'created_at', ent.created_at,
+                                       'replayed', false)
+                  WHEN u.op = 'transfer' THEN
+                    u.res || jsonb_build_object('debit_entry_id', ent.e0, 'credit_entry_id', ent.e1,
+                                                'created_at', ent.created_at)
+                  WHEN u.op = 'commit' THEN u.res || jsonb_build_object('entry_id', ent.e0)
+                  ELSE u.res
+             END AS res
+        FROM unnest(v_op, r_status, r_result, r_problem, v_dup) WITH ORDINALITY AS u (op, status, res, problem, dup, i)
+        LEFT JOIN ent ON ent.item = u.i
+        LEFT JOIN pend ON pend.item = u.i)
+    SELECT b.i - 1, b.op, b.status, b.problem ->> 'sqlstate',
+           CASE WHEN b.problem IS NOT NULL THEN
+                  jsonb_build_object('error', c.name, 'status', c.http_status, 'title', c.title,
+                                     'message', b.problem ->> 'message', 'detail', b.problem -> 'detail')
+                WHEN b.dup IS NOT NULL THEN d.res || '{"replayed": true}'::jsonb
+                ELSE b.res END
+      FROM b
+      LEFT JOIN b AS d ON d.i = b.dup
+      LEFT JOIN ops.error_catalog AS c ON c.sqlstate = b.problem ->> 'sqlstate'
+     ORDER BY b.i;
 END
 $$;
 
