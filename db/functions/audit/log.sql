@@ -30,7 +30,8 @@ BEGIN
                           x.payload)
       FROM (SELECT s.stream, s.seq, s.payload,
                    CASE WHEN s.seq = 1 THEN audit._genesis(s.stream)
-                          ELSE coalesce((SELECT l.hash FROM audit.log AS l WHERE l.stream = s.stream AND l.seq = s.seq - 1),
+                          ELSE coalesce((SELECT l.hash FROM audit.log AS l
+                                          WHERE l.stream = s.stream AND l.seq = s.seq - 1),
                                         (SELECT a.hash FROM audit.anchors AS a
                                           WHERE a.stream = s.stream AND a.seq = s.seq - 1),
                                         '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
@@ -54,7 +55,8 @@ BEGIN
                                   x.at, n.payload) AS hash
               FROM n CROSS JOIN ctx AS x
              CROSS JOIN LATERAL (SELECT CASE WHEN n.seq = 1 THEN audit._genesis(n.stream)
-                          ELSE coalesce((SELECT l.hash FROM audit.log AS l WHERE l.stream = n.stream AND l.seq = n.seq - 1),
+                          ELSE coalesce((SELECT l.hash FROM audit.log AS l
+                                          WHERE l.stream = n.stream AND l.seq = n.seq - 1),
                                         (SELECT a.hash FROM audit.anchors AS a
                                           WHERE a.stream = n.stream AND a.seq = n.seq - 1),
                                         '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)

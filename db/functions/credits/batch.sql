@@ -31,51 +31,102 @@
 -- only with the same arguments: the later items answer as replays of the
 -- first applied one. The same key with other arguments is SX120, nothing applied.
 
--- The first item of a batch whose shape is wrong, and what is wrong with it:
--- each item must be an object with a known operation, only that operation's
--- fields, each of its JSON type, and no tenant but the batch's. One query
--- over all items.
+-- What is wrong with the shape of one item (NULL when nothing): an object
+-- with a known operation, only that operation's fields, each of its JSON type,
+-- and no tenant but the batch's.
+CREATE OR REPLACE FUNCTION credits._batch_item_shape(j jsonb, p_tenant text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+  v_allowed text[];
+  v_bad     text;
+BEGIN
+  IF jsonb_typeof(j) IS DISTINCT FROM 'object' THEN
+    RETURN 'an item must be a JSON object';
+  END IF;
+  v_allowed := CASE j ->> 'op'
+    WHEN 'consume'  THEN '{account_id,amount,idempotency_key,reason}'
+    WHEN 'grant'    THEN '{account_id,amount,idempotency_key,reason}'
+    WHEN 'transfer' THEN '{from_account,to_account,amount,idempotency_key,reason}'
+    WHEN 'reserve'  THEN '{account_id,amount,idempotency_key,ttl_seconds,reason}'
+    WHEN 'commit'   THEN '{hold_id,amount,reason}'
+    WHEN 'abort'    THEN '{hold_id}'
+  END::text[];
+  IF v_allowed IS NULL THEN
+    RETURN format('unknown operation %s (expected consume, grant, transfer, reserve, commit or abort)',
+                  coalesce((j -> 'op')::text, 'NULL'));
+  END IF;
+  SELECT string_agg(k, ', ' ORDER BY k) INTO v_bad FROM jsonb_object_keys(j) k
+   WHERE k <> ALL (v_allowed || '{op,tenant_id}'::text[]);
+  IF v_bad IS NOT NULL THEN
+    RETURN format('unknown field(s) for %s: %s', j ->> 'op', v_bad);
+  END IF;
+  SELECT string_agg(k, ', ' ORDER BY k) INTO v_bad FROM jsonb_each(j) f(k, v)
+   WHERE jsonb_typeof(v) <> 'null'
+     AND CASE WHEN k IN ('idempotency_key', 'reason', 'tenant_id', 'op') THEN jsonb_typeof(v) <> 'string'
+              ELSE jsonb_typeof(v) <> 'number' OR v::text::numeric <> trunc(v::text::numeric)
+                   OR abs(v::text::numeric) > 9223372036854775807 END;
+  IF v_bad IS NOT NULL THEN
+    RETURN format('field(s) of the wrong type: %s (ids, amounts and ttl_seconds are integers; '
+                  'keys and reasons strings)',
+                  v_bad);
+  END IF;
+  IF j ->> 'tenant_id' IS DISTINCT FROM p_tenant AND j ? 'tenant_id' THEN
+    RETURN format('item names tenant %s; a batch belongs to one tenant (%s)', j ->> 'tenant_id', p_tenant);
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+
+-- The same rule, as one boolean expression that inlines (no per-item call):
+-- true when the item is well formed. Integers of 19 digits are left to
+-- _batch_item_shape's exact range check.
+CREATE OR REPLACE FUNCTION credits._batch_item_ok(j jsonb, p_tenant text)
+RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+  SELECT coalesce(
+    pg_catalog.jsonb_typeof(j) = 'object'
+    AND (j - CASE j ->> 'op'
+               WHEN 'consume' THEN ARRAY['op', 'tenant_id', 'account_id', 'amount', 'idempotency_key', 'reason']
+               WHEN 'grant' THEN ARRAY['op', 'tenant_id', 'account_id', 'amount', 'idempotency_key', 'reason']
+               WHEN 'transfer' THEN ARRAY['op', 'tenant_id', 'from_account', 'to_account', 'amount', 'idempotency_key',
+                                          'reason']
+               WHEN 'reserve' THEN ARRAY['op', 'tenant_id', 'account_id', 'amount', 'idempotency_key', 'ttl_seconds',
+                                         'reason']
+               WHEN 'commit' THEN ARRAY['op', 'tenant_id', 'hold_id', 'amount', 'reason']
+               WHEN 'abort' THEN ARRAY['op', 'tenant_id', 'hold_id']
+             END) = '{}'::jsonb
+    AND pg_catalog.jsonb_typeof(j -> 'op') = 'string'
+    AND coalesce(pg_catalog.jsonb_typeof(j -> 'idempotency_key'), 'null') IN ('string', 'null')
+    AND coalesce(pg_catalog.jsonb_typeof(j -> 'reason'), 'null') IN ('string', 'null')
+    AND coalesce(pg_catalog.jsonb_typeof(j -> 'tenant_id'), 'null') IN ('string', 'null')
+    AND coalesce(j ->> 'tenant_id', p_tenant) = p_tenant
+    AND coalesce(pg_catalog.jsonb_typeof(j -> 'account_id') = 'number' AND (j ->> 'account_id') ~ '^-?[0-9]{1,18}$',
+                 j -> 'account_id' IS NULL OR pg_catalog.jsonb_typeof(j -> 'account_id') = 'null')
+    AND coalesce(pg_catalog.jsonb_typeof(j -> 'amount') = 'number' AND (j ->> 'amount') ~ '^-?[0-9]{1,18}$',
+                 j -> 'amount' IS NULL OR pg_catalog.jsonb_typeof(j -> 'amount') = 'null')
+    AND (j -> 'from_account' IS NULL OR (j ->> 'from_account') ~ '^-?[0-9]{1,18}$'
+         AND pg_catalog.jsonb_typeof(j -> 'from_account') = 'number')
+    AND (j -> 'to_account' IS NULL OR (j ->> 'to_account') ~ '^-?[0-9]{1,18}$'
+         AND pg_catalog.jsonb_typeof(j -> 'to_account') = 'number')
+    AND (j -> 'hold_id' IS NULL OR (j ->> 'hold_id') ~ '^-?[0-9]{1,18}$'
+         AND pg_catalog.jsonb_typeof(j -> 'hold_id') = 'number')
+    AND (j -> 'ttl_seconds' IS NULL OR (j ->> 'ttl_seconds') ~ '^-?[0-9]{1,18}$'
+         AND pg_catalog.jsonb_typeof(j -> 'ttl_seconds') = 'number'),
+    false)
+$$;
+
+-- The first item of a batch whose shape is wrong, and what is wrong with it.
 CREATE OR REPLACE FUNCTION credits._batch_shape_problem(p_items jsonb, p_tenant text)
 RETURNS TABLE (item bigint, problem text)
 LANGUAGE sql STABLE
 AS $$
-  SELECT t.i - 1,
-         CASE WHEN pg_catalog.jsonb_typeof(t.j) <> 'object' THEN 'an item must be a JSON object'
-              WHEN o.allowed IS NULL THEN
-                pg_catalog.format('unknown operation %s (expected consume, grant, transfer, reserve, commit or abort)',
-                                  coalesce((t.j -> 'op')::text, 'NULL'))
-              WHEN f.unknown IS NOT NULL THEN pg_catalog.format('unknown field(s) for %s: %s', t.j ->> 'op', f.unknown)
-              WHEN f.mistyped IS NOT NULL THEN
-                pg_catalog.format('field(s) of the wrong type: %s (ids, amounts and ttl_seconds are integers; '
-                                  'keys and reasons strings)', f.mistyped)
-              ELSE pg_catalog.format('item names tenant %s; a batch belongs to one tenant (%s)',
-                                     t.j ->> 'tenant_id', p_tenant)
-         END
+  SELECT t.i - 1, credits._batch_item_shape(t.j, p_tenant)
     FROM pg_catalog.jsonb_array_elements(p_items) WITH ORDINALITY AS t (j, i)
-    CROSS JOIN LATERAL (
-      SELECT CASE t.j ->> 'op'
-               WHEN 'consume' THEN '{op,tenant_id,account_id,amount,idempotency_key,reason}'
-               WHEN 'grant' THEN '{op,tenant_id,account_id,amount,idempotency_key,reason}'
-               WHEN 'transfer' THEN '{op,tenant_id,from_account,to_account,amount,idempotency_key,reason}'
-               WHEN 'reserve' THEN '{op,tenant_id,account_id,amount,idempotency_key,ttl_seconds,reason}'
-               WHEN 'commit' THEN '{op,tenant_id,hold_id,amount,reason}'
-               WHEN 'abort' THEN '{op,tenant_id,hold_id}'
-             END::text [] AS allowed
-    ) AS o
-    LEFT JOIN LATERAL (
-      SELECT pg_catalog.string_agg(e.k, ', ' ORDER BY e.k) FILTER (WHERE e.k <> ALL(o.allowed)) AS unknown,
-             pg_catalog.string_agg(e.k, ', ' ORDER BY e.k) FILTER (
-               WHERE pg_catalog.jsonb_typeof(e.v) <> 'null'
-                 AND CASE WHEN e.k IN ('idempotency_key', 'reason', 'tenant_id', 'op')
-                            THEN pg_catalog.jsonb_typeof(e.v) <> 'string'
-                          ELSE pg_catalog.jsonb_typeof(e.v) <> 'number'
-                            OR e.v::text::numeric <> pg_catalog.trunc(e.v::text::numeric)
-                            OR abs(e.v::text::numeric) > 9223372036854775807
-                     END) AS mistyped
-        FROM pg_catalog.jsonb_each(CASE WHEN pg_catalog.jsonb_typeof(t.j) = 'object' THEN t.j END) AS e (k, v)
-    ) AS f ON true
-   WHERE pg_catalog.jsonb_typeof(t.j) <> 'object' OR o.allowed IS NULL OR f.unknown IS NOT NULL
-      OR f.mistyped IS NOT NULL OR (t.j ? 'tenant_id' AND t.j ->> 'tenant_id' IS DISTINCT FROM p_tenant)
+   WHERE NOT credits._batch_item_ok(t.j, p_tenant) AND credits._batch_item_shape(t.j, p_tenant) IS NOT NULL
    ORDER BY t.i
    LIMIT 1
 $$;
@@ -192,12 +243,14 @@ BEGIN
   -- 4. Keys used before this batch (one probe each, as the single
   -- operations' ON CONFLICT makes): those items answer as replays.
   v_known := array_fill(false, ARRAY[n]);
-  FOR k IN SELECT u.i FROM unnest(v_op, v_key) WITH ORDINALITY u(op, key, i)
+  -- (= ANY: one index scan for all keys, never a scan of the tenant's journal)
+  FOR k IN SELECT u.i FROM unnest(v_op, v_key) WITH ORDINALITY AS u (op, key, i)
             WHERE (u.op IN ('consume', 'grant', 'transfer')
-                   AND EXISTS (SELECT 1 FROM credits.entries x
-                                WHERE x.tenant_id = p_tenant AND x.idem_key = u.key AND x.leg = 0))
+                   AND u.key IN (SELECT x.idem_key FROM credits.entries AS x
+                                  WHERE x.tenant_id = p_tenant AND x.idem_key = ANY (v_key) AND x.leg = 0))
                OR (u.op = 'reserve'
-                   AND EXISTS (SELECT 1 FROM credits.holds x WHERE x.tenant_id = p_tenant AND x.idem_key = u.key)) LOOP
+                   AND u.key IN (SELECT x.idem_key FROM credits.holds AS x
+                                  WHERE x.tenant_id = p_tenant AND x.idem_key = ANY (v_key))) LOOP
     v_known[k] := true;
   END LOOP;
   v_holder := array_fill(NULL::int, ARRAY[n]);
@@ -475,7 +528,8 @@ BEGIN
         PERFORM ops._fail('SX121',
           format('item %s (%s) refused: %s', i - 1, v_op[i], v_problem ->> 'message'),
           jsonb_build_object('item', i - 1, 'op', v_op[i], 'sqlstate', v_problem ->> 'sqlstate',
-                             'name', (SELECT c.name FROM ops.error_catalog c WHERE c.sqlstate = v_problem ->> 'sqlstate'),
+                             'name', (SELECT c.name FROM ops.error_catalog AS c
+                                       WHERE c.sqlstate = v_problem ->> 'sqlstate'),
                              'message', v_problem ->> 'message', 'detail', v_problem -> 'detail'));
       END IF;
       r_status[i] := 'refused'; r_problem[i] := v_problem; r_result[i] := NULL;
@@ -499,7 +553,8 @@ BEGIN
       RETURNING x.entry_id, x.idem_key, x.leg, x.created_at)
     SELECT array_agg(u.item), array_agg(ins.leg), array_agg(ins.entry_id), array_agg(ins.created_at)
       INTO i_item, i_leg, i_entry, i_at
-      FROM ins INNER JOIN unnest(e_item, e_key, e_leg) AS u (item, key, leg) ON u.key = ins.idem_key AND u.leg = ins.leg;
+      FROM ins
+     INNER JOIN unnest(e_item, e_key, e_leg) AS u (item, key, leg) ON u.key = ins.idem_key AND u.leg = ins.leg;
     v_written := coalesce(cardinality(i_item), 0);
     IF v_written < cardinality(e_item) THEN
       PERFORM ops._fail('SX122', 'an idempotency key of this batch was used by a concurrent call; retry the batch',
@@ -517,7 +572,8 @@ BEGIN
        GROUP BY x.item),
     pend AS (
       SELECT p.item, p.account_id, p.amount, p.balance, p.seq
-        FROM unnest(e_item, e_account, e_amount, e_balance, e_seq, e_leg) AS p (item, account_id, amount, balance, seq, leg)
+        FROM unnest(e_item, e_account, e_amount, e_balance, e_seq, e_leg)
+             AS p (item, account_id, amount, balance, seq, leg)
        WHERE p.leg = 0),
     b AS (
       SELECT u.i::int AS i, u.op, u.status, u.problem, u.dup,
