@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
-from .models.batches import BatchResult
+from .models.batches import BatchApplied
 from .models.credits import Account, AccountCreated, EntryPage, Movement, Tenant, Transfer
 from .models.holds import Hold, HoldAborted, HoldCommitted, HoldView
 
@@ -315,9 +315,9 @@ class Client:
     def abort_hold(self, hold_id: int, *, tenant: str | None = None) -> HoldAborted:
         return self._call(self.api.abort_hold(hold_id, tenant), HoldAborted)
 
-    def batch(self, items: list[dict[str, Any]], *, atomic: bool = True, tenant: str | None = None) -> BatchResult:
+    def batch(self, items: list[dict[str, Any]], *, atomic: bool = True, tenant: str | None = None) -> BatchApplied:
         """POST .../batches: items as the route takes them (see docs/http-api.md)."""
-        return self._call(self.api.batch(items, atomic, tenant), BatchResult)
+        return self._call(self.api.batch(items, atomic, tenant), BatchApplied)
 
     # --- auto-batching -------------------------------------------------------
     def _batched(self, tenant: str, item: dict[str, Any]) -> Movement:
@@ -484,7 +484,7 @@ class AsyncClient:
         return await self._call(self.api.abort_hold(hold_id, tenant), HoldAborted)
 
     async def batch(self, items: list[dict[str, Any]], *, atomic: bool = True, tenant: str | None = None):
-        return await self._call(self.api.batch(items, atomic, tenant), BatchResult)
+        return await self._call(self.api.batch(items, atomic, tenant), BatchApplied)
 
     async def _batched(self, tenant: str, item: dict[str, Any]) -> Movement:
         me = _AsyncPending(item)

@@ -72,7 +72,7 @@ class BatchItemResult(msgspec.Struct):
     result: dict[str, Any]
 
 
-class BatchResult(msgspec.Struct):
+class BatchApplied(msgspec.Struct):
     items: list[BatchItemResult]
     applied: int
     replayed: int

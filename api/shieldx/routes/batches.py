@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 
 from ..auth import OPERATOR, forbidden
 from ..errors import PROBLEM
-from ..models.batches import BatchIn, BatchItemResult, BatchResult
+from ..models.batches import BatchApplied, BatchIn, BatchItemResult
 from .credits import CreditsController
 from .holds import HoldsController
 from .params import DB
@@ -70,7 +70,7 @@ def _problem(description: str) -> ResponseSpec:
         ),
     },
 )
-async def apply_batch(tenant_id: str, data: BatchIn, db: DB, request: Request) -> BatchResult:
+async def apply_batch(tenant_id: str, data: BatchIn, db: DB, request: Request) -> BatchApplied:
     principal = request.state.principal
     if OPERATOR not in principal.roles:
         for k, item in enumerate(data.items):
@@ -83,7 +83,7 @@ async def apply_batch(tenant_id: str, data: BatchIn, db: DB, request: Request) -
     )
     items = [BatchItemResult(**r) for r in rows]
     counts = {s: sum(1 for r in items if r.status == s) for s in ("applied", "replayed", "refused")}
-    return BatchResult(items=items, **counts)
+    return BatchApplied(items=items, **counts)
 
 
 ROUTES = [apply_batch]
