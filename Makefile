@@ -55,8 +55,8 @@ lint-py: venv
 
 # SQL lint: config in .sqlfluff, db/*/.sqlfluff and .squawk.toml.
 lint-sql: venv
-	$(BIN)/sqlfluff lint db/ --processes 2
-	$(BIN)/squawk --config .squawk.toml db/migrations/*.sql
+	$(BIN)/sqlfluff lint db/ deploy/tests/upgrade_migrations deploy/tests/upgrade_functions --processes 2
+	$(BIN)/squawk --config .squawk.toml db/migrations/*.sql deploy/tests/upgrade_migrations/*.sql
 
 test: db
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -21,8 +21,11 @@ every replica within one lease (<= LEASE_S).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import ipaddress
+import json
 import logging
 import math
 import re
@@ -105,24 +108,96 @@ def unknown_tenant(tenant: str) -> ApiProblem:
     return ApiProblem("SX001", f"tenant {tenant} not found")
 
 
-def rate_limited(retry_after_s: float) -> ApiProblem:
+def rate_limited(retry_after_s: float, limit: float) -> ApiProblem:
     seconds = max(1, math.ceil(retry_after_s))
-    return ApiProblem("SX303", f"too many requests; retry in {seconds}s", headers={"Retry-After": str(seconds)})
+    headers = {"Retry-After": str(seconds), **rate_limit_headers(limit, 0, seconds)}
+    return ApiProblem("SX303", f"too many requests; retry in {seconds}s", headers=headers)
+
+
+def rate_limit_headers(limit: float, remaining: float, reset_s: float) -> dict[str, str]:
+    """The IETF draft's RateLimit-* fields: the key's burst, what is left of it, seconds until it is full again."""
+    return {
+        "RateLimit-Limit": str(int(limit)),
+        "RateLimit-Remaining": str(max(0, int(remaining))),
+        "RateLimit-Reset": str(max(0, math.ceil(reset_s))),
+    }
+
+
+RATE_LIMIT_STATE = "shieldx_rate_limit"
+
+
+async def send_rate_limit(message: Any, scope: Any) -> None:
+    """before_send: add the RateLimit-* headers the guard computed to a keyed request's answer."""
+    if message["type"] == "http.response.start":
+        fields = scope.get("state", {}).get(RATE_LIMIT_STATE)
+        if fields:
+            present = {name.lower() for name, _ in message.get("headers", [])}
+            extra = [(k.lower().encode(), v.encode()) for k, v in fields.items() if k.lower().encode() not in present]
+            message["headers"] = [*message.get("headers", []), *extra]
 
 
 class _Entry:
-    __slots__ = ("burst", "digest", "lease_until", "principal", "rate", "tokens", "valid_until")
+    __slots__ = ("bucket", "burst", "digest", "lease_until", "principal", "rate", "tokens", "valid_until")
 
     def __init__(self, principal: Principal, digest: bytes, valid_until: float, rate: float, burst: float) -> None:
         self.principal, self.digest, self.valid_until = principal, digest, valid_until
         self.rate, self.burst = rate, burst
         self.tokens = 0
         self.lease_until = 0.0
+        self.bucket = burst  # tokens left in the shared bucket at the last lease
+
+    def rate_limit(self) -> dict[str, str]:
+        """RateLimit-* as this process knows them (the shared bucket as of its last lease, plus its leased tokens)."""
+        remaining = self.bucket + self.tokens
+        return rate_limit_headers(self.burst, remaining, (self.burst - remaining) / self.rate if self.rate else 0)
 
     @property
     def lease_size(self) -> int:
         # Small against the bucket, so one replica cannot sit on tokens another needs.
         return max(1, min(MAX_LEASE, int(self.burst * 0.1), int(self.rate * 0.05)))
+
+
+class FailureLimiter:
+    """401/403 answers per client network (IPv4 /24, IPv6 /48): an in-process token bucket each.
+
+    Every refusal of authentication or authorisation spends a token of the
+    caller's network; an empty bucket is answered 429 before the database is
+    asked anything, so a flood of bad keys costs this process, not the primary.
+    A request with a valid key this process has cached is never held back.
+    """
+
+    MAX_NETWORKS = 100_000  # forget the oldest networks beyond this many
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.buckets: dict[str, tuple[float, float]] = {}  # network -> (tokens, at)
+
+    @staticmethod
+    def network(host: str | None) -> str:
+        try:
+            ip = ipaddress.ip_address(host or "")
+        except ValueError:
+            return host or "-"  # a test client or a socket path
+        return str(ipaddress.ip_network(f"{ip}/{24 if ip.version == 4 else 48}", strict=False))
+
+    def _tokens(self, net: str) -> float:
+        tokens, at = self.buckets.get(net, (self.burst, self.clock()))
+        return min(self.burst, tokens + (self.clock() - at) * self.rate)
+
+    def wait_s(self, net: str) -> float:
+        """Seconds until the network may be refused again (0: it may be answered now)."""
+        tokens = self._tokens(net)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+    def spend(self, net: str) -> None:
+        tokens = self._tokens(net)
+        self.buckets.pop(net, None)  # re-insert: the dict stays ordered oldest first
+        self.buckets[net] = (max(0.0, tokens - 1), self.clock())
+        while len(self.buckets) > self.MAX_NETWORKS:
+            del self.buckets[next(iter(self.buckets))]
+
+
+FAILURE_FLUSH_S = 10.0  # failed authentications are recorded at most this often, in one write
 
 
 class KeyAuth:
@@ -134,8 +209,15 @@ class KeyAuth:
         enabled: bool = True,
         cache_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        failure_rate: float = 1.0,
+        failure_burst: float = 20.0,
+        flush_s: float = FAILURE_FLUSH_S,
     ) -> None:
         self.database, self.enabled, self.cache_s, self.clock = database, enabled, cache_s, clock
+        self.limiter = FailureLimiter(failure_rate, failure_burst, clock)
+        self.flush_s, self.flushed_at = flush_s, clock()
+        self.pending: dict[tuple[str, str], int] = {}  # (reason, key id) -> failures not yet recorded
+        self.flushing: asyncio.Task | None = None
         self.cache: dict[str, _Entry] = {}
         self.counters: dict[str, int] = {
             "cache_hits": 0,
@@ -144,12 +226,16 @@ class KeyAuth:
             "rate_limited": 0,
             "forbidden": 0,
             "tenant_mismatch": 0,
+            "refusals_limited": 0,
         }
         self.failures: dict[str, int] = {}
 
     # --- authentication --------------------------------------------------
     def _fail(self, reason: str, key_id: str | None, path: str) -> ApiProblem:
         self.failures[reason] = self.failures.get(reason, 0) + 1
+        # Counted here; recorded in auth.failures by `flush`, one write for many failures.
+        real_key = key_id if reason in ("bad_secret", "revoked", "expired") else ""
+        self.pending[(reason, real_key or "")] = self.pending.get((reason, real_key or ""), 0) + 1
         # Never the key itself: its public id at most.
         log.warning("authentication failed: reason=%s key_id=%s path=%r", reason, key_id or "-", path)
         return unauthenticated()
@@ -205,8 +291,40 @@ class KeyAuth:
             raise self._fail("revoked_or_expired", entry.principal.key_id, path)
         if row["granted"] < 1:
             self.counters["rate_limited"] += 1
-            raise rate_limited(row["retry_after_s"])
-        entry.tokens, entry.lease_until = row["granted"] - 1, self.clock() + LEASE_S
+            entry.bucket = row["tokens"]
+            raise rate_limited(row["retry_after_s"], entry.burst)
+        entry.tokens, entry.lease_until, entry.bucket = row["granted"] - 1, self.clock() + LEASE_S, row["tokens"]
+
+    async def flush(self) -> int:
+        """Record the failures counted since the last flush, in one write. Returns how many."""
+        batch, self.pending = self.pending, {}
+        if not batch:
+            return 0
+        counts = [{"reason": r, "key_id": k, "count": n} for (r, k), n in batch.items()]
+        try:
+            row = await self.database.one("SELECT auth.record_failures(%s::jsonb) AS n", (json.dumps(counts),))
+        except Exception:  # noqa: BLE001 - keep the counts for the next flush
+            for k, n in batch.items():
+                self.pending[k] = self.pending.get(k, 0) + n
+            log.warning("could not record %d failed authentications; will retry", sum(batch.values()))
+            return 0
+        return int(row["n"])
+
+    def _flush_if_due(self) -> None:
+        now = self.clock()
+        if self.pending and now - self.flushed_at >= self.flush_s and (self.flushing is None or self.flushing.done()):
+            self.flushed_at = now
+            self.flushing = asyncio.get_running_loop().create_task(self.flush())
+
+    def _cached(self, connection: ASGIConnection) -> bool:
+        """The presented key is one this process verified and still trusts."""
+        match = KEY_RE.fullmatch(self._presented(connection) or "")
+        entry = self.cache.get(match.group(1)) if match else None
+        return (
+            entry is not None
+            and entry.valid_until > self.clock()
+            and hmac.compare_digest(entry.digest, hashlib.sha256(match.group(2).encode()).digest())  # type: ignore[union-attr]
+        )
 
     def forget(self, key_id: str) -> None:
         """Drop a key from this process's cache (after revoke/rotate here)."""
@@ -223,22 +341,37 @@ class KeyAuth:
         if not self.enabled:
             connection.state.principal = ANONYMOUS_OPERATOR
             return
-        entry = await self.authenticate(connection)
-        principal = entry.principal
-        if not principal.is_operator:
-            params = connection.path_params
-            for name in TENANT_PARAMS:
-                tenant = params.get(name)
-                if tenant is not None and tenant != principal.tenant_id:
-                    self.counters["tenant_mismatch"] += 1
-                    raise unknown_tenant(str(tenant))
-            required = opt.get("roles")
-            if not required or principal.roles.isdisjoint(required):
-                self.counters["forbidden"] += 1
-                needed = ", ".join(required) if required else "operator"
-                raise forbidden(f"this operation needs one of the roles: {needed}")
+        self._flush_if_due()
+        net = self.limiter.network(connection.client.host if connection.client else None)
+        wait = self.limiter.wait_s(net)
+        if wait > 0 and not self._cached(connection):
+            self.counters["refusals_limited"] += 1
+            self.counters["rate_limited"] += 1  # every 429 answer (the per-key limit's and this one)
+            raise rate_limited(wait, self.limiter.burst)
+        try:
+            entry = await self.authenticate(connection)
+            principal = entry.principal
+            if not principal.is_operator:
+                self._check_tenant_and_roles(connection, principal, opt)
+        except ApiProblem:
+            self.limiter.spend(net)
+            raise
         await self.spend(entry, path)
         connection.state.principal = principal
+        connection.scope.setdefault("state", {})[RATE_LIMIT_STATE] = entry.rate_limit()
+
+    def _check_tenant_and_roles(self, connection: ASGIConnection, principal: Principal, opt: dict) -> None:
+        params = connection.path_params
+        for name in TENANT_PARAMS:
+            tenant = params.get(name)
+            if tenant is not None and tenant != principal.tenant_id:
+                self.counters["tenant_mismatch"] += 1
+                raise unknown_tenant(str(tenant))
+        required = opt.get("roles")
+        if not required or principal.roles.isdisjoint(required):
+            self.counters["forbidden"] += 1
+            needed = ", ".join(required) if required else "operator"
+            raise forbidden(f"this operation needs one of the roles: {needed}")
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import re
 import threading
 import time
 import uuid
@@ -50,7 +51,8 @@ class ShieldXError(Exception):
     def __init__(self, status: int, body: dict[str, Any] | None, message: str | None = None) -> None:
         self.status = status
         self.body = body or {}
-        self.name: str = str(self.body.get("type", "")).rsplit(":", 1)[-1] or "http_error"
+        # The problem type names the error after its last "#" (or ":"): /docs/errors#insufficient_funds.
+        self.name: str = re.split(r"[#:]", str(self.body.get("type", "")))[-1] or "http_error"
         self.sqlstate: str | None = self.body.get("sqlstate")
         self.title: str | None = self.body.get("title")
         self.detail: str | None = self.body.get("detail")
@@ -114,7 +116,7 @@ def _movement(item: dict[str, Any]) -> Movement:
 def _item_refusal(item: dict[str, Any]) -> Refused:
     r = item["result"]
     body = {
-        "type": f"urn:shieldx:error:{r.get('error')}",
+        "type": f"/docs/errors#{r.get('error')}",
         "title": r.get("title"),
         "status": r.get("status"),
         "detail": r.get("message"),

@@ -9,9 +9,16 @@ import msgspec
 DEFAULT_DATABASE_URL = "postgresql://shieldx_app@127.0.0.1:55432/shieldx"
 
 
+def local_url(user: str, dbname: str = "shieldx", env: dict[str, str] | None = None) -> str:
+    """A URL of the local cluster (deploy/local/cluster.sh): port SHIELDX_PGPORT, default 55432."""
+    port = int((os.environ if env is None else env).get("SHIELDX_PGPORT", "55432"))
+    return f"postgresql://{user}@127.0.0.1:{port}/{dbname}"
+
+
 class Settings(msgspec.Struct, frozen=True):
-    # libpq conninfo or URL; a multi-host URL (host1:5432,host2:5432) with
-    # target_session_attrs=read-write follows the primary across failover.
+    # libpq conninfo or URL. With Patroni: HAProxy's write port (it follows the leader
+    # by Patroni's /primary check). A multi-host URL without HAProxy is not offered:
+    # target_session_attrs cannot tell a deposed primary (docs/operations/ha.md).
     database_url: str = DEFAULT_DATABASE_URL
     pool_min: int = 4
     pool_max: int = 16
@@ -25,9 +32,20 @@ class Settings(msgspec.Struct, frozen=True):
     auth: bool = True
     # Seconds a verified key is trusted from the in-process cache.
     auth_cache_s: float = 5.0
+    # 401/403 answers per client network (/24, /48): a token bucket of this rate (per second) and burst.
+    auth_failure_rate: float = 1.0
+    auth_failure_burst: float = 20.0
     # Circuit breaker: consecutive outage failures that open it, and seconds it stays open.
     breaker_threshold: int = 3
     breaker_open_s: float = 2.0
+    # Observability (shieldx/observability): Prometheus metrics, the JSON line per request,
+    # the request id handed to PostgreSQL (application_name), and the log level.
+    metrics: bool = True
+    request_log: bool = True
+    sql_request_id: bool = True
+    log_level: str = "INFO"
+    # Where problem `type` URIs point (<url>#<name>): by default the API's own /docs/errors page.
+    errors_url: str = "/docs/errors"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -41,9 +59,17 @@ class Settings(msgspec.Struct, frozen=True):
             "max_body_bytes": "SHIELDX_MAX_BODY_BYTES",
             "auth": "SHIELDX_AUTH",
             "auth_cache_s": "SHIELDX_AUTH_CACHE_S",
+            "auth_failure_rate": "SHIELDX_AUTH_FAILURE_RATE",
+            "auth_failure_burst": "SHIELDX_AUTH_FAILURE_BURST",
             "breaker_threshold": "SHIELDX_BREAKER_THRESHOLD",
             "breaker_open_s": "SHIELDX_BREAKER_OPEN_S",
+            "metrics": "SHIELDX_METRICS",
+            "request_log": "SHIELDX_REQUEST_LOG",
+            "sql_request_id": "SHIELDX_SQL_REQUEST_ID",
+            "log_level": "SHIELDX_LOG_LEVEL",
+            "errors_url": "SHIELDX_ERRORS_URL",
         }
         raw = {field: env[var] for field, var in names.items() if var in env}
+        raw.setdefault("database_url", local_url("shieldx_app", env=env))
         # msgspec converts and type-checks the strings ("16" -> 16).
         return msgspec.convert(raw, cls, strict=False)

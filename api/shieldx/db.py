@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .breaker import Breaker
 from .config import Settings
+from .observability.context import saw_row, statement  # request id -> application_name; replays seen
 
 # A connection returned to the pool less than this long ago is handed out
 # without a round trip to check it: a failure on it is reported as 503
@@ -76,12 +77,13 @@ class Database:
 
     async def one(self, query: str, params: Sequence[Any] = ()) -> dict[str, Any]:
         async with self.breaker.connection(self.pool) as conn:
-            cur = await conn.execute(query, params)
+            cur = await conn.execute(*statement(query, params))
             row = await cur.fetchone()
         assert row is not None, query
+        saw_row(row)
         return row
 
     async def all(self, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         async with self.breaker.connection(self.pool) as conn:
-            cur = await conn.execute(query, params)
+            cur = await conn.execute(*statement(query, params))
             return await cur.fetchall()

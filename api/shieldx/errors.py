@@ -22,11 +22,35 @@ PROBLEM = "application/problem+json"
 RETRY_AFTER_S = 1
 
 
+# Where a problem's `type` points: the page of every error, served by the API
+# itself at /docs/errors (shieldx/openapi.py), one anchor per name, so
+# `<page>#<name>` resolves against the API's own address. SHIELDX_ERRORS_URL
+# may name another copy (an absolute URL, say behind a path-rewriting proxy).
+ERRORS_PAGE = "/docs/errors"
+
+# The API's own answers, that no SQL function raises (the named errors are ops.error_catalog's).
+API_ERRORS: dict[str, tuple[int, str, str]] = {
+    "invalid_request": (422, "Invalid request", "The body or a parameter does not match the documented schema"),
+    "not_found": (404, "Not found", "No such route"),
+    "method_not_allowed": (405, "Method not allowed", "The route does not take this method"),
+    "http_error": (400, "Bad request", "A malformed request Litestar refused before any handler"),
+    "database_unavailable": (
+        503,
+        "Database unavailable",
+        "Connection lost, a standby, a shutdown, a timeout or a serialization failure: indeterminate; "
+        "retry with the same Idempotency-Key after Retry-After",
+    ),
+    "circuit_open": (503, "Circuit open", "The database failed repeatedly; retry after Retry-After"),
+    "internal_error": (500, "Internal error", "An unexpected failure (logged); nothing is known to have changed"),
+}
+
+
 class ErrorCatalog:
     """ops.error_catalog, as loaded from the database: SQLSTATE -> (name, HTTP status, title)."""
 
     def __init__(self) -> None:
         self.by_sqlstate: dict[str, tuple[str, int, str]] = {}
+        self.type_base = ERRORS_PAGE
 
     def load(self, rows: list[dict[str, Any]]) -> None:
         self.by_sqlstate = {r["sqlstate"]: (r["name"], r["http_status"], r["title"]) for r in rows}
@@ -52,8 +76,23 @@ catalog = ErrorCatalog()
 def problem(
     status: int, name: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> Response:
-    body = {"type": f"urn:shieldx:error:{name}", "title": title, "status": status, "detail": detail, **extra}
+    body = {"type": f"{catalog.type_base}#{name}", "title": title, "status": status, "detail": detail, **extra}
     return Response(content=body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def with_instance(handlers: dict[Any, Any]) -> dict[Any, Any]:
+    """Exception handlers whose problem answers name the request they answer (`instance`: its path)."""
+
+    def wrap(handler: Any) -> Any:
+        def answer(request: Request, exc: Exception) -> Response:
+            response = handler(request, exc)
+            if response.media_type == PROBLEM and isinstance(response.content, dict):
+                response.content.setdefault("instance", request.url.path)
+            return response
+
+        return answer
+
+    return {exc: wrap(handler) for exc, handler in handlers.items()}
 
 
 def named_problem(sqlstate: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
@@ -128,7 +167,14 @@ def data_error(request: Request, exc: psycopg.DataError) -> Response:
     return problem(422, "invalid_argument", "Invalid argument", str(exc))
 
 
+def unexpected(request: Request, exc: Exception) -> Response:
+    # Whatever else went wrong is still answered as problem+json (and logged with its stack).
+    log.exception("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
+    return problem(500, "internal_error", "Internal error", "unexpected error")
+
+
 HANDLERS = {
+    Exception: unexpected,
     ValidationException: validation_error,
     HTTPException: http_error,
     PoolTimeout: pool_timeout,

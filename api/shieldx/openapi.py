@@ -12,11 +12,12 @@ of the guard and the error handlers (shieldx/errors.py) on every operation.
 
 from __future__ import annotations
 
+import html
 import importlib.util
 from pathlib import Path
 from typing import Any
 
-from litestar import Router
+from litestar import MediaType, Request, Router, get
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
@@ -32,7 +33,7 @@ from litestar.openapi.spec import (
 from litestar.static_files import create_static_files_router
 
 from .auth import PUBLIC_PREFIXES
-from .errors import PROBLEM
+from .errors import API_ERRORS, PROBLEM, catalog
 
 DOCS = "/docs"
 ASSETS = f"{DOCS}/assets"
@@ -50,6 +51,43 @@ def assets_dir() -> Path:
 def assets_router() -> Router:
     """GET /docs/assets/<file>: the page's scripts and styles (public, like the rest of /docs)."""
     return create_static_files_router(path=ASSETS, directories=[assets_dir()], name="docs-assets", opt={"public": True})
+
+
+ERRORS_INTRO = (
+    "Every refusal of the API is an RFC 9457 problem (application/problem+json) whose <code>type</code> "
+    "is this page's address with the error's name as fragment, and whose <code>instance</code> is the "
+    "request's path. A 4xx answer means nothing changed. The named errors are the database's catalog "
+    "(ops.error_codes(); docs/errors.md in the repository is generated from it)."
+)
+
+
+@get(
+    f"{DOCS}/errors",
+    summary="Every error a problem type names, one anchor (#name) each",
+    media_type=MediaType.HTML,
+    include_in_schema=False,
+    opt={"public": True},
+)
+async def errors_page(request: Request) -> str:
+    """The page problem `type` URIs point at (<page>#<name>), rendered from the catalog."""
+    try:
+        await catalog.ensure(request.app.state.database)
+    except Exception:  # noqa: BLE001, S110 - the database is down: the API's own errors are still listed
+        pass
+    rows = [(sqlstate, *entry) for sqlstate, entry in sorted(catalog.by_sqlstate.items())]
+    rows += [("", name, status, title) for name, (status, title, _) in API_ERRORS.items()]
+    sections = "".join(
+        f'<section id="{html.escape(name)}"><h2>{html.escape(sqlstate)} {html.escape(name)}</h2>'
+        f"<p><b>{html.escape(title)}</b>. HTTP {status}"
+        + (f"; SQLSTATE <code>{html.escape(sqlstate)}</code>" if sqlstate else "")
+        + (f". {html.escape(API_ERRORS[name][2])}" if name in API_ERRORS else "")
+        + ".</p></section>\n"
+        for sqlstate, name, status, title in rows
+    )
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>ShieldX errors</title></head>'
+        f"<body><h1>Errors</h1><p>{ERRORS_INTRO}</p>\n{sections}</body></html>\n"
+    )
 
 
 def config() -> OpenAPIConfig:
@@ -77,18 +115,19 @@ PROBLEM_FIELDS: dict[str, OpenAPIType] = {
 PROBLEM_REQUIRED = ["type", "title", "status", "detail"]
 # What each status means here; the titles of the named errors are in ops.error_catalog.
 ERRORS = {
-    "400": "Malformed request",
+    "400": "Malformed request or JSON body (syntax, a member twice, nested too deep)",
     "401": "No valid API key (the body's `help` says how to get one)",
     "403": "The API key lacks a required role",
     "404": "Unknown tenant, account or key (another tenant's ids are unknown too)",
     "405": "Method not allowed",
     "409": "Conflict with the current state (funds, status, idempotency key)",
     "413": "Request body or batch too large",
+    "415": "The request body is not application/json",
     "422": "Invalid argument",
     "429": "Rate limit exceeded (see Retry-After)",
     "503": "Database unavailable or circuit open (see Retry-After)",
 }
-PUBLIC_ERRORS = ("400", "405", "413", "422", "503")
+PUBLIC_ERRORS = ("400", "405", "413", "415", "422", "503")
 
 
 def document(app: Any) -> None:
@@ -117,6 +156,14 @@ def document(app: Any) -> None:
     retry: dict[str, OpenAPIHeader | Reference] = {
         "Retry-After": OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING), description="seconds")
     }
+    integer = Schema(type=OpenAPIType.INTEGER)
+    rate: dict[str, OpenAPIHeader | Reference] = {
+        "RateLimit-Limit": OpenAPIHeader(schema=integer, description="The key's burst (tokens)"),
+        "RateLimit-Remaining": OpenAPIHeader(
+            schema=integer, description="Tokens left, as of this process's last lease"
+        ),
+        "RateLimit-Reset": OpenAPIHeader(schema=integer, description="Seconds until the key's bucket is full again"),
+    }
     public_ops = {
         (route.path_format, method.lower())
         for route in app.routes
@@ -135,6 +182,8 @@ def document(app: Any) -> None:
                 # Litestar's own 400 entry describes a body we never send (errors.py answers problem+json).
                 if (public and code not in PUBLIC_ERRORS) or (code in op.responses and code != "400"):
                     continue
+                if code == "415" and op.request_body is None:  # only a body can have the wrong media type
+                    continue
                 op.responses[code] = OpenAPIResponse(
                     description=text,
                     content={PROBLEM: OpenAPIMediaType(schema=problem_schema)},
@@ -142,3 +191,6 @@ def document(app: Any) -> None:
                 )
             if not public:
                 op.security = [{"ApiKey": []}]
+                for code, response in op.responses.items():
+                    if isinstance(response, OpenAPIResponse) and code not in ("401", "503"):
+                        response.headers = {**(response.headers or {}), **rate}

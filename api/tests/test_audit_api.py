@@ -27,7 +27,7 @@ def test_card_top_up_is_masked_and_audited(client, accounts, dsn, caplog):
     assert r.status_code == 201, r.text
     assert r.json()["card"] == "**** **** **** 1111" and r.json()["balance_after"] == 125
     again = client.post(f"/v1/tenants/acme/accounts/{a}/card-top-ups", json=body, headers={"Idempotency-Key": "p1"})
-    assert again.status_code == 200 and again.json()["replayed"]
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true" and again.json()["replayed"]
     bad = client.post(
         f"/v1/tenants/acme/accounts/{a}/card-top-ups",
         json={**body, "card_number": "4111111111111112"},
@@ -45,7 +45,8 @@ def test_card_top_up_is_masked_and_audited(client, accounts, dsn, caplog):
 
     e = client.post("/v1/privacy/subjects/jane/erasure", headers={"Idempotency-Key": "erase-1"})
     assert e.status_code == 201 and e.json()["payments_affected"] == 1
-    assert client.post("/v1/privacy/subjects/jane/erasure", headers={"Idempotency-Key": "erase-1"}).status_code == 200
+    again = client.post("/v1/privacy/subjects/jane/erasure", headers={"Idempotency-Key": "erase-1"})
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
     assert client.get(f"/v1/tenants/acme/payments/{r.json()['entry_id']}").json()["holder"] == "[erased]"
     v = client.get("/v1/audit/verify")
     assert v.status_code == 200 and v.json()["ok"], v.text

@@ -44,7 +44,7 @@ def _is_401(r) -> None:
     assert r.headers["content-type"].startswith(PROBLEM)
     assert r.headers["www-authenticate"].startswith("Bearer")
     body = r.json()
-    assert body["type"] == "urn:shieldx:error:unauthenticated" and body["sqlstate"] == "SX301"
+    assert body["type"] == "/docs/errors#unauthenticated" and body["sqlstate"] == "SX301"
     # It says how to get a key: a `help` member naming the docs' section, repeated in the detail.
     assert body["help"] == "docs/access-control.md#getting-a-key"
     assert body["help"] in body["detail"] and "Authorization: Bearer" in body["detail"]
@@ -69,7 +69,11 @@ def test_requests_without_a_valid_key_are_refused_alike_and_counted(client, acco
         _is_401(r)
         answers.append(dict(r.json().items()))
     assert all(x == answers[0] for x in answers), "every failure must look the same to the caller"
-    # Counted in the database (real key ids only), and logged without any secret.
+    # Counted in memory: no database write per failure ...
+    assert db.execute("SELECT count(*) AS n FROM auth.failures").fetchone()["n"] == 0
+    # ... then recorded in one write (real key ids only), and logged without any secret.
+    assert client.blocking_portal.call(client.app.state.auth.flush) == 5  # 3 malformed, unknown_key, bad_secret
+    assert client.blocking_portal.call(client.app.state.auth.flush) == 0  # nothing new
     counts = {(r["reason"], r["key_id"]): r["failures"] for r in db.execute("SELECT * FROM auth.failure_counts()")}
     assert counts[("bad_secret", key_id)] == 1
     assert counts[("unknown_key", None)] == 1
@@ -91,14 +95,14 @@ def test_missing_header_is_401(app_dsn, operator_key):
 
 ROLE_CASES = [
     # (roles, method, path, body, expected status)
-    (["consumer"], "post", "/accounts/{a}/consume", {"amount": 1}, 200),
+    (["consumer"], "post", "/accounts/{a}/consume", {"amount": 1}, 201),
     (["consumer"], "get", "/accounts/{a}", None, 200),
     (["consumer"], "get", "/accounts/{a}/entries", None, 200),
     (["consumer"], "post", "/accounts/{a}/grants", {"amount": 1}, 403),
     (["consumer"], "post", "/accounts", {"name": "x"}, 403),
     (["consumer"], "get", "/keys", None, 403),
-    (["billing"], "post", "/accounts/{a}/grants", {"amount": 1}, 200),
-    (["billing"], "post", "/transfers", {"from_account": "{a}", "to_account": "{b}", "amount": 1}, 200),
+    (["billing"], "post", "/accounts/{a}/grants", {"amount": 1}, 201),
+    (["billing"], "post", "/transfers", {"from_account": "{a}", "to_account": "{b}", "amount": 1}, 201),
     (["billing"], "post", "/accounts/{a}/consume", {"amount": 1}, 403),
     (["admin"], "post", "/accounts", {"name": "x"}, 201),
     (["admin"], "post", "/accounts/{a}/status", {"status": "frozen"}, 200),
@@ -106,7 +110,7 @@ ROLE_CASES = [
     (["admin"], "post", "/accounts/{a}/consume", {"amount": 1}, 403),
     (["auditor"], "get", "/accounts", None, 200),
     (["auditor"], "post", "/accounts/{a}/consume", {"amount": 1}, 403),
-    (["consumer", "billing"], "post", "/accounts/{a}/grants", {"amount": 1}, 200),
+    (["consumer", "billing"], "post", "/accounts/{a}/grants", {"amount": 1}, 201),
     (["admin", "billing", "consumer", "auditor"], "put", "", {"name": "Acme"}, 403),  # operator only
 ]
 
@@ -122,7 +126,7 @@ def test_every_route_checks_the_role(client, accounts, roles, method, path, body
     r = getattr(client, method)(f"/v1/tenants/acme{path.format(a=a)}", **kwargs)
     assert r.status_code == status, r.text
     if status == 403:
-        assert r.json()["type"] == "urn:shieldx:error:forbidden"
+        assert r.json()["type"] == "/docs/errors#forbidden"
 
 
 def test_a_tenant_never_reaches_another_tenants_data(client, two_tenants):
@@ -145,12 +149,12 @@ def test_a_tenant_never_reaches_another_tenants_data(client, two_tenants):
                 **({"json": body} if body else {}),
             )
             assert r.status_code == 404, r.text
-            assert r.json()["type"] == "urn:shieldx:error:unknown_tenant"
+            assert r.json()["type"] == "/docs/errors#unknown_tenant"
             assert "zeta" not in r.json()["detail"] or tenant == "zeta"
     # Guessing the other tenant's ids under its own tenant: unknown (the SQL functions check the tenant).
     for guess in (z, z + 1, a + 100):
         r = client.get(f"/v1/tenants/acme/accounts/{guess}", headers=acme)
-        assert r.status_code == 404 and r.json()["type"] == "urn:shieldx:error:unknown_account"
+        assert r.status_code == 404 and r.json()["type"] == "/docs/errors#unknown_account"
         r = client.post(
             f"/v1/tenants/acme/accounts/{guess}/consume",
             json={"amount": 1},
@@ -167,7 +171,7 @@ def test_a_tenant_never_reaches_another_tenants_data(client, two_tenants):
     # Another tenant's key id: unknown to this tenant's key admin too.
     zeta_key = make_key(client, "zeta", ["consumer"], "kz").split("_")[1]
     r = client.post(f"/v1/tenants/acme/keys/{zeta_key}/revoke", headers=acme)
-    assert r.status_code == 404 and r.json()["type"] == "urn:shieldx:error:unknown_key"
+    assert r.status_code == 404 and r.json()["type"] == "/docs/errors#unknown_key"
 
 
 def test_key_lifecycle_create_list_rotate_revoke(client, accounts, db):
@@ -185,9 +189,14 @@ def test_key_lifecycle_create_list_rotate_revoke(client, accounts, db):
     assert key not in str(stored)
     # Replay: the same key, its secret not shown again; other arguments conflict.
     again = client.post("/v1/tenants/acme/keys", json=body, headers={"Idempotency-Key": "mk"})
-    assert again.status_code == 200 and again.json()["replayed"] is True and again.json()["api_key"] is None
+    assert (
+        again.status_code == 201
+        and again.headers["Idempotent-Replayed"] == "true"
+        and again.json()["replayed"] is True
+        and again.json()["api_key"] is None
+    )
     clash = client.post("/v1/tenants/acme/keys", json={**body, "roles": ["admin"]}, headers={"Idempotency-Key": "mk"})
-    assert clash.status_code == 409 and clash.json()["type"] == "urn:shieldx:error:idempotency_conflict"
+    assert clash.status_code == 409 and clash.json()["type"] == "/docs/errors#idempotency_conflict"
     # Listed masked.
     listed = client.get("/v1/tenants/acme/keys").json()["items"]
     assert [k["key_id"] for k in listed] == [key_id]
@@ -205,9 +214,10 @@ def test_key_lifecycle_create_list_rotate_revoke(client, accounts, db):
     replay = client.post(
         f"/v1/tenants/acme/keys/{key_id}/rotate", json={"grace_s": 60}, headers={"Idempotency-Key": "rot-1"}
     )
-    assert replay.status_code == 200 and replay.json()["key_id"] == rot.json()["key_id"]
+    assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json()["key_id"] == rot.json()["key_id"]
     twice = client.post(f"/v1/tenants/acme/keys/{key_id}/rotate", json={}, headers={"Idempotency-Key": "rot-2"})
-    assert twice.status_code == 409 and twice.json()["type"] == "urn:shieldx:error:key_not_active"
+    assert twice.status_code == 409 and twice.json()["type"] == "/docs/errors#key_not_active"
     # Revoke: refused at once; revoking again changes nothing.
     new_id = rot.json()["key_id"]
     r = client.post(f"/v1/tenants/acme/keys/{new_id}/revoke")
@@ -232,7 +242,7 @@ def test_key_lifecycle_create_list_rotate_revoke(client, accounts, db):
 def test_bad_key_arguments_are_named_errors(client, tenant, body, name):
     r = client.post("/v1/tenants/acme/keys", json=body, headers={"Idempotency-Key": "bad"})
     assert r.status_code == 422, r.text
-    assert r.json()["type"] == f"urn:shieldx:error:{name}"
+    assert r.json()["type"] == f"/docs/errors#{name}"
 
 
 def test_revocation_reaches_another_replica_within_a_lease(client, accounts, app_dsn):
@@ -256,7 +266,7 @@ def test_rate_limit_is_shared_by_replicas_and_answers_429(client, accounts, app_
             r = c.get(url, headers=bearer(key))
             assert r.status_code == 429, r.text
             assert r.headers["content-type"].startswith(PROBLEM)
-            assert r.json()["type"] == "urn:shieldx:error:rate_limited"
+            assert r.json()["type"] == "/docs/errors#rate_limited"
             assert 1 <= int(r.headers["retry-after"]) <= 2
         time.sleep(2.1)  # 0.5 token/s: one more request
         assert replica.get(url, headers=bearer(key)).status_code == 200
@@ -285,7 +295,7 @@ def test_oversized_body_is_413_and_not_processed(app_dsn, operator_key, db):
 
 def test_default_deny_every_route_needs_a_key(app_dsn):
     """Walks the app's own routes (every engineer's): none answers without a key unless public."""
-    app = create_app(Settings(database_url=app_dsn, pool_min=1, pool_max=2))
+    app = create_app(Settings(database_url=app_dsn, pool_min=1, pool_max=2, auth_failure_burst=1e6))
     public = {"/health/live", "/health/ready", "/metrics"}
     checked = 0
     with TestClient(app) as anon:
@@ -316,10 +326,16 @@ def test_openapi_documents_the_key_and_problem_answers(client):
 
 
 def test_metrics_count_authentication_and_limits(client, accounts):
+    def malformed(text: str) -> float:
+        prefix = 'shieldx_auth_failures_total{reason="malformed"} '
+        return next((float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)), 0.0)
+
+    before = client.get("/metrics").text
     client.get("/v1/tenants/acme/accounts", headers=bearer("sx_bad"))
     text = client.get("/metrics").text
-    assert 'shieldx_breaker_state{state="closed"} 1.0' in text
-    assert 'shieldx_auth_failures_total{reason="malformed"} 1' in text
+    assert "shieldx_breaker_open 0.0" in text
+    assert malformed(text) - malformed(before) == 1  # counters are process-wide: compare
+    assert "# TYPE shieldx_auth_failures_total counter" in text
     assert "shieldx_auth_cache_hits_total" in text and "shieldx_auth_leases_total" in text
 
 
@@ -356,4 +372,58 @@ def test_refusal_titles_come_from_the_error_catalog(app_dsn, db, operator_key):
         body = r.json()
         assert r.status_code == entry["http_status"], (sqlstate, r.text)
         assert body["title"] == entry["title"] and body["title"].startswith("catalog says: "), body
-        assert body["type"] == f"urn:shieldx:error:{entry['name']}" and body["sqlstate"] == sqlstate
+        assert body["type"] == f"/docs/errors#{entry['name']}" and body["sqlstate"] == sqlstate
+
+
+def test_refusals_are_limited_per_client_network_without_asking_the_database(app_dsn, operator_key, db):
+    settings = Settings(database_url=app_dsn, pool_min=1, pool_max=2, auth_failure_rate=0.001, auth_failure_burst=3)
+    with TestClient(create_app(settings)) as c:
+        auth = c.app.state.auth
+        bad = bearer(f"sx_000000000000_{'a' * 64}")
+        assert [c.get("/v1/tenants/acme/accounts", headers=bad).status_code for _ in range(3)] == [401] * 3
+        verified = auth.counters["verifications"]
+        flood = [c.get("/v1/tenants/acme/accounts", headers=bad) for _ in range(50)]
+        assert {r.status_code for r in flood} == {429}
+        assert flood[0].json()["sqlstate"] == "SX303" and int(flood[0].headers["Retry-After"]) >= 1
+        assert auth.counters["verifications"] == verified  # the flood never reached the database
+        assert auth.counters["refusals_limited"] == 50 and auth.counters["rate_limited"] == 50
+        # A key this process verified before is not held back with its network.
+        good = bearer(operator_key)
+        auth.limiter.buckets.clear()
+        assert c.get("/v1/audit/verify", headers=good).status_code == 200
+        for _ in range(3):
+            c.get("/v1/tenants/acme/accounts", headers=bad)
+        assert c.get("/v1/tenants/acme/accounts", headers=bad).status_code == 429
+        assert c.get("/v1/audit/verify", headers=good).status_code == 200
+        # The failures were counted, then recorded in one write.
+        assert db.execute("SELECT count(*) AS n FROM auth.failures").fetchone()["n"] == 0
+        assert c.blocking_portal.call(auth.flush) == 6
+
+
+def test_the_limiter_groups_addresses_by_network():
+    from shieldx.auth import FailureLimiter
+
+    now = [0.0]
+    lim = FailureLimiter(rate=1.0, burst=2, clock=lambda: now[0])
+    net = lim.network("203.0.113.5")
+    assert net == lim.network("203.0.113.77") == "203.0.113.0/24"
+    assert lim.network("2001:db8:1:2::1") == lim.network("2001:db8:1:ffff::9") == "2001:db8:1::/48"
+    lim.spend(net)
+    lim.spend(net)
+    assert lim.wait_s(net) > 0 and lim.wait_s(lim.network("198.51.100.1")) == 0
+    now[0] += 1.0  # one token back
+    assert lim.wait_s(net) == 0
+
+
+def test_the_audit_routes_are_the_operators_even_for_auditor_keys(client, accounts):
+    """docs/access-control.md and docs/audit.md: the audit log spans tenants; tenant auditors read their ledger."""
+    auditor = bearer(make_key(client, "acme", ["auditor"], "k-auditor"))
+    for method, path in (
+        ("get", "/v1/audit/verify"),
+        ("post", "/v1/audit/checkpoints"),
+        ("get", "/v1/audit/checkpoints/latest/export"),
+    ):
+        r = client.request(method.upper(), path, headers=auditor)
+        assert r.status_code == 403 and r.json()["sqlstate"] == "SX302", (path, r.text)
+    assert client.get(f"/v1/tenants/acme/accounts/{accounts[0]}/entries", headers=auditor).status_code == 200
+    assert client.get("/v1/audit/verify").status_code == 200  # the operator

@@ -30,7 +30,7 @@ def problem(r, status: int, name: str) -> dict:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith(PROBLEM)
     body = r.json()
-    assert body["type"] == f"urn:shieldx:error:{name}", body
+    assert body["type"] == f"/docs/errors#{name}", body
     return body
 
 

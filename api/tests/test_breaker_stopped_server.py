@@ -23,6 +23,7 @@ from shieldx import schema
 from shieldx.app import create_app
 from shieldx.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, CircuitOpen
 from shieldx.config import Settings
+from shieldx.routes import health
 
 PGBIN = "/usr/lib/postgresql/15/bin"
 SHARED_PORT = int(os.environ.get("SHIELDX_PGPORT", "55432"))
@@ -133,11 +134,12 @@ def test_fail_fast_while_down_probe_then_close(server):
         started = time.monotonic()
         r = c.get("/v1/tenants/acme/accounts")
         assert time.monotonic() - started < 0.5
-        assert r.status_code == 503 and r.json()["type"] == "urn:shieldx:error:circuit_open"
+        assert r.status_code == 503 and r.json()["type"] == "/docs/errors#circuit_open"
         assert int(r.headers["retry-after"]) >= 1
+        # Readiness does not follow the database: the pod stays in service and answers 503 itself.
         ready = c.get("/health/ready")
-        assert ready.status_code == 503 and ready.json()["breaker"] == OPEN
-        assert 'shieldx_breaker_state{state="open"} 1.0' in c.get("/metrics").text
+        assert ready.status_code == 200 and ready.json()["breaker"] == OPEN
+        assert "shieldx_breaker_open 1.0" in c.get("/metrics").text
 
         # Still down after the open period: the one probe fails and the breaker opens again, for longer.
         time.sleep(1.1)
@@ -155,8 +157,14 @@ def test_fail_fast_while_down_probe_then_close(server):
         ready = c.get("/health/ready")
         assert ready.status_code == 200 and ready.json()["breaker"] == CLOSED
         metrics = c.get("/metrics").text
-        assert 'shieldx_breaker_state{state="closed"} 1.0' in metrics
-        assert "shieldx_breaker_opened_total 2.0" in metrics or "shieldx_breaker_opened_total 3.0" in metrics
+        assert "shieldx_breaker_open 0.0" in metrics
+        opened = app.state.database.breaker.counters["opened"]
+        assert opened in (2, 3)
+        # The counter is process-wide (every app made in this test process adds to it): at least this app's openings.
+        total = next(
+            line for line in metrics.splitlines() if line.startswith('shieldx_breaker_transitions_total{to="open"}')
+        )
+        assert float(total.split()[-1]) >= opened
 
 
 def test_sql_errors_do_not_open_the_breaker(server):
@@ -204,3 +212,55 @@ def test_state_machine_half_open_admits_one_probe():
     clock.now += 4.0
     b.success(b.before())
     assert b.state == CLOSED and b.open_for == 1.0 and b.failures == 0
+
+
+def test_probes_while_the_database_is_down(server):
+    """Liveness and readiness stay 200 during an outage; requests get the API's own 503 with Retry-After."""
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        key = conn.execute("SELECT api_key FROM auth.create_operator_key('probes', 'probes')").fetchone()[0]
+    settings = Settings(database_url=server.url("shieldx_app"), pool_min=1, pool_max=2, pool_timeout=1.0)
+    app = create_app(settings)
+    with TestClient(app) as c:
+        c.headers["Authorization"] = f"Bearer {key}"
+        assert c.put("/v1/tenants/probes", json={"name": "Probes"}).status_code == 201
+        assert c.get("/health/ready").json()["database"] == "reachable"
+        server.stop()
+        try:
+            # Past one schema re-check, so readiness has tried the database and failed.
+            deadline = time.monotonic() + health.SCHEMA_CHECK_S + 1.5
+            answers = set()
+            while time.monotonic() < deadline:
+                assert c.get("/health/live").status_code == 200
+                ready = c.get("/health/ready")
+                assert ready.status_code == 200, ready.text
+                r = c.post(
+                    "/v1/tenants/probes/accounts", json={"name": "a"}, headers={"Idempotency-Key": "probes-open"}
+                )
+                assert r.status_code == 503, r.text
+                assert int(r.headers["retry-after"]) >= 1
+                assert r.headers["content-type"].startswith("application/problem+json")
+                answers.add(r.json()["type"])
+                time.sleep(0.3)
+            assert ready.json()["database"].startswith("unreachable")
+            assert ready.json()["migrations_pending"] == [] and ready.json()["ready"] is True
+            assert answers <= {"/docs/errors#database_unavailable", "/docs/errors#circuit_open"}
+        finally:
+            server.start()
+        assert _until(
+            lambda: (
+                c.post(
+                    "/v1/tenants/probes/accounts", json={"name": "a"}, headers={"Idempotency-Key": "probes-open"}
+                ).status_code
+                == 201
+            )
+        )
+
+
+def test_a_pod_that_never_reached_the_database_is_live_but_not_ready():
+    """A new pod cannot tell whether its migrations ran: it takes no traffic until it can."""
+    app = create_app(Settings(database_url=f"postgresql://shieldx_app@127.0.0.1:{_free_port()}/shieldx", pool_min=0))
+    with TestClient(app) as c:
+        assert c.get("/health/live").status_code == 200
+        ready = c.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["ready"] is False and ready.json()["reason"].startswith("schema not checked yet")

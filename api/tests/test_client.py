@@ -125,10 +125,10 @@ def test_retry_after_is_honoured_and_a_refusal_is_not_retried():
         calls.append(time.monotonic())
         assert request.headers["Idempotency-Key"] == "same-key"  # every try carries the call's key
         if len(calls) == 1:
-            return httpx.Response(429, headers={"Retry-After": "2"}, json={"type": "urn:shieldx:error:rate_limited"})
+            return httpx.Response(429, headers={"Retry-After": "2"}, json={"type": "/docs/errors#rate_limited"})
         if len(calls) == 2:
-            return httpx.Response(503, json={"type": "urn:shieldx:error:database_unavailable"})
-        return httpx.Response(409, json={"type": "urn:shieldx:error:insufficient_funds", "sqlstate": "SX004"})
+            return httpx.Response(503, json={"type": "/docs/errors#database_unavailable"})
+        return httpx.Response(409, json={"type": "/docs/errors#insufficient_funds", "sqlstate": "SX004"})
 
     c = Client("http://x", tenant="t", transport=httpx.MockTransport(handler), sleep=slept.append)
     with pytest.raises(Refused) as info:

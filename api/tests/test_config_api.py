@@ -35,3 +35,11 @@ def test_multi_host_url_skips_a_dead_host_and_finds_the_primary(app_dsn):
     with TestClient(app) as client:
         r = client.get("/health/ready")
         assert r.status_code == 200 and r.json()["is_primary"] is True
+
+
+def test_database_url_follows_the_local_cluster_port_unless_given():
+    assert Settings.from_env({"SHIELDX_PGPORT": "55999"}).database_url == (
+        "postgresql://shieldx_app@127.0.0.1:55999/shieldx"
+    )
+    given = "postgresql://shieldx_app@haproxy:5000/shieldx?target_session_attrs=read-write"
+    assert Settings.from_env({"SHIELDX_PGPORT": "55999", "DATABASE_URL": given}).database_url == given

@@ -16,15 +16,21 @@ def key(k: str) -> dict[str, str]:
 def test_tenant_put_is_idempotent(client):
     assert client.put("/v1/tenants/acme", json={"name": "Acme"}).status_code == 201
     again = client.put("/v1/tenants/acme", json={"name": "Acme"})
-    assert again.status_code == 200 and again.json()["replayed"] is True
+    assert (
+        again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true" and again.json()["replayed"] is True
+    )
     clash = client.put("/v1/tenants/acme", json={"name": "Other"})
-    assert clash.status_code == 409 and clash.json()["type"] == "urn:shieldx:error:already_exists"
+    assert clash.status_code == 409 and clash.json()["type"] == "/docs/errors#already_exists"
 
 
 def test_consume_and_read_balance(client, accounts):
     a, _ = accounts
     r = client.post(f"/v1/tenants/acme/accounts/{a}/consume", json={"amount": 30, "reason": "scan"}, headers=key("c1"))
-    assert r.status_code == 200
+    assert r.status_code == 201 and "Idempotent-Replayed" not in r.headers
+    # The movement's Location is its journal entry.
+    entry = client.get(r.headers["Location"])
+    assert entry.status_code == 200 and entry.json()["entry_id"] == r.json()["entry_id"]
+    assert entry.json()["amount"] == -30 and entry.json()["idem_key"] == "c1"
     body = r.json()
     assert (body["amount"], body["balance_after"], body["replayed"]) == (-30, 70, False)
     acc = client.get(f"/v1/tenants/acme/accounts/{a}").json()
@@ -39,7 +45,7 @@ def test_replay_by_header_returns_original(client, accounts):
     assert client.get(f"/v1/tenants/acme/accounts/{a}").json()["balance"] == 95
     clash = client.post(f"/v1/tenants/acme/accounts/{a}/consume", json={"amount": 6}, headers=key("same"))
     assert clash.status_code == 409
-    assert clash.json()["type"] == "urn:shieldx:error:idempotency_conflict"
+    assert clash.json()["type"] == "/docs/errors#idempotency_conflict"
 
 
 @pytest.mark.parametrize(
@@ -72,14 +78,18 @@ def test_errors_map_to_problem_json(client, accounts, path, body, headers, statu
     problem = r.json()
     assert problem["status"] == status
     if name:
-        assert problem["type"] == f"urn:shieldx:error:{name}"
+        assert problem["type"] == f"/docs/errors#{name}"
     assert client.get(f"/v1/tenants/acme/accounts/{a}").json()["balance"] == 100
 
 
 def test_malformed_json_is_a_client_error(client, accounts):
     a, _ = accounts
-    r = client.post(f"/v1/tenants/acme/accounts/{a}/consume", content=b"{not json", headers=key("m1"))
-    assert r.status_code in (400, 422)
+    r = client.post(
+        f"/v1/tenants/acme/accounts/{a}/consume",
+        content=b"{not json",
+        headers={**key("m1"), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 400 and r.json()["type"] == "/docs/errors#invalid_json"
     assert r.headers["content-type"].startswith(PROBLEM)
 
 
@@ -89,11 +99,12 @@ def test_transfer_and_entries_pagination(client, accounts):
         r = client.post(
             "/v1/tenants/acme/transfers", json={"from_account": a, "to_account": b, "amount": 1}, headers=key(f"t{i}")
         )
-        assert r.status_code == 200, r.text
+        assert r.status_code == 201, r.text
+        assert client.get(r.headers["Location"]).json()["entry_id"] == r.json()["debit_entry_id"]
     page = client.get(f"/v1/tenants/acme/accounts/{a}/entries", params={"limit": 4}).json()
-    assert [e["seq"] for e in page["items"]] == [6, 5, 4, 3] and page["next_before"] == 3
-    rest = client.get(f"/v1/tenants/acme/accounts/{a}/entries", params={"limit": 4, "before": 3}).json()
-    assert [e["seq"] for e in rest["items"]] == [2, 1] and rest["next_before"] is None
+    assert [e["seq"] for e in page["items"]] == [6, 5, 4, 3] and page["next_cursor"] == 3
+    rest = client.get(f"/v1/tenants/acme/accounts/{a}/entries", params={"limit": 4, "cursor": 3}).json()
+    assert [e["seq"] for e in rest["items"]] == [2, 1] and rest["next_cursor"] is None
     assert client.get(f"/v1/tenants/acme/accounts/{a}/entries", params={"limit": 0}).status_code == 422
 
 
@@ -104,7 +115,7 @@ def test_accounts_listing_and_status(client, accounts):
     r = client.post(f"/v1/tenants/acme/accounts/{a}/status", json={"status": "frozen"})
     assert r.status_code == 200 and r.json()["changed"] is True
     refused = client.post(f"/v1/tenants/acme/accounts/{a}/consume", json={"amount": 1}, headers=key("fz"))
-    assert refused.status_code == 409 and refused.json()["type"] == "urn:shieldx:error:account_not_open"
+    assert refused.status_code == 409 and refused.json()["type"] == "/docs/errors#account_not_open"
 
 
 def test_every_catalog_error_has_a_status(client, accounts):
@@ -121,12 +132,20 @@ def test_health(client):
 
 
 def test_readiness_reports_pending_migrations(client, dsn):
+    """Checked at start-up, then again once the last check is SCHEMA_CHECK_S old (a schema rolled back under it)."""
+    import time
+
     import psycopg
 
+    from shieldx.routes.health import SCHEMA_CHECK_S
+
+    assert client.get("/health/ready").status_code == 200
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DELETE FROM public._yoyo_migration WHERE migration_id = '0004_credits'")
+    time.sleep(SCHEMA_CHECK_S + 0.2)
     r = client.get("/health/ready")
     assert r.status_code == 503 and r.json()["migrations_pending"] == ["0004_credits"]
+    assert r.json()["reason"] == "migrations pending"
 
 
 def test_openapi_and_docs_are_served(client):

@@ -21,7 +21,7 @@ def account(client, a: int) -> tuple[int, int, int]:
 def problem(r, status: int, name: str) -> None:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith(PROBLEM)
-    assert r.json()["type"] == f"urn:shieldx:error:{name}"
+    assert r.json()["type"] == f"/docs/errors#{name}"
 
 
 def test_reserve_commit_abort_roundtrip(client, accounts):
@@ -39,7 +39,12 @@ def test_reserve_commit_abort_roundtrip(client, accounts):
         json={"amount": 40, "ttl_seconds": 60, "reason": "scan"},
         headers=key("h1"),
     )
-    assert again.status_code == 200 and again.json()["hold_id"] == hold["hold_id"] and again.json()["replayed"]
+    assert (
+        again.status_code == 201
+        and again.headers["Idempotent-Replayed"] == "true"
+        and again.json()["hold_id"] == hold["hold_id"]
+        and again.json()["replayed"]
+    )
     assert account(client, a) == (100, 40, 60)
     c = client.post(f"/v1/tenants/acme/holds/{hold['hold_id']}/commit", json={"amount": 25})
     assert c.status_code == 200, c.text
@@ -60,7 +65,7 @@ def test_reserve_commit_abort_roundtrip(client, accounts):
     assert v.status_code == 200 and v.json()["status"] == "voided"
     assert client.post(f"/v1/tenants/acme/holds/{h3['hold_id']}/abort").json()["replayed"] is True
     page = client.get(f"/v1/tenants/acme/accounts/{a}/holds?limit=2").json()
-    assert [h["status"] for h in page["items"]] == ["voided", "captured"] and page["next_before"] == h2["hold_id"]
+    assert [h["status"] for h in page["items"]] == ["voided", "captured"] and page["next_cursor"] == h2["hold_id"]
     assert [h["hold_id"] for h in client.get(f"/v1/tenants/acme/accounts/{a}/holds?status=voided").json()["items"]] == [
         h3["hold_id"]
     ]
@@ -116,11 +121,9 @@ def test_distributed_transaction_over_http(client, accounts):
     a, b = accounts
     legs = [{"tenant_id": "acme", "account_id": a, "amount": -30}, {"tenant_id": "acme", "account_id": b, "amount": 30}]
     r = client.post("/v1/dist-transactions", json={"xid": "order-1", "legs": legs, "timeout_seconds": 30})
-    assert r.status_code == 201, r.text
-    assert (
-        client.post("/v1/dist-transactions", json={"xid": "order-1", "legs": legs, "timeout_seconds": 30}).status_code
-        == 200
-    )
+    assert r.status_code == 201 and r.headers["Location"] == "/v1/dist-transactions/order-1", r.text
+    again = client.post("/v1/dist-transactions", json={"xid": "order-1", "legs": legs, "timeout_seconds": 30})
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
     p = client.post("/v1/dist-transactions/order-1/prepare")
     assert p.status_code == 200 and p.json()["state"] == "prepared", p.text
     assert account(client, a) == (100, 30, 70)

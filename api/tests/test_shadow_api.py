@@ -33,7 +33,7 @@ def experiment(client) -> int:
     r = client.post("/v1/shadow/experiments", json=body, headers={"Idempotency-Key": "exp-1"})
     assert r.status_code == 201, r.text
     again = client.post("/v1/shadow/experiments", json=body, headers={"Idempotency-Key": "exp-1"})
-    assert again.status_code == 200 and again.json()["replayed"]
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true" and again.json()["replayed"]
     assert r.json()["weight"] == 1.0
     return r.json()["experiment_id"]
 
@@ -101,12 +101,13 @@ def test_manual_actions(client, experiment):
     body = {"actor": "bob", "reason": "incident 7"}
     r = client.post(url + "/pause", json=body, headers={"Idempotency-Key": "p1"})
     assert r.status_code == 201 and r.json()["state"] == "paused"
-    assert client.post(url + "/pause", json=body, headers={"Idempotency-Key": "p1"}).status_code == 200
+    again = client.post(url + "/pause", json=body, headers={"Idempotency-Key": "p1"})
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
     assert client.post(url + "/resume", json=body, headers={"Idempotency-Key": "r1"}).json()["state"] == "running"
     r = client.post(url + "/rollback", json=body, headers={"Idempotency-Key": "rb1"})
     assert (r.json()["state"], r.json()["weight"]) == ("rolled_back", 0.0)
     r = client.post(url + "/promote", json=body, headers={"Idempotency-Key": "pr1"})
-    assert r.status_code == 409 and r.json()["type"] == "urn:shieldx:error:invalid_transition"
+    assert r.status_code == 409 and r.json()["type"] == "/docs/errors#invalid_transition"
     assert r.json()["facts"]["state"] == "rolled_back"
 
 
@@ -119,11 +120,11 @@ def test_bad_input_gets_named_errors_and_stores_nothing(client, experiment, dsn)
     r = client.post(
         "/v1/shadow/experiments/999/observations", json={"observations": [ok]}, headers={"Idempotency-Key": "x2"}
     )
-    assert r.status_code == 404 and r.json()["type"] == "urn:shieldx:error:unknown_experiment"
+    assert r.status_code == 404 and r.json()["type"] == "/docs/errors#unknown_experiment"
     r = client.post(url, json={"observations": [ok | {"arm": "B"}]}, headers={"Idempotency-Key": "x3"})
     assert r.status_code == 422 and r.json()["sqlstate"] == "SX403"
     r = client.post(url, json={"observations": "nope"}, headers={"Idempotency-Key": "x4"})
-    assert r.status_code in (400, 422) and r.json()["type"] == "urn:shieldx:error:invalid_request"
+    assert r.status_code in (400, 422) and r.json()["type"] == "/docs/errors#invalid_request"
     r = client.post(url, json={"observations": []}, headers={"Idempotency-Key": "x5"})
     assert r.status_code == 422 and r.json()["sqlstate"] == "SX403"
     r = client.post(url, json={"observations": [ok]})
@@ -143,6 +144,6 @@ def test_bad_input_gets_named_errors_and_stores_nothing(client, experiment, dsn)
         },
         headers={"Idempotency-Key": "bad-1"},
     )
-    assert r.status_code == 422 and r.json()["type"] == "urn:shieldx:error:invalid_experiment"
+    assert r.status_code == 422 and r.json()["type"] == "/docs/errors#invalid_experiment"
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM shadow.observations").fetchone()[0] == 0

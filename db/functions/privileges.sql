@@ -19,15 +19,22 @@ BEGIN
   FOR s IN SELECT nspname FROM pg_namespace WHERE nspowner = 'shieldx_owner'::regrole LOOP
     EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', s);
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO shieldx_app, shieldx_readonly, shieldx_auditor', s);
-    FOR t IN SELECT c.oid::regclass AS rel FROM pg_class c
+    FOR t IN SELECT c.oid::regclass AS rel, c.relowner FROM pg_class c
               WHERE c.relnamespace = s::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm') LOOP
-      EXECUTE format('ALTER TABLE %s OWNER TO shieldx_owner', t.rel);
+      -- Only when it differs: ALTER TABLE ... OWNER takes an ACCESS EXCLUSIVE lock
+      -- even when nothing changes, and this file runs on every migrate while the
+      -- API writes to these tables. GRANT and REVOKE take no table lock.
+      IF t.relowner <> 'shieldx_owner'::regrole THEN
+        EXECUTE format('ALTER TABLE %s OWNER TO shieldx_owner', t.rel);
+      END IF;
       EXECUTE format('REVOKE ALL ON %s FROM PUBLIC, shieldx_app, shieldx_readonly', t.rel);
       EXECUTE format('GRANT SELECT ON %s TO shieldx_readonly', t.rel);
     END LOOP;
-    FOR f IN SELECT p.oid::regprocedure AS fn, p.proname, p.provolatile, p.prokind
+    FOR f IN SELECT p.oid::regprocedure AS fn, p.proname, p.provolatile, p.prokind, p.proowner
                FROM pg_proc p WHERE p.pronamespace = s::regnamespace LOOP
-      EXECUTE format('ALTER ROUTINE %s OWNER TO shieldx_owner', f.fn);
+      IF f.proowner <> 'shieldx_owner'::regrole THEN
+        EXECUTE format('ALTER ROUTINE %s OWNER TO shieldx_owner', f.fn);
+      END IF;
       EXECUTE format('REVOKE ALL ON ROUTINE %s FROM PUBLIC', f.fn);
       IF left(f.proname, 1) <> '_' THEN
         EXECUTE format('GRANT EXECUTE ON ROUTINE %s TO shieldx_app', f.fn);

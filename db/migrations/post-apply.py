@@ -1,7 +1,8 @@
-"""Re-apply every db/functions file after migrations (yoyo post-apply hook).
+"""Apply the changed db/functions files after migrations (yoyo post-apply hook), for `yoyo apply` run by hand.
 
-`shieldx db migrate` calls the same loader even when no migration is pending,
-so an edited function file reaches the database on every migrate.
+`shieldx db migrate` does not run this hook: it applies the function files itself
+(shieldx.schema.reload_functions), in their own transaction with a lock timeout
+and retries, even when no migration is pending.
 """
 
 from yoyo import step

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import shutil
@@ -227,3 +228,38 @@ def test_a_session_cannot_redirect_the_keyring(db, connect):
     app.execute("SET shieldx.key_dir = '/tmp/not-the-keyring'")
     e = top_up(app, a, "pay-1")["entry_id"]
     assert call(db, "vault._reveal", e)["pan"] == PAN  # encrypted with the configured keyring
+
+
+def test_a_card_replay_matches_every_argument_by_a_keyed_hash(db):
+    """Same key, same last four digits, another card or expiry or holder: a conflict, not a replay."""
+    a, _ = setup_accounts(db)
+    first = top_up(db, a, "pay-1")
+    same_last4 = "4000000000061111"  # Luhn-valid, ends like PAN
+    assert same_last4[-4:] == PAN[-4:] and same_last4 != PAN
+    args = ["acme", a, 50, "pay-1", PAN, "12/29", "Jane Doe", "subject-1", "203.0.113.77", "Mozilla/5.0 (X11)"]
+    before = everything_as_text(db)
+    for i, other in ((4, same_last4), (5, "11/29"), (6, "John Doe"), (7, "subject-2")):
+        with raises("SX005"):
+            call(db, "vault.top_up", *args[:i], other, *args[i + 1 :])
+    assert everything_as_text(db) == before
+    # Where the request came from is no argument: a retry from elsewhere replays.
+    again = call(db, "vault.top_up", *args[:8], "198.51.100.1", "curl/8")
+    assert again["replayed"] and again["entry_id"] == first["entry_id"]
+    # The fingerprint is a keyed hash bound to the row, never the number.
+    row = db.execute("SELECT card_hmac, key_id FROM vault.payments").fetchone()
+    assert len(row["card_hmac"]) == 32 and PAN.encode() not in row["card_hmac"]
+    assert row["card_hmac"] != hashlib.sha256(PAN.encode()).digest()
+
+
+def test_a_payment_without_a_fingerprint_is_compared_by_decrypting_and_reencrypt_fills_it_in(db):
+    a, _ = setup_accounts(db)
+    top_up(db, a, "pay-1")
+    db.execute("ALTER TABLE vault.payments DISABLE TRIGGER USER")
+    db.execute("UPDATE vault.payments SET card_hmac = NULL")  # a payment made before fingerprints existed
+    db.execute("ALTER TABLE vault.payments ENABLE TRIGGER USER")
+    assert top_up(db, a, "pay-1")["replayed"]
+    with raises("SX005"):
+        top_up(db, a, "pay-1", pan="4000000000061111")
+    assert call(db, "vault.reencrypt", 100) == {"reencrypt": 1}
+    assert db.execute("SELECT card_hmac IS NOT NULL AS ok FROM vault.payments").fetchone()["ok"]
+    assert top_up(db, a, "pay-1")["replayed"]

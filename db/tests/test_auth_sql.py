@@ -6,6 +6,7 @@ import hashlib
 import threading
 
 import pytest
+from psycopg.types.json import Jsonb
 
 from helpers import call, raises, rows, setup_accounts
 
@@ -87,7 +88,7 @@ def test_rotate_and_revoke(db):
     assert all(r["masked"].endswith("_********") for r in rows(db, "auth.list_keys", "acme"))
 
 
-def test_failures_are_counted_without_secrets(db):
+def test_failures_are_recorded_in_one_write_without_secrets(db):
     setup_accounts(db)
     k = call(db, "auth.create_key", "acme", "ci", ["consumer"], "k1")
     key_id, _ = _split(k["api_key"])
@@ -95,8 +96,21 @@ def test_failures_are_counted_without_secrets(db):
         assert call(db, "auth.authenticate", key_id, b"\x00" * 32)["reason"] == "bad_secret"
     call(db, "auth.authenticate", "ffffffffffff", b"\x00" * 32)
     call(db, "auth.authenticate", "'; drop", b"x")
-    counts = {(r["reason"], r["key_id"]): r["failures"] for r in rows(db, "auth.failure_counts", 60)}
-    assert counts == {("bad_secret", key_id): 3, ("unknown_key", None): 1, ("malformed", None): 1}
+    assert rows(db, "auth.failure_counts", 60) == []  # authenticate writes nothing
+    counts = [
+        {"reason": "bad_secret", "key_id": key_id, "count": 3},
+        {"reason": "unknown_key", "key_id": "", "count": 1},
+        {"reason": "malformed", "key_id": "", "count": 1},
+        {"reason": "no such reason", "key_id": "", "count": 7},  # not a reason auth.failures knows: ignored
+    ]
+    assert call(db, "auth.record_failures", Jsonb(counts))["record_failures"] == 5
+    counts_now = {(r["reason"], r["key_id"]): r["failures"] for r in rows(db, "auth.failure_counts", 60)}
+    assert counts_now == {("bad_secret", key_id): 3, ("unknown_key", None): 1, ("malformed", None): 1}
+    # A DBA's auth.verify records its own failure.
+    assert call(db, "auth.verify", f"sx_{key_id}_{'0' * 64}")["reason"] == "bad_secret"
+    assert {(r["reason"], r["key_id"]): r["failures"] for r in rows(db, "auth.failure_counts", 60)}[
+        ("bad_secret", key_id)
+    ] == 4
 
 
 def test_token_bucket_grants_at_most_burst_plus_refill_under_concurrency(db, connect):
@@ -155,3 +169,20 @@ def test_application_role_cannot_mint_operator_keys_or_read_hashes(db, connect):
 def test_prune_job_is_registered_and_idempotent(db):
     assert db.execute("SELECT 1 FROM ops.jobs WHERE job_name = 'shieldx-auth-prune'").fetchone()
     assert call(db, "auth.prune") == call(db, "auth.prune")
+
+
+@pytest.mark.parametrize(
+    "expires_at",
+    ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "infinity", "-infinity", "2000-01-01T00:00:00Z"],
+)
+def test_a_refused_key_is_not_stored(db, expires_at):
+    """The expiry is checked before anything is written: a refused key leaves no row behind."""
+    call(db, "credits.create_tenant", "acme", "Acme")
+    before = db.execute("SELECT count(*) AS n FROM auth.keys").fetchone()["n"]
+    with raises("SX007"):
+        db.execute(
+            "SELECT * FROM auth.create_key('acme', 'k', ARRAY['consumer'], 'idem-1', 50, 100, %s::timestamptz)",
+            (expires_at,),
+        )
+    assert db.execute("SELECT count(*) AS n FROM auth.keys").fetchone()["n"] == before
+    assert rows(db, "auth.list_keys", "acme") == []

@@ -439,3 +439,32 @@ def test_concurrent_opposite_order_batches_never_deadlock(db, connect):
     assert total + consumed == 60_000
     assert db.execute("SELECT count(*) AS n FROM credits.reconcile()").fetchone()["n"] == 0
     assert db.execute("SELECT ok FROM audit.verify()").fetchone()["ok"]
+
+
+def test_a_key_names_one_request_across_operations_in_batches_too(db):
+    a, b = setup_accounts(db, grant=100)
+    call(db, "credits.grant_credits", "acme", a, 5, "used-by-grant")
+    got = batch(
+        db,
+        "acme",
+        [
+            consume(a, 1, "used-by-grant"),  # a grant's key: SX005, another operation
+            consume(a, 1, "open-acme-0"),  # an account's key (setup_accounts opened it)
+            consume(a, 1, "dist:x"),  # reserved for distributed legs
+            {"op": "reserve", "account_id": b, "amount": 1, "idempotency_key": f"seed-acme-{1}"},  # a grant's
+            consume(a, 1, "fresh"),
+        ],
+        atomic=False,
+    )
+    assert [(r["status"], r["sqlstate"]) for r in got] == [
+        ("refused", "SX005"),
+        ("refused", "SX005"),
+        ("refused", "SX007"),
+        ("refused", "SX005"),
+        ("applied", None),
+    ]
+    assert got[0]["result"]["detail"]["operation"] == "grant"
+    assert got[1]["result"]["detail"]["operation"] == "account"
+    # The batch's keys are claimed too: a single call of another operation is refused.
+    with raises("SX005"):
+        call(db, "credits.reserve", "acme", b, 1, "fresh")

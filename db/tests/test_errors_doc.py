@@ -33,10 +33,15 @@ human message, a JSON `DETAIL` with the facts, and the title as `HINT`. Over HTT
 answers the status listed here, as RFC 9457 `application/problem+json`:
 
 ```json
-{"type": "urn:shieldx:error:insufficient_funds", "title": "Insufficient available credits", "status": 409,
+{"type": "/docs/errors#insufficient_funds", "title": "Insufficient available credits", "status": 409,
  "detail": "account 1 has 775 credits available, 1000000 requested", "sqlstate": "SX004",
- "facts": {"account_id": 1, "available": 775, "requested": 1000000}}
+ "facts": {"account_id": 1, "available": 775, "requested": 1000000}, "instance": "/v1/tenants/acme/accounts/1/consume"}
 ```
+
+The `type` is `/docs/errors#<name>`: the API serves this list itself at `/docs/errors`
+(rendered from the same catalog, one anchor per name, with the API's own answers such as
+`invalid_request` and `database_unavailable`), so the reference resolves against the API's
+address; `SHIELDX_ERRORS_URL` points it elsewhere. `instance` is the request's path.
 
 A 4xx answer means nothing changed. The list is the catalog itself (`SELECT * FROM
 ops.error_codes()`), one section per error; each has the anchor `#<name>` (for example
@@ -66,7 +71,7 @@ def render(catalog: list[dict]) -> str:
             out.append(
                 f'\n<a id="{r["name"]}"></a>\n\n### {r["sqlstate"]} {r["name"]}\n\n'
                 f"**{r['title']}**. HTTP {r['http_status']}; SQLSTATE `{r['sqlstate']}`; "
-                f"problem type `urn:shieldx:error:{r['name']}`.\n"
+                f"problem type `/docs/errors#{r['name']}`.\n"
             )
             if r.get("description"):
                 out.append(f"\n{r['description']}\n")

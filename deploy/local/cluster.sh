@@ -31,6 +31,27 @@ PORT="${SHIELDX_PGPORT:-55432}"
 KEYDIR="${SHIELDX_KEYDIR:-$STATE/keys}"
 DBNAME="${SHIELDX_DBNAME:-shieldx}"
 
+# Statement text never reaches the server log: a failing `vault.top_up(...)`
+# typed in psql carries a card number in its text, and a logged statement or
+# bind parameter would write it to disk. Errors are still logged (message,
+# DETAIL, CONTEXT: the functions' messages name at most the last four digits),
+# only the STATEMENT: line and parameter values are left out.
+# log_min_duration_statement always prints the statement's text (PostgreSQL
+# has no threshold-based duration logging without it), so it stays off; slow
+# statements are found with pg_stat_activity and the API's request logs.
+# The same settings: deploy/patroni/patroni.yml.in and deploy/k8s/11-db-config.yaml.
+LOG_PRIVACY="log_min_error_statement=panic log_statement=none log_min_duration_statement=-1 log_parameter_max_length=0 log_parameter_max_length_on_error=0"
+
+log_privacy() {
+  local kv
+  for kv in $LOG_PRIVACY; do
+    case "$1" in
+      conf) echo "${kv%%=*} = '${kv#*=}'" ;;
+      sql) echo "ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}';" ;;
+    esac
+  done
+}
+
 init() {
   mkdir -p "$STATE" "$RUNDIR"
   chown "$OSUSER:$OSUSER" "$RUNDIR"
@@ -62,7 +83,8 @@ cron.use_background_workers = on
 max_worker_processes = 32
 cron.max_running_jobs = 8
 log_min_messages = warning
-log_line_prefix = '%m [%p] %q%u@%d '
+log_line_prefix = '%m [%p] %q%u@%d %a '  # %a: the API's request id (application_name)
+$(log_privacy conf)
 shieldx.env = 'local'
 shieldx.key_dir = '$KEYDIR'
 CONF
@@ -70,22 +92,8 @@ CONF
   keys
 }
 
-# Keyrings for the audit HMAC, payment-data encryption and per-subject key
-# wrapping: outside the database, readable only by the server's OS user.
-# <purpose>/<key_id>.key holds 32 random bytes in hex; CURRENT names the key in use.
-keys() {
-  install -d -o "$OSUSER" -g "$OSUSER" -m 700 "$KEYDIR"
-  local purpose id
-  for purpose in audit payment subject; do
-    install -d -o "$OSUSER" -g "$OSUSER" -m 700 "$KEYDIR/$purpose"
-    if [ ! -s "$KEYDIR/$purpose/CURRENT" ]; then
-      id="k$(date -u +%Y%m%d%H%M%S)$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
-      (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$KEYDIR/$purpose/$id.key"
-       echo "$id" > "$KEYDIR/$purpose/CURRENT")
-      chown "$OSUSER:$OSUSER" "$KEYDIR/$purpose/$id.key" "$KEYDIR/$purpose/CURRENT"
-    fi
-  done
-}
+# Keyrings (audit, payment, subject) outside the database: deploy/local/keyring.sh.
+keys() { "$ROOT/deploy/local/keyring.sh" "$KEYDIR"; }
 
 running() { as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; }
 
@@ -116,6 +124,11 @@ start() {
     || "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAtX -v ON_ERROR_STOP=1 \
          -c "SET shieldx.key_dir = '$KEYDIR'" -c "ALTER SYSTEM SET shieldx.key_dir = '$KEYDIR'" \
          -c "SELECT pg_reload_conf()" >/dev/null
+  # ... and the log settings (clusters made before them).
+  "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAtX -v ON_ERROR_STOP=1 \
+    -c "SHOW log_min_error_statement" | grep -qx panic \
+    || { log_privacy sql; echo "SELECT pg_reload_conf();"; } \
+       | "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAtX -v ON_ERROR_STOP=1 >/dev/null
 }
 
 stop() {

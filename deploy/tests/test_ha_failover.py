@@ -1,4 +1,4 @@
-"""High availability on a real Patroni cluster: failover, switchover, point-in-time recovery.
+"""High availability on a real Patroni cluster: failover, switchover, point-in-time recovery, restore drill.
 
 One private three-node cluster (etcd, Patroni, HAProxy, pgBackRest from Debian's
 packages; its own folder in the state directory and free ports) serves the whole
@@ -13,16 +13,30 @@ Run alone: `.venv/bin/pytest -m ha`. Part of `make test`.
 from __future__ import annotations
 
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from shieldx_local.cluster import Cluster
+from shieldx_local.drill import ScratchNode, restore_drill, scratch_dirs
 from shieldx_local.private import api_server, private_cluster, ready
-from shieldx_local.processes import PGBIN, as_postgres, free_port, missing_binaries, pg_env, wait_until
-from shieldx_local.workload import failover, switchover
+from shieldx_local.processes import PGBIN, as_postgres, free_port, missing_binaries, pg_env, pg_ids, wait_until
+from shieldx_local.workload import failover, freeze, switchover
+
+PAN = "4111111111111111"
+PAN2 = "5555555555554444"
+KEY_JOBS = ("shieldx-audit-checkpoint", "shieldx-vault-reencrypt")
+LOG_PRIVACY = {
+    "log_min_error_statement": "panic",
+    "log_statement": "none",
+    "log_min_duration_statement": "-1",
+    "log_parameter_max_length": "0",
+    "log_parameter_max_length_on_error": "0",
+}
 
 pytestmark = [
     pytest.mark.ha,
@@ -96,7 +110,10 @@ def test_ha_cluster_shape(cluster: Cluster) -> None:
 
 
 def test_ha_app_url_never_reaches_a_standby(cluster: Cluster) -> None:
-    """target_session_attrs=read-write: libpq refuses a standby, and a multi-host URL finds the primary."""
+    """target_session_attrs=read-write: libpq refuses a standby; the app's URL (HAProxy) lands on the primary.
+
+    (A multi-host URL without HAProxy is not offered: libpq cannot tell a deposed
+    primary that has not yet been demoted; see docs/operations/ha.md.)"""
     leader = cluster.leader()
     standby = next(n for n in cluster.layout.names if n != leader)
     direct = (
@@ -105,9 +122,9 @@ def test_ha_app_url_never_reaches_a_standby(cluster: Cluster) -> None:
     )
     with pytest.raises(psycopg.OperationalError, match=r"read-only|read-write"):
         psycopg.connect(direct).close()
-    with psycopg.connect(cluster.layout.multihost_url(), autocommit=True) as conn:
-        assert conn.info.port == cluster.layout.pg_port(leader)
+    with psycopg.connect(cluster.layout.app_url(), autocommit=True) as conn:
         assert conn.execute("SELECT * FROM ops.health()").fetchone()[0] is True
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
 
 
 def test_ha_failover_kill9_primary_loses_no_acknowledged_operation(cluster: Cluster, api: str) -> None:
@@ -124,8 +141,8 @@ def test_ha_failover_kill9_primary_loses_no_acknowledged_operation(cluster: Clus
     # Timelines only increase, and every node (the old primary too, rewound) follows the new one.
     before, after = result["timelines_before"], result["timelines_after"]
     assert len(set(after.values())) == 1 and min(after.values()) > max(before.values())
-    # Readiness said "not ready" while no primary was reachable, and "ready" afterwards.
-    assert 503 in result["ready_statuses_during_outage"]
+    # Readiness does not follow the database: the API stayed in service, answering 503 itself.
+    assert 503 not in result["ready_statuses_during_outage"]
     assert result["ready_final"] == 200
     # pg_cron: the same jobs, now run by the new primary's launcher only.
     assert _cron_jobs(cluster) == jobs_before
@@ -134,6 +151,8 @@ def test_ha_failover_kill9_primary_loses_no_acknowledged_operation(cluster: Clus
             conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_cron launcher'").fetchone()[0]
             == 1
         )
+    # The new primary holds the keys: it signs checkpoints, takes card top-ups, runs the key jobs.
+    _keys_work_on_primary(cluster, result["new_leader"], "failover")
 
 
 def test_ha_switchover_under_load_fails_no_operation(cluster: Cluster, api: str) -> None:
@@ -147,6 +166,24 @@ def test_ha_switchover_under_load_fails_no_operation(cluster: Cluster, api: str)
     assert result["new_leader"] != result["old_leader"]
     before, after = result["timelines_before"], result["timelines_after"]
     assert len(set(after.values())) == 1 and min(after.values()) == max(before.values()) + 1
+    _keys_work_on_primary(cluster, result["new_leader"], "switchover")
+
+
+@pytest.mark.parametrize("target", ["leader", "sync"])
+def test_ha_frozen_node_gives_no_stale_or_lost_answer(cluster: Cluster, api: str, target: str) -> None:
+    """SIGSTOP for 20 s of the primary (it wakes up deposed) or of the synchronous standby, under load,
+    through the API's only offered path (HAProxy with Patroni's /primary check): every acknowledged
+    operation is in the ledger once, and no definite answer (a refusal, a "not found") is wrong."""
+    result = freeze(cluster, api, target=target, frozen_s=20.0)
+    print({k: v for k, v in result.items() if k != "problems"})
+    assert result["problems"] == []
+    assert result["lost_acked_ops"] == 0
+    assert result["unexpected"] == []  # e.g. a 404 unknown_hold answered by a deposed primary
+    assert result["counts"]["acked"] > result["acked_before_freeze"] > 0
+    assert all(result["acked_by_kind"].values()), result["acked_by_kind"]
+    assert result["audit_ok"] in (True, None)
+    if target == "leader":
+        assert result["new_leader"] != result["old_leader"]
 
 
 def test_ha_pgbackrest_point_in_time_restore(cluster: Cluster, tmp_path_factory) -> None:
@@ -201,6 +238,149 @@ def test_ha_pgbackrest_point_in_time_restore(cluster: Cluster, tmp_path_factory)
         assert conn.execute("SELECT count(*) FROM credits.entries WHERE tenant_id = 'pitr'").fetchone()[0] == 35
 
 
+def test_ha_restore_drill(cluster: Cluster) -> None:
+    """The latest backup, restored to a scratch node up to the end of the archive, reconciles and verifies."""
+    with psycopg.connect(cluster.layout.url(), autocommit=True) as conn:
+        # A signed checkpoint in the chain: verify() on the scratch node needs the audit key to check it.
+        conn.execute("SELECT * FROM audit.checkpoint('manual')")
+        checkpoints = conn.execute("SELECT count(*) FROM audit.checkpoints").fetchone()[0]
+        entries = conn.execute("SELECT count(*) FROM credits.entries").fetchone()[0]
+    result = restore_drill(cluster, switch_wal=True)
+    print({k: v for k, v in result.items() if k not in ("reconcile",)})
+    assert result["reconcile"] == []
+    assert result["verify"]["ok"] is True, result["verify"]
+    assert result["verify"]["entries_checked"] > 0
+    assert result["ok"] is True
+    # Recovery reached the end of the archive: the row written (and archived) just before the restore is there.
+    assert result["probe_restored"] is True
+    assert result["restored_counts"]["checkpoints"] >= checkpoints
+    assert result["restored_counts"]["entries"] >= entries
+    assert result["rpo_s"] is not None
+    # The scratch node is gone; the cluster is untouched.
+    assert scratch_dirs(cluster) == []
+    assert cluster.healthy()
+
+
+def test_ha_restored_node_without_the_keyring_cannot_verify(cluster: Cluster) -> None:
+    """The keys travel apart from the backup: restored on a host without the keyring, audit.verify()
+    cannot check the checkpoints' signatures (SX202) and card data stays unreadable."""
+    node = ScratchNode(cluster, "restore-nokeys")
+    try:
+        node.restore(keys=False)
+        node.start()
+        with psycopg.connect(node.url(), autocommit=True, connect_timeout=5) as conn:
+            assert conn.execute("SELECT count(*) FROM audit.checkpoints").fetchone()[0] > 0
+            with pytest.raises(psycopg.Error) as refused:
+                conn.execute("SELECT * FROM audit.verify()")
+            assert refused.value.sqlstate == "SX202"
+            entry = conn.execute("SELECT entry_id FROM vault.payments LIMIT 1").fetchone()[0]
+            with pytest.raises(psycopg.Error) as unreadable:
+                conn.execute("SELECT vault._reveal(%s)", (entry,))
+            assert unreadable.value.sqlstate == "SX202"
+    finally:
+        node.stop_and_delete()
+    assert not node.dir.exists()
+
+
+def _keys_work_on_primary(cluster: Cluster, leader: str, tag: str) -> None:
+    """On `leader`: audit.checkpoint() signs with the cluster's audit key, a card top-up encrypts, the key
+    jobs' commands (as pg_cron runs them on the primary) succeed, and a failing top-up typed in psql leaves
+    no card number in any node's log."""
+    port = cluster.layout.pg_port(leader)
+    audit_key = (cluster.layout.keyring / "audit" / "CURRENT").read_text().strip()
+    payment_key = (cluster.layout.keyring / "payment" / "CURRENT").read_text().strip()
+    with node_conn(cluster, leader) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
+        cp = conn.execute("SELECT checkpoint_id, key_id FROM audit.checkpoint('manual')").fetchone()
+        assert cp[1] == audit_key
+        conn.execute("SELECT credits.create_tenant(%s, %s)", (f"keys-{tag}", "Keys"))
+        (acc,) = conn.execute(
+            "SELECT account_id FROM credits.create_account(%s, 'card', %s)", (f"keys-{tag}", f"open-{tag}")
+        ).fetchone()
+        jobs = dict(conn.execute("SELECT jobname, command FROM cron.job WHERE jobname = ANY(%s)", (list(KEY_JOBS),)))
+    assert set(jobs) == set(KEY_JOBS)
+    app_url = f"postgresql://shieldx_app@127.0.0.1:{port}/shieldx"
+    with psycopg.connect(app_url, autocommit=True, connect_timeout=3) as app:
+        card = app.execute(
+            "SELECT card FROM vault.top_up(%s, %s, 50, %s, %s, '12/29')", (f"keys-{tag}", acc, f"pay-{tag}", PAN)
+        ).fetchone()[0]
+        assert card.endswith("1111")
+    with node_conn(cluster, leader) as conn:
+        assert conn.execute("SELECT key_id FROM vault.payments WHERE account_id = %s", (acc,)).fetchone()[0] == (
+            payment_key
+        )
+        for name in KEY_JOBS:  # the command text as pg_cron runs it (several statements, simple protocol)
+            conn.execute(jobs[name])
+        assert (
+            conn.execute("SELECT count(*) FROM audit.checkpoints WHERE checkpoint_id > %s", (cp[0],)).fetchone()[0] == 1
+        )
+    # A failing top-up typed in psql (idempotency key reused with another card): no number in any node's log.
+    typed = f"SELECT * FROM vault.top_up('keys-{tag}', {acc}, 50, 'pay-{tag}', '{PAN2}', '12/29');"
+    done = subprocess.run(
+        [str(PGBIN / "psql"), "-X", "-q", "-c", typed, app_url], capture_output=True, text=True, timeout=30
+    )
+    assert "ERROR" in done.stderr
+    logs = [f for n in cluster.layout.names for f in (cluster.layout.data_dir(n) / "log").glob("*")]
+    assert logs
+    wait_until(lambda: any("SX005" in f.read_text(errors="replace") for f in logs), 10, "the error in a node's log")
+    for f in logs:
+        text = f.read_text(errors="replace")
+        assert PAN not in text and PAN2 not in text, f
+
+
+def test_ha_every_node_has_the_keyring_and_log_settings(cluster: Cluster) -> None:
+    """One keyring per cluster, a copy on every node: the same files, postgres-owned, 700/600; the app role
+    cannot read them; every node's shieldx.key_dir names its copy and its log keeps statements out."""
+    source = cluster.layout.keyring
+
+    def files(d: Path) -> dict[str, str]:
+        return {str(f.relative_to(d)): f.read_text() for f in sorted(d.rglob("*")) if f.is_file()}
+
+    expected = files(source)
+    assert {k.split("/")[0] for k in expected} == {"audit", "payment", "subject"}
+    uid, gid = pg_ids()
+    for name in cluster.layout.names:
+        keys = cluster.layout.key_dir(name)
+        assert files(keys) == expected, name
+        for path in [keys, *keys.rglob("*")]:
+            st = path.stat()
+            assert (st.st_uid, st.st_gid) == (uid, gid), path
+            assert stat.S_IMODE(st.st_mode) == (0o700 if path.is_dir() else 0o600), path
+        with node_conn(cluster, name) as conn:
+            assert conn.execute("SHOW shieldx.key_dir").fetchone()[0] == str(keys)
+            settings = dict(
+                conn.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(LOG_PRIVACY),))
+            )
+            assert settings == LOG_PRIVACY, name
+        key_file = next((keys / "audit").glob("*.key"))
+        app_url = f"postgresql://shieldx_app@127.0.0.1:{cluster.layout.pg_port(name)}/shieldx"
+        with (
+            psycopg.connect(app_url, autocommit=True, connect_timeout=3) as app,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
+            app.execute("SELECT pg_read_file(%s)", (str(key_file),))
+
+
 def _cron_jobs(cluster: Cluster) -> list[tuple]:
     with psycopg.connect(cluster.layout.url(), connect_timeout=3) as conn:
         return conn.execute("SELECT jobname, schedule, command FROM cron.job ORDER BY jobname").fetchall()
+
+
+def test_ha_rolling_restart_under_load_loses_nothing(cluster: Cluster, api: str) -> None:
+    """Replicas restarted first, a switchover, then the old primary (shieldx_local.rolling), under the workload."""
+    from shieldx_local.rolling import rehearse
+
+    result = rehearse(cluster, api, before_s=2.0, after_s=2.0, clients=16)
+    print({k: v for k, v in result.items() if k != "problems"})
+    assert result["problems"] == []
+    assert result["lost_acked_ops"] == 0
+    assert result["unexpected"] == []
+    assert set(result["counts"]) <= {"acked", "refused"}, result["counts"]
+    assert result["counts"]["acked"] > 0
+    # Every node restarted, the old primary last, after one switchover to the synchronous standby.
+    assert result["restarted"] == sorted(cluster.layout.names)
+    assert result["order"][-1] == result["old_leader"] and result["new_leader"] != result["old_leader"]
+    before, after = result["timelines_before"], result["timelines_after"]
+    assert len(set(after.values())) == 1 and min(after.values()) == max(before.values()) + 1
+    # The API stayed ready throughout (readiness does not follow the database).
+    assert result["ready_statuses"] == [200]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -82,6 +83,35 @@ def checkov(tools: Path, directory: Path) -> list[dict]:
     return out if isinstance(out, list) else [out]
 
 
+def render(release: str, target: Path) -> list[Path]:
+    """The manifests of one release: what `envsubst '${RELEASE}'` makes of them (docs/operations/upgrades.md)."""
+    out = []
+    for path in manifests():
+        (target / path.name).write_text(path.read_text().replace("${RELEASE}", release))
+        out.append(target / path.name)
+    return out
+
+
+def test_ha_release_names_the_migrate_job_and_the_api_image(tools: Path, tmp_path: Path) -> None:
+    """Each release has its own migrate Job (a finished Job is never re-used) and runs its own image."""
+    files = render("1.4.2", tmp_path)
+    done = validate(tools, files)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rendered = [d for p in files for d in yaml.safe_load_all(p.read_text()) if d]
+    assert "${" not in "".join(p.read_text() for p in files)
+    jobs = [d for d in rendered if d["kind"] == "Job"]
+    assert [j["metadata"]["name"] for j in jobs] == ["shieldx-migrate-1.4.2"]
+    assert jobs[0]["metadata"]["labels"]["app.kubernetes.io/version"] == "1.4.2"
+    images = {
+        c["image"]
+        for d in rendered
+        if d["kind"] in ("Deployment", "Job", "CronJob")
+        for c in (d["spec"].get("jobTemplate", d)["spec"]["template"]["spec"]["containers"])
+        if "shieldx/api" in c["image"]
+    }
+    assert images == {"ghcr.io/shieldx/api:1.4.2"}
+
+
 def test_ha_manifests_are_valid_kubernetes(tools: Path) -> None:
     done = validate(tools, manifests())
     assert done.returncode == 0, done.stdout + done.stderr
@@ -137,6 +167,7 @@ def test_ha_checkov_catches_a_writable_root_filesystem(tools: Path, tmp_path: Pa
 def test_ha_manifests_declare_replicas_probes_and_hardening() -> None:
     db = find("StatefulSet", "shieldx-db")
     assert db["spec"]["replicas"] == 3
+    assert db["spec"]["updateStrategy"] == {"type": "OnDelete"}  # rolled in Patroni's order, by hand
     pod = db["spec"]["template"]["spec"]
     required = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert required[0]["topologyKey"] == "kubernetes.io/hostname"
@@ -164,7 +195,7 @@ def test_ha_manifests_declare_replicas_probes_and_hardening() -> None:
     assert set(container["resources"]) == {"requests", "limits"}
     hpa = find("HorizontalPodAutoscaler", "shieldx-api")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "shieldx-api" and hpa["spec"]["minReplicas"] == 3
-    for workload in (db, api, find("Job", "shieldx-migrate-1-0-0")):
+    for workload in (db, api, find("Job", "shieldx-migrate-${RELEASE}")):
         spec = workload["spec"]["template"]["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -174,3 +205,47 @@ def test_ha_manifests_declare_replicas_probes_and_hardening() -> None:
             assert sc["capabilities"]["drop"] == ["ALL"]
     deny = find("NetworkPolicy", "default-deny")
     assert deny["spec"]["podSelector"] == {} and set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+
+
+def _log_privacy() -> dict[str, str]:
+    """The log settings as deploy/local/cluster.sh sets them (its LOG_PRIVACY line)."""
+    text = (ROOT / "deploy" / "local" / "cluster.sh").read_text()
+    line = re.search(r'^LOG_PRIVACY="([^"]+)"$', text, re.MULTILINE)
+    assert line, "LOG_PRIVACY in cluster.sh"
+    return dict(kv.split("=", 1) for kv in line.group(1).split())
+
+
+def test_ha_log_privacy_settings_agree_in_every_config() -> None:
+    """No statement text or bind parameter in the log: the same settings locally, in the harness and in k8s."""
+    expected = _log_privacy()
+    assert expected == {
+        "log_min_error_statement": "panic",
+        "log_statement": "none",
+        "log_min_duration_statement": "-1",
+        "log_parameter_max_length": "0",
+        "log_parameter_max_length_on_error": "0",
+    }
+    harness = yaml.safe_load((ROOT / "deploy" / "patroni" / "patroni.yml.in").read_text())
+    k8s = yaml.safe_load(find("ConfigMap", "shieldx-db-config")["data"]["patroni.yml"])
+    for config in (harness, k8s):
+        params = config["postgresql"]["parameters"]
+        assert {k: str(params.get(k)) for k in expected} == expected
+
+
+def test_ha_db_pods_get_the_keyring_from_secrets() -> None:
+    """Every database pod copies the keyring Secrets (one per purpose) into a memory volume, 700/600,
+    and shieldx.key_dir names it; the keyring is never in a manifest."""
+    pod = find("StatefulSet", "shieldx-db")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for purpose in ("audit", "payment", "subject"):
+        assert volumes[f"keyring-{purpose}"]["secret"]["secretName"] == f"shieldx-db-keys-{purpose}"
+    assert volumes["keys"]["emptyDir"]["medium"] == "Memory"
+    init = next(c for c in pod["initContainers"] if c["name"] == "keyring")
+    key_dir = yaml.safe_load(find("ConfigMap", "shieldx-db-config")["data"]["patroni.yml"])["postgresql"]["parameters"][
+        "shieldx.key_dir"
+    ]
+    assert {"name": "keys", "mountPath": key_dir} in init["volumeMounts"]
+    assert "install -d -m 700" in init["command"][-1] and "install -m 600" in init["command"][-1]
+    patroni = next(c for c in pod["containers"] if c["name"] == "patroni")
+    assert {"name": "keys", "mountPath": key_dir} in patroni["volumeMounts"]
+    assert not [d for d in docs() if d["kind"] == "Secret"]

@@ -13,10 +13,13 @@ import click
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
 @click.option("--pidfile", type=click.Path(path_type=Path), default=None, help="Write the server's pid here.")
-@click.option("--access-log/--no-access-log", default=False, show_default=True)
-def cli(host: str, port: int, workers: int, pidfile: Path | None, access_log: bool) -> None:
+def cli(host: str, port: int, workers: int, pidfile: Path | None) -> None:
     import uvicorn
 
+    from ..observability import multiproc
+    from ..observability.logging import uvicorn_log_config
+
+    metrics_dir = multiproc.prepare()  # before any worker imports prometheus-client
     if pidfile:
         pidfile.parent.mkdir(parents=True, exist_ok=True)
         pidfile.write_text(f"{os.getpid()}\n")
@@ -29,10 +32,12 @@ def cli(host: str, port: int, workers: int, pidfile: Path | None, access_log: bo
             workers=workers,
             loop="uvloop",
             http="httptools",
-            access_log=access_log,
-            log_level="warning",
+            access_log=False,  # uvicorn's would name full client addresses; the API logs a masked JSON line
+            log_config=uvicorn_log_config(os.environ.get("SHIELDX_LOG_LEVEL", "INFO")),  # JSON on stderr
+            ws="none",  # no WebSocket routes; uvicorn's WebSocket log lines would name client addresses
             timeout_graceful_shutdown=10,
         )
     finally:
+        multiproc.cleanup(metrics_dir)
         if pidfile and pidfile.exists():
             pidfile.unlink()

@@ -45,7 +45,7 @@ class KeySummary(msgspec.Struct):
 
 class KeyPage(msgspec.Struct):
     items: list[KeySummary]
-    next_after: str | None
+    next_cursor: str | None  # pass back as ?cursor= for the next page; null on the last one
 
 
 class RotateKeyIn(msgspec.Struct, forbid_unknown_fields=True):

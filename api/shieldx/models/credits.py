@@ -55,7 +55,7 @@ class AccountSummary(msgspec.Struct):
 
 class AccountPage(msgspec.Struct):
     items: list[AccountSummary]
-    next_after: int | None
+    next_cursor: int | None  # pass back as ?cursor= for the next page; null on the last one
 
 
 class AccountStatusIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -116,4 +116,4 @@ class Entry(msgspec.Struct):
 
 class EntryPage(msgspec.Struct):
     items: list[Entry]
-    next_before: int | None
+    next_cursor: int | None  # pass back as ?cursor= for the next page; null on the last one

@@ -11,3 +11,4 @@ class Readiness(msgspec.Struct):
     migrations_pending: list[str] = []
     reason: str | None = None
     breaker: str | None = None  # the circuit breaker's state: closed, open or half_open
+    database: str | None = None  # "reachable", or "unreachable: <error>" (the last check; readiness ignores it)

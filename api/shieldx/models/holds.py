@@ -80,7 +80,7 @@ class HoldSummary(msgspec.Struct):
 
 class HoldPage(msgspec.Struct):
     items: list[HoldSummary]
-    next_before: int | None
+    next_cursor: int | None  # pass back as ?cursor= for the next page; null on the last one
 
 
 class Leg(msgspec.Struct, forbid_unknown_fields=True):

@@ -71,7 +71,7 @@ class ExperimentSummary(msgspec.Struct):
 
 class ExperimentPage(msgspec.Struct):
     items: list[ExperimentSummary]
-    next_after: int | None
+    next_cursor: int | None  # pass back as ?cursor= for the next page; null on the last one
 
 
 class Arm(msgspec.Struct):
@@ -196,4 +196,4 @@ class Event(msgspec.Struct):
 
 class EventPage(msgspec.Struct):
     items: list[Event]
-    next_after: int | None
+    next_cursor: int | None  # pass back as ?cursor= for the next page; null on the last one

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from litestar import Controller, Request, Response, get, post
-from litestar.openapi import ResponseSpec
 
 from ..models.auth import KeyCreated, KeyIn, KeyPage, KeyRevoked, KeyRotated, KeySummary, RotateKeyIn
-from .params import DB, IdempotencyKey, Limit, created, next_cursor
+from .params import DB, REPLAY, IdempotencyKey, KeyCursor, Limit, created, next_cursor
 
 ADMIN = {"roles": ["admin"]}
 
@@ -17,9 +16,10 @@ class KeysController(Controller):
 
     @post(
         "",
-        summary="Create an API key (the whole key is shown once)",
+        summary="Create an API key (the whole key is shown once; a replay answers api_key null)",
+        status_code=201,
         opt=ADMIN,
-        responses={200: ResponseSpec(KeyCreated, description="Replayed: api_key is null")},
+        response_headers=REPLAY,
     )
     async def create_key(
         self, tenant_id: str, data: KeyIn, db: DB, idempotency_key: IdempotencyKey = None
@@ -31,16 +31,17 @@ class KeysController(Controller):
         return created(KeyCreated, row)
 
     @get("", summary="List the tenant's keys, masked", opt=ADMIN)
-    async def list_keys(self, tenant_id: str, db: DB, after: str | None = None, limit: Limit = 100) -> KeyPage:
-        rows = await db.all("SELECT * FROM auth.list_keys(%s, %s, %s::int)", (tenant_id, after, limit))
+    async def list_keys(self, tenant_id: str, db: DB, cursor: KeyCursor = None, limit: Limit = 100) -> KeyPage:
+        rows = await db.all("SELECT * FROM auth.list_keys(%s, %s, %s::int)", (tenant_id, cursor, limit))
         items = [KeySummary(**r) for r in rows]
-        return KeyPage(items=items, next_after=next_cursor(items, limit, "key_id"))
+        return KeyPage(items=items, next_cursor=next_cursor(items, limit, "key_id"))
 
     @post(
         "/{key_id:str}/rotate",
-        summary="Replace a key by a new one; the old one works grace_s more seconds",
+        summary="Replace a key by a new one; the old one works grace_s more seconds (a replay: api_key null)",
+        status_code=201,
         opt=ADMIN,
-        responses={200: ResponseSpec(KeyRotated, description="Replayed: api_key is null")},
+        response_headers=REPLAY,
     )
     async def rotate_key(
         self,

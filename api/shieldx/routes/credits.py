@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from litestar import Controller, Response, get, post, put
-from litestar.openapi import ResponseSpec
 
 from ..auth import READERS  # roles: see shieldx/auth.py; no declaration = platform operator only
 from ..models.credits import (
@@ -23,7 +22,7 @@ from ..models.credits import (
     Transfer,
     TransferIn,
 )
-from .params import DB, IdempotencyKey, Limit, created, next_cursor
+from .params import DB, LOCATION, REPLAY, Cursor, IdempotencyKey, Limit, created, next_cursor
 
 
 class CreditsController(Controller):
@@ -34,29 +33,29 @@ class CreditsController(Controller):
         "",
         summary="Create a tenant (idempotent by its id)",
         status_code=201,
-        responses={200: ResponseSpec(Tenant, description="Replayed: the tenant already existed")},
+        response_headers=[*LOCATION, *REPLAY],
     )
     async def create_tenant(self, tenant_id: str, data: TenantIn, db: DB) -> Response[Tenant]:
         row = await db.one("SELECT * FROM credits.create_tenant(%s, %s)", (tenant_id, data.name))
-        return created(Tenant, row)
+        return created(Tenant, row, f"/v1/tenants/{row['tenant_id']}")
 
     @post(
         "/accounts",
         summary="Open an account",
         opt={"roles": ["admin"]},
-        responses={200: ResponseSpec(AccountCreated, description="Replayed: the original result")},
+        response_headers=[*LOCATION, *REPLAY],
     )
     async def create_account(
         self, tenant_id: str, data: AccountIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Response[AccountCreated]:
         row = await db.one("SELECT * FROM credits.create_account(%s, %s, %s)", (tenant_id, data.name, idempotency_key))
-        return created(AccountCreated, row)
+        return created(AccountCreated, row, f"/v1/tenants/{tenant_id}/accounts/{row['account_id']}")
 
     @get("/accounts", summary="List accounts (keyset pagination)", opt={"roles": READERS})
-    async def list_accounts(self, tenant_id: str, db: DB, after: int | None = None, limit: Limit = 100) -> AccountPage:
-        rows = await db.all("SELECT * FROM credits.list_accounts(%s, %s::bigint, %s::int)", (tenant_id, after, limit))
+    async def list_accounts(self, tenant_id: str, db: DB, cursor: Cursor = None, limit: Limit = 100) -> AccountPage:
+        rows = await db.all("SELECT * FROM credits.list_accounts(%s, %s::bigint, %s::int)", (tenant_id, cursor, limit))
         items = [AccountSummary(**r) for r in rows]
-        return AccountPage(items=items, next_after=next_cursor(items, limit, "account_id"))
+        return AccountPage(items=items, next_cursor=next_cursor(items, limit, "account_id"))
 
     @get("/accounts/{account_id:int}", summary="Balance, held and available credits", opt={"roles": READERS})
     async def get_account(self, tenant_id: str, account_id: int, db: DB) -> Account:
@@ -68,14 +67,25 @@ class CreditsController(Controller):
         opt={"roles": READERS},
     )
     async def list_entries(
-        self, tenant_id: str, account_id: int, db: DB, before: int | None = None, limit: Limit = 100
+        self, tenant_id: str, account_id: int, db: DB, cursor: Cursor = None, limit: Limit = 100
     ) -> EntryPage:
         rows = await db.all(
             "SELECT * FROM credits.list_entries(%s, %s::bigint, %s::bigint, %s::int)",
-            (tenant_id, account_id, before, limit),
+            (tenant_id, account_id, cursor, limit),
         )
         items = [Entry(**r) for r in rows]
-        return EntryPage(items=items, next_before=next_cursor(items, limit, "seq"))
+        return EntryPage(items=items, next_cursor=next_cursor(items, limit, "seq"))
+
+    @get(
+        "/accounts/{account_id:int}/entries/{entry_id:int}",
+        summary="One journal entry (what a movement's Location names)",
+        opt={"roles": READERS},
+    )
+    async def get_entry(self, tenant_id: str, account_id: int, entry_id: int, db: DB) -> Entry:
+        row = await db.one(
+            "SELECT * FROM credits.get_entry(%s, %s::bigint, %s::bigint)", (tenant_id, account_id, entry_id)
+        )
+        return Entry(**row)
 
     @post(
         "/accounts/{account_id:int}/status",
@@ -94,47 +104,51 @@ class CreditsController(Controller):
     @post(
         "/accounts/{account_id:int}/grants",
         summary="Grant (top up) credits",
-        status_code=200,
+        status_code=201,
         opt={"roles": ["billing"]},
+        response_headers=[*LOCATION, *REPLAY],
     )
     async def grant_credits(
         self, tenant_id: str, account_id: int, data: AmountIn, db: DB, idempotency_key: IdempotencyKey = None
-    ) -> Movement:
+    ) -> Response[Movement]:
         row = await db.one(
             "SELECT * FROM credits.grant_credits(%s, %s::bigint, %s::bigint, %s, %s)",
             (tenant_id, account_id, data.amount, idempotency_key, data.reason),
         )
-        return Movement(**row)
+        return created(Movement, row, f"/v1/tenants/{tenant_id}/accounts/{account_id}/entries/{row['entry_id']}")
 
     @post(
         "/accounts/{account_id:int}/consume",
         summary="Consume (debit) credits",
-        status_code=200,
+        status_code=201,
         opt={"roles": ["consumer"]},
+        response_headers=[*LOCATION, *REPLAY],
     )
     async def consume(
         self, tenant_id: str, account_id: int, data: AmountIn, db: DB, idempotency_key: IdempotencyKey = None
-    ) -> Movement:
+    ) -> Response[Movement]:
         row = await db.one(
             "SELECT * FROM credits.consume(%s, %s::bigint, %s::bigint, %s, %s)",
             (tenant_id, account_id, data.amount, idempotency_key, data.reason),
         )
-        return Movement(**row)
+        return created(Movement, row, f"/v1/tenants/{tenant_id}/accounts/{account_id}/entries/{row['entry_id']}")
 
     @post(
         "/transfers",
-        summary="Transfer credits between two accounts of the tenant",
-        status_code=200,
+        summary="Transfer credits between two accounts of the tenant (Location: the debit entry)",
+        status_code=201,
         opt={"roles": ["billing"]},
+        response_headers=[*LOCATION, *REPLAY],
     )
     async def transfer(
         self, tenant_id: str, data: TransferIn, db: DB, idempotency_key: IdempotencyKey = None
-    ) -> Transfer:
+    ) -> Response[Transfer]:
         row = await db.one(
             "SELECT * FROM credits.transfer(%s, %s::bigint, %s::bigint, %s::bigint, %s, %s)",
             (tenant_id, data.from_account, data.to_account, data.amount, idempotency_key, data.reason),
         )
-        return Transfer(**row)
+        location = f"/v1/tenants/{tenant_id}/accounts/{data.from_account}/entries/{row['debit_entry_id']}"
+        return created(Transfer, row, location)
 
 
 ROUTES = [CreditsController]

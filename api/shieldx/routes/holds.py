@@ -38,7 +38,7 @@ from ..models.holds import (
     HoldView,
     ReserveIn,
 )
-from .params import DB, IdempotencyKey, Limit, created, next_cursor
+from .params import DB, LOCATION, REPLAY, Cursor, IdempotencyKey, Limit, answer, created, next_cursor
 
 
 def _seconds(value: float) -> timedelta | None:
@@ -69,7 +69,7 @@ class HoldsController(Controller):
         "/accounts/{account_id:int}/holds",
         summary="Reserve (hold) credits for a time-to-live",
         opt={"roles": ["consumer"]},
-        responses={200: ResponseSpec(Hold, description="Replayed: the original hold")},
+        response_headers=[*LOCATION, *REPLAY],
     )
     async def reserve(
         self, tenant_id: str, account_id: int, data: ReserveIn, db: DB, idempotency_key: IdempotencyKey = None
@@ -78,7 +78,7 @@ class HoldsController(Controller):
             "SELECT * FROM credits.reserve(%s, %s::bigint, %s::bigint, %s, %s::interval, %s)",
             (tenant_id, account_id, data.amount, idempotency_key, _seconds(data.ttl_seconds), data.reason),
         )
-        return created(Hold, row)
+        return created(Hold, row, f"/v1/tenants/{tenant_id}/holds/{row['hold_id']}")
 
     @get(
         "/accounts/{account_id:int}/holds",
@@ -91,15 +91,15 @@ class HoldsController(Controller):
         account_id: int,
         db: DB,
         status: str | None = None,
-        before: int | None = None,
+        cursor: Cursor = None,
         limit: Limit = 100,
     ) -> HoldPage:
         rows = await db.all(
             "SELECT * FROM credits.list_holds(%s, %s::bigint, %s, %s::bigint, %s::int)",
-            (tenant_id, account_id, status, before, limit),
+            (tenant_id, account_id, status, cursor, limit),
         )
         items = [HoldSummary(**r) for r in rows]
-        return HoldPage(items=items, next_before=next_cursor(items, limit, "hold_id"))
+        return HoldPage(items=items, next_cursor=next_cursor(items, limit, "hold_id"))
 
     @get(
         "/holds/{hold_id:int}",
@@ -115,16 +115,17 @@ class HoldsController(Controller):
         status_code=200,
         opt={"roles": ["consumer"]},
         responses=EXPIRED,
+        response_headers=REPLAY,
     )
     async def commit_hold(
         self, tenant_id: str, hold_id: int, db: DB, data: CommitHoldIn | None = None
-    ) -> HoldCommitted:
+    ) -> Response[HoldCommitted]:
         data = data or CommitHoldIn()
         row = await db.one(
             "SELECT * FROM credits.commit_hold(%s, %s::bigint, %s::bigint, %s)",
             (tenant_id, hold_id, data.amount, data.reason),
         )
-        return HoldCommitted(**row)
+        return answer(HoldCommitted, row)
 
     @post(
         "/holds/{hold_id:int}/abort",
@@ -132,9 +133,11 @@ class HoldsController(Controller):
         status_code=200,
         opt={"roles": ["consumer"]},
         responses=EXPIRED,
+        response_headers=REPLAY,
     )
-    async def abort_hold(self, tenant_id: str, hold_id: int, db: DB) -> HoldAborted:
-        return HoldAborted(**await db.one("SELECT * FROM credits.abort_hold(%s, %s::bigint)", (tenant_id, hold_id)))
+    async def abort_hold(self, tenant_id: str, hold_id: int, db: DB) -> Response[HoldAborted]:
+        row = await db.one("SELECT * FROM credits.abort_hold(%s, %s::bigint)", (tenant_id, hold_id))
+        return answer(HoldAborted, row)
 
 
 class DistController(Controller):
@@ -144,59 +147,69 @@ class DistController(Controller):
     @post(
         "",
         summary="Begin a distributed transaction (idempotent by xid)",
-        responses={200: ResponseSpec(DistBegun, description="Replayed: the original transaction")},
+        response_headers=[*LOCATION, *REPLAY],
     )
     async def dist_begin(self, data: DistBeginIn, db: DB) -> Response[DistBegun]:
         row = await db.one(
             "SELECT * FROM credits.dist_begin(%s, %s::jsonb, %s::interval)",
             (data.xid, _legs(data.legs), _seconds(data.timeout_seconds)),
         )
-        return created(DistBegun, row)
+        return created(DistBegun, row, f"/v1/dist-transactions/{row['xid']}")
 
     @get("/{xid:str}", summary="A distributed transaction, its legs and its history")
     async def get_dist_transaction(self, xid: str, db: DB) -> DistTransaction:
         return DistTransaction(**await db.one("SELECT * FROM credits.get_dist_transaction(%s)", (xid,)))
 
-    @post("/{xid:str}/prepare", summary="Every leg votes; any no aborts", status_code=200)
-    async def dist_prepare(self, xid: str, db: DB) -> DistPrepared:
-        return DistPrepared(**await db.one("SELECT * FROM credits.dist_prepare(%s)", (xid,)))
+    @post("/{xid:str}/prepare", summary="Every leg votes; any no aborts", status_code=200, response_headers=REPLAY)
+    async def dist_prepare(self, xid: str, db: DB) -> Response[DistPrepared]:
+        return answer(DistPrepared, await db.one("SELECT * FROM credits.dist_prepare(%s)", (xid,)))
 
-    @post("/{xid:str}/decide", summary="Log a decision without applying it", status_code=200)
-    async def dist_decide(self, xid: str, data: DistDecideIn, db: DB) -> DistOutcome:
-        return DistOutcome(**await db.one("SELECT * FROM credits.dist_decide(%s, %s)", (xid, data.decision)))
+    @post("/{xid:str}/decide", summary="Log a decision without applying it", status_code=200, response_headers=REPLAY)
+    async def dist_decide(self, xid: str, data: DistDecideIn, db: DB) -> Response[DistOutcome]:
+        return answer(DistOutcome, await db.one("SELECT * FROM credits.dist_decide(%s, %s)", (xid, data.decision)))
 
-    @post("/{xid:str}/complete", summary="Apply the logged decision", status_code=200)
-    async def dist_complete(self, xid: str, db: DB) -> DistOutcome:
-        return DistOutcome(**await db.one("SELECT * FROM credits.dist_complete(%s)", (xid,)))
+    @post("/{xid:str}/complete", summary="Apply the logged decision", status_code=200, response_headers=REPLAY)
+    async def dist_complete(self, xid: str, db: DB) -> Response[DistOutcome]:
+        return answer(DistOutcome, await db.one("SELECT * FROM credits.dist_complete(%s)", (xid,)))
 
-    @post("/{xid:str}/commit", summary="Decide commit and apply it", status_code=200)
-    async def dist_commit(self, xid: str, db: DB) -> DistOutcome:
-        return DistOutcome(**await db.one("SELECT * FROM credits.dist_commit(%s)", (xid,)))
+    @post("/{xid:str}/commit", summary="Decide commit and apply it", status_code=200, response_headers=REPLAY)
+    async def dist_commit(self, xid: str, db: DB) -> Response[DistOutcome]:
+        return answer(DistOutcome, await db.one("SELECT * FROM credits.dist_commit(%s)", (xid,)))
 
-    @post("/{xid:str}/abort", summary="Decide abort and apply it", status_code=200)
-    async def dist_abort(self, xid: str, db: DB) -> DistOutcome:
-        return DistOutcome(**await db.one("SELECT * FROM credits.dist_abort(%s)", (xid,)))
+    @post("/{xid:str}/abort", summary="Decide abort and apply it", status_code=200, response_headers=REPLAY)
+    async def dist_abort(self, xid: str, db: DB) -> Response[DistOutcome]:
+        return answer(DistOutcome, await db.one("SELECT * FROM credits.dist_abort(%s)", (xid,)))
 
 
 class ExternalController(Controller):
     path = "/v1/external-transactions/{xid:str}"
     tags = ["external two-phase commit"]
 
-    @post("/prepare", summary="Prepare our legs of an external transaction; answers the vote", status_code=200)
-    async def ext_prepare(self, xid: str, data: ExtPrepareIn, db: DB) -> ExtVote:
+    @post(
+        "/prepare",
+        summary="Prepare our legs of an external transaction; answers the vote",
+        status_code=200,
+        response_headers=REPLAY,
+    )
+    async def ext_prepare(self, xid: str, data: ExtPrepareIn, db: DB) -> Response[ExtVote]:
         row = await db.one(
             "SELECT * FROM credits.ext_prepare(%s, %s::jsonb, %s::interval)",
             (xid, _legs(data.legs), _seconds(data.timeout_seconds)),
         )
-        return ExtVote(**row)
+        return answer(ExtVote, row)
 
-    @post("/commit", summary="Commit a prepared external transaction", status_code=200)
-    async def ext_commit(self, xid: str, db: DB) -> ExtOutcome:
-        return ExtOutcome(**await db.one("SELECT * FROM credits.ext_commit(%s)", (xid,)))
+    @post("/commit", summary="Commit a prepared external transaction", status_code=200, response_headers=REPLAY)
+    async def ext_commit(self, xid: str, db: DB) -> Response[ExtOutcome]:
+        return answer(ExtOutcome, await db.one("SELECT * FROM credits.ext_commit(%s)", (xid,)))
 
-    @post("/abort", summary="Abort an external transaction (also one never prepared here)", status_code=200)
-    async def ext_abort(self, xid: str, db: DB) -> ExtOutcome:
-        return ExtOutcome(**await db.one("SELECT * FROM credits.ext_abort(%s)", (xid,)))
+    @post(
+        "/abort",
+        summary="Abort an external transaction (also one never prepared here)",
+        status_code=200,
+        response_headers=REPLAY,
+    )
+    async def ext_abort(self, xid: str, db: DB) -> Response[ExtOutcome]:
+        return answer(ExtOutcome, await db.one("SELECT * FROM credits.ext_abort(%s)", (xid,)))
 
 
 ROUTES = [HoldsController, DistController, ExternalController]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from litestar import Controller, Response, post
 
 from ..models.privacy import Erasure
-from .params import DB, IdempotencyKey, created, replayed
+from .params import DB, REPLAY, IdempotencyKey, created
 
 
 class PrivacyController(Controller):
@@ -18,7 +18,8 @@ class PrivacyController(Controller):
     @post(
         "/subjects/{subject_id:str}/erasure",
         summary="Erase a data subject (destroy their key)",
-        responses=replayed(Erasure, "the subject was already erased"),
+        status_code=201,
+        response_headers=REPLAY,
     )
     async def erase_subject(self, subject_id: str, db: DB, idempotency_key: IdempotencyKey = None) -> Response[Erasure]:
         row = await db.one("SELECT * FROM privacy.erase_subject(%s, %s)", (subject_id, idempotency_key))

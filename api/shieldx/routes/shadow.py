@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import msgspec
 from litestar import Controller, Response, get, post, put
-from litestar.openapi import ResponseSpec
 
 from ..models.shadow import (
     Action,
@@ -28,7 +27,7 @@ from ..models.shadow import (
     RuleVersion,
     RuleVersionIn,
 )
-from .params import DB, IdempotencyKey, Limit, created, next_cursor
+from .params import DB, REPLAY, Cursor, IdempotencyKey, Limit, created, next_cursor
 
 
 class ShadowController(Controller):
@@ -39,7 +38,7 @@ class ShadowController(Controller):
         "/rules/{rule_id:str}",
         summary="Create a rule (idempotent by its id)",
         status_code=201,
-        responses={200: ResponseSpec(Rule, description="Replayed: the rule already existed")},
+        response_headers=REPLAY,
     )
     async def create_rule(self, rule_id: str, data: RuleIn, db: DB) -> Response[Rule]:
         return created(Rule, await db.one("SELECT * FROM shadow.create_rule(%s, %s)", (rule_id, data.name)))
@@ -48,7 +47,7 @@ class ShadowController(Controller):
         "/rules/{rule_id:str}/versions",
         summary="Add an immutable rule version",
         status_code=201,
-        responses={200: ResponseSpec(RuleVersion, description="Replayed: the original result")},
+        response_headers=REPLAY,
     )
     async def add_rule_version(
         self, rule_id: str, data: RuleVersionIn, db: DB, idempotency_key: IdempotencyKey = None
@@ -63,7 +62,7 @@ class ShadowController(Controller):
         "/experiments",
         summary="Start a champion/challenger experiment with a canary plan",
         status_code=201,
-        responses={200: ResponseSpec(ExperimentCreated, description="Replayed: the original result")},
+        response_headers=REPLAY,
     )
     async def create_experiment(
         self, data: ExperimentIn, db: DB, idempotency_key: IdempotencyKey = None
@@ -96,13 +95,13 @@ class ShadowController(Controller):
                 data.breach_mode,
             ),
         )
-        return created(ExperimentCreated, row)
+        return created(ExperimentCreated, row, f"/v1/shadow/experiments/{row['experiment_id']}")
 
     @get("/experiments", summary="List experiments (keyset pagination)")
-    async def list_experiments(self, db: DB, after: int | None = None, limit: Limit = 100) -> ExperimentPage:
-        rows = await db.all("SELECT * FROM shadow.list_experiments(%s::bigint, %s::int)", (after, limit))
+    async def list_experiments(self, db: DB, cursor: Cursor = None, limit: Limit = 100) -> ExperimentPage:
+        rows = await db.all("SELECT * FROM shadow.list_experiments(%s::bigint, %s::int)", (cursor, limit))
         items = [ExperimentSummary(**r) for r in rows]
-        return ExperimentPage(items=items, next_after=next_cursor(items, limit, "experiment_id"))
+        return ExperimentPage(items=items, next_cursor=next_cursor(items, limit, "experiment_id"))
 
     @get(
         "/experiments/{experiment_id:int}",
@@ -114,18 +113,18 @@ class ShadowController(Controller):
         )
 
     @get("/experiments/{experiment_id:int}/events", summary="Deployment audit trail, oldest first")
-    async def list_events(self, experiment_id: int, db: DB, after: int | None = None, limit: Limit = 100) -> EventPage:
+    async def list_events(self, experiment_id: int, db: DB, cursor: Cursor = None, limit: Limit = 100) -> EventPage:
         rows = await db.all(
-            "SELECT * FROM shadow.list_events(%s::bigint, %s::bigint, %s::int)", (experiment_id, after, limit)
+            "SELECT * FROM shadow.list_events(%s::bigint, %s::bigint, %s::int)", (experiment_id, cursor, limit)
         )
         items = [Event(**r) for r in rows]
-        return EventPage(items=items, next_after=next_cursor(items, limit, "event_id"))
+        return EventPage(items=items, next_cursor=next_cursor(items, limit, "event_id"))
 
     @post(
         "/experiments/{experiment_id:int}/observations",
         summary="Record a batch of observations (all or nothing)",
         status_code=201,
-        responses={200: ResponseSpec(ObservationsRecorded, description="Replayed: the batch was already recorded")},
+        response_headers=REPLAY,
     )
     async def record_observations(
         self, experiment_id: int, data: ObservationBatchIn, db: DB, idempotency_key: IdempotencyKey = None
@@ -160,7 +159,7 @@ class ShadowController(Controller):
         "/experiments/{experiment_id:int}/pause",
         summary="Pause the canary (guardrails still protect)",
         status_code=201,
-        responses={200: ResponseSpec(Action, description="Replayed: the original result")},
+        response_headers=REPLAY,
     )
     async def pause(
         self, experiment_id: int, data: ActionIn, db: DB, idempotency_key: IdempotencyKey = None
@@ -171,7 +170,7 @@ class ShadowController(Controller):
         "/experiments/{experiment_id:int}/resume",
         summary="Resume a paused canary",
         status_code=201,
-        responses={200: ResponseSpec(Action, description="Replayed: the original result")},
+        response_headers=REPLAY,
     )
     async def resume(
         self, experiment_id: int, data: ActionIn, db: DB, idempotency_key: IdempotencyKey = None
@@ -182,7 +181,7 @@ class ShadowController(Controller):
         "/experiments/{experiment_id:int}/promote",
         summary="Promote the challenger (weight 100)",
         status_code=201,
-        responses={200: ResponseSpec(Action, description="Replayed: the original result")},
+        response_headers=REPLAY,
     )
     async def promote(
         self, experiment_id: int, data: ActionIn, db: DB, idempotency_key: IdempotencyKey = None
@@ -193,7 +192,7 @@ class ShadowController(Controller):
         "/experiments/{experiment_id:int}/rollback",
         summary="Roll the challenger back (weight 0)",
         status_code=201,
-        responses={200: ResponseSpec(Action, description="Replayed: the original result")},
+        response_headers=REPLAY,
     )
     async def rollback(
         self, experiment_id: int, data: ActionIn, db: DB, idempotency_key: IdempotencyKey = None

@@ -12,7 +12,7 @@ from litestar import Controller, Request, Response, get, post
 
 from ..auth import READERS
 from ..models.vault import CardTopUp, CardTopUpIn, Payment
-from .params import DB, IdempotencyKey, created, replayed
+from .params import DB, LOCATION, REPLAY, IdempotencyKey, created
 
 
 def _ip(host: str | None) -> str | None:
@@ -31,7 +31,8 @@ class PaymentsController(Controller):
         "/accounts/{account_id:int}/card-top-ups",
         summary="Top up by card (card data encrypted, masked)",
         opt={"roles": ["billing", "admin"]},
-        responses=replayed(CardTopUp),
+        status_code=201,
+        response_headers=[*LOCATION, *REPLAY],
     )
     async def top_up(
         self,
@@ -58,7 +59,7 @@ class PaymentsController(Controller):
                 request.headers.get("user-agent") if data.subject else None,
             ),
         )
-        return created(CardTopUp, row)
+        return created(CardTopUp, row, f"/v1/tenants/{tenant_id}/payments/{row['entry_id']}")
 
     @get("/payments/{entry_id:int}", summary="A card payment, masked", opt={"roles": READERS})
     async def get_payment(self, tenant_id: str, entry_id: int, db: DB) -> Payment:

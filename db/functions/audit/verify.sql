@@ -6,11 +6,12 @@
 -- name the FIRST broken entry (stream, seq) and why; audit.verify_streams()
 -- lists the first break of every broken chain.
 
--- Signatures of earlier versions (databases migrated before the range arguments).
+-- Private signatures of earlier versions (databases migrated before the range
+-- arguments). The public audit.verify_streams(boolean, boolean) is dropped by
+-- migration 0511: a function file never drops a public function.
 DROP FUNCTION IF EXISTS audit._chain_problems(bigint);
 DROP FUNCTION IF EXISTS audit._ledger_problems(bigint);
 DROP FUNCTION IF EXISTS audit._ledger_problems(bigint, text, text);
-DROP FUNCTION IF EXISTS audit.verify_streams(boolean, boolean);
 
 -- Where a chain's first examined entry must link to: genesis, a signed
 -- anchor left by retention, or (incremental) the checkpointed head itself.

@@ -1,12 +1,14 @@
 -- Authentication. The API hashes the presented secret itself and sends only
 -- sha256(secret), so the secret never reaches the database, its logs or
--- pg_stat_statements. A failure is counted (per minute, reason, real key id)
--- and answered with ok = false rather than an error, so the count commits.
+-- pg_stat_statements. A failure is answered with ok = false rather than an
+-- error, and written nowhere: a flood of bad keys costs reads only. The API
+-- counts failures in memory and records them in one write now and then
+-- (auth.record_failures); a DBA's auth.verify records its own.
 CREATE OR REPLACE FUNCTION auth.authenticate(
   p_key_id text, p_secret_sha256 bytea,
   OUT ok boolean, OUT reason text, OUT tenant_id text, OUT roles text[], OUT rate_per_s double precision,
   OUT burst double precision, OUT expires_at timestamptz)
-LANGUAGE plpgsql SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -31,12 +33,11 @@ BEGIN
       RETURN;
     END IF;
   END IF;
-  PERFORM auth._record_failure(reason, CASE WHEN k.key_id IS NOT NULL THEN k.key_id ELSE '' END);
 END
 $$;
 COMMENT ON FUNCTION auth.authenticate(text, bytea) IS
   'Check an API key by its id and the SHA-256 of its secret (the secret never reaches the database). Returns ok '
-  'with the key''s tenant, roles and rate limit, or ok = false and a reason; a failure is counted, never raised.';
+  'with the key''s tenant, roles and rate limit, or ok = false and a reason; a failure is never raised, nor written.';
 
 -- A DBA's check of a whole key string, hashed here.
 CREATE OR REPLACE FUNCTION auth.verify(
@@ -51,6 +52,9 @@ DECLARE
 BEGIN
   SELECT * INTO ok, reason, tenant_id, roles, rate_per_s, burst, expires_at
     FROM auth.authenticate(m[1], sha256(convert_to(coalesce(m[2], ''), 'UTF8')));
+  IF NOT ok THEN
+    PERFORM auth._record_failure(reason, CASE WHEN reason IN ('bad_secret', 'revoked', 'expired') THEN m[1] ELSE '' END);
+  END IF;
 END
 $$;
 COMMENT ON FUNCTION auth.verify(text) IS
@@ -66,6 +70,39 @@ AS $$
   VALUES (date_trunc('minute', now()), p_reason, p_key_id, 1, now())
   ON CONFLICT (minute, reason, key_id) DO UPDATE SET count = f.count + 1, last_at = excluded.last_at;
 $$;
+
+-- The API's failed authentications, counted in memory and recorded in one
+-- write: p_counts is [{"reason": ..., "key_id": ... or "", "count": n}, ...]
+-- (the reasons auth.failures knows; a key id only for a real key).
+-- Returns the number of failures recorded.
+CREATE OR REPLACE FUNCTION auth.record_failures(p_counts jsonb)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  n bigint;
+BEGIN
+  IF p_counts IS NULL OR jsonb_typeof(p_counts) <> 'array' OR jsonb_array_length(p_counts) > 10000 THEN
+    PERFORM ops._fail('SX007', 'counts must be an array of at most 10000 objects', jsonb_build_object('argument', 'counts'));
+  END IF;
+  WITH c AS (
+    SELECT left(x.reason, 50) AS reason, left(coalesce(x.key_id, ''), 12) AS key_id, sum(x.count)::int AS count
+      FROM jsonb_to_recordset(p_counts) AS x (reason text, key_id text, count int)
+     WHERE x.reason IN ('unknown_key', 'bad_secret', 'revoked', 'expired', 'malformed') AND x.count > 0
+     GROUP BY 1, 2),
+  ins AS (
+    INSERT INTO auth.failures AS f (minute, reason, key_id, count, last_at)
+    SELECT date_trunc('minute', now()), c.reason, c.key_id, c.count, now() FROM c
+    ON CONFLICT (minute, reason, key_id) DO UPDATE SET count = f.count + excluded.count, last_at = excluded.last_at
+    RETURNING 1)
+  SELECT coalesce(sum(c.count), 0) INTO n FROM c;
+  RETURN n;
+END
+$$;
+COMMENT ON FUNCTION auth.record_failures(jsonb) IS
+  'Record failed authentications counted by an API process ([{reason, key_id, count}]) in one write, in the current '
+  'minute''s buckets. Returns how many failures were recorded; SX007 invalid counts.';
 
 -- Failed authentications per reason over the last p_minutes (for DBAs and metrics).
 CREATE OR REPLACE FUNCTION auth.failure_counts(p_minutes int DEFAULT 60)

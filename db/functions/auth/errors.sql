@@ -11,7 +11,9 @@ INSERT INTO ops.error_catalog (sqlstate, name, http_status, title) VALUES
   ('SX305', 'invalid_role',       422, 'Roles must be a non-empty subset of consumer, billing, admin, auditor'),
   ('SX306', 'invalid_rate_limit', 422, 'rate_per_s must be in (0, 10^6] and burst in [1, 10^7]'),
   ('SX307', 'key_not_active',     409, 'The key is revoked, expired or already rotated'),
-  ('SX308', 'too_large',          413, 'Request body or batch too large')
+  ('SX308', 'too_large',          413, 'Request body or batch too large'),
+  ('SX309', 'invalid_json',       400, 'Malformed JSON body: a syntax error, a member twice, or nested too deep'),
+  ('SX310', 'unsupported_media_type', 415, 'Request body must be application/json')
 -- noqa: enable=LT01
 ON CONFLICT (sqlstate) DO UPDATE
   SET name = excluded.name, http_status = excluded.http_status, title = excluded.title;

@@ -147,7 +147,8 @@ DECLARE
   v_hold    bigint[];
   v_ttl     interval[];
   v_first   int[];
-  v_known   boolean[];     -- the item's key was used before this batch
+  v_known   boolean[];     -- the item's key was used before this batch, by its operation
+  v_claim   jsonb[];       -- the item's key was used before by another operation: SX005
   v_holder  int[];         -- per first item of a key: the item that applied it
   v_dup     int[];         -- per item answering as a replay of an earlier item of this batch
   r_status  text[];
@@ -231,7 +232,36 @@ BEGIN
       jsonb_build_object('item', k - 1, 'first_item', v_first[k] - 1));
   END IF;
 
-  -- 3. Lock every account the batch touches, in account_id order.
+  -- 3. Claim every key as each single operation claims its own
+  -- (credits._claim_idem_key): the keys' locks first, in lock-key order (so
+  -- batches cannot deadlock on them), before any account lock, as single
+  -- operations take them; then where each key was first used: by another
+  -- operation, the item is refused (SX005); by the same, it answers as a
+  -- replay (one index scan for all keys, never a scan of the journal).
+  PERFORM pg_advisory_xact_lock(s.h)
+     FROM (SELECT DISTINCT credits._idem_lock_key(p_tenant, k.key) AS h
+             FROM unnest(v_key) AS k (key)
+            WHERE k.key IS NOT NULL AND credits._dist_key_problem(k.key) IS NULL) AS s
+    ORDER BY s.h;
+  v_known := array_fill(false, ARRAY[n]);
+  v_claim := array_fill(NULL::jsonb, ARRAY[n]);
+  FOR v_r IN
+    WITH uses AS (SELECT DISTINCT ON (x.idem_key) x.idem_key, x.op, x.facts
+                    FROM credits._idem_key_uses(p_tenant, v_key) AS x ORDER BY x.idem_key)
+    SELECT u.i::int AS i, u.key, s.op AS used_by, s.facts,
+           CASE u.op WHEN 'reserve' THEN 'hold' ELSE u.op END AS claim_op
+      FROM unnest(v_op, v_key) WITH ORDINALITY AS u (op, key, i)
+     INNER JOIN uses AS s ON s.idem_key = u.key
+     WHERE u.op IN ('consume', 'grant', 'transfer', 'reserve')
+  LOOP
+    IF v_r.used_by = v_r.claim_op THEN
+      v_known[v_r.i] := true;
+    ELSE
+      v_claim[v_r.i] := credits._other_use_problem(v_r.key, v_r.used_by, v_r.facts);
+    END IF;
+  END LOOP;
+
+  -- 4. Lock every account the batch touches, in account_id order.
   PERFORM 1 FROM credits.accounts a
    WHERE a.tenant_id = p_tenant
      AND a.account_id IN (SELECT unnest(v_acct) UNION SELECT unnest(v_to)
@@ -240,19 +270,6 @@ BEGIN
    ORDER BY a.account_id
      FOR UPDATE OF a;
 
-  -- 4. Keys used before this batch (one probe each, as the single
-  -- operations' ON CONFLICT makes): those items answer as replays.
-  v_known := array_fill(false, ARRAY[n]);
-  -- (= ANY: one index scan for all keys, never a scan of the tenant's journal)
-  FOR k IN SELECT u.i FROM unnest(v_op, v_key) WITH ORDINALITY AS u (op, key, i)
-            WHERE (u.op IN ('consume', 'grant', 'transfer')
-                   AND u.key IN (SELECT x.idem_key FROM credits.entries AS x
-                                  WHERE x.tenant_id = p_tenant AND x.idem_key = ANY (v_key) AND x.leg = 0))
-               OR (u.op = 'reserve'
-                   AND u.key IN (SELECT x.idem_key FROM credits.holds AS x
-                                  WHERE x.tenant_id = p_tenant AND x.idem_key = ANY (v_key))) LOOP
-    v_known[k] := true;
-  END LOOP;
   v_holder := array_fill(NULL::int, ARRAY[n]);
   v_dup := array_fill(NULL::int, ARRAY[n]);
   r_status := array_fill(NULL::text, ARRAY[n]);
@@ -268,9 +285,11 @@ BEGIN
   -- in order; accounts are independent, so the outcome is the same.
   v_todo := ARRAY(SELECT g FROM generate_series(1, n) AS g);
   IF n > 1 AND 'consume' = ALL (v_op) AND NOT (true = ANY (v_known))
+     AND NOT EXISTS (SELECT 1 FROM unnest(v_claim) AS c (problem) WHERE c.problem IS NOT NULL)
      AND NOT EXISTS (SELECT 1 FROM unnest(v_first) WITH ORDINALITY AS f (first_i, i) WHERE f.first_i <> f.i)
      AND NOT EXISTS (SELECT 1 FROM unnest(v_amount, v_key, v_reason) AS u (amount, key, reason)
-                      WHERE credits._movement_problem(u.amount, u.key, u.reason) IS NOT NULL) THEN
+                      WHERE coalesce(credits._movement_problem(u.amount, u.key, u.reason),
+                                     credits._dist_key_problem(u.key)) IS NOT NULL) THEN
     WITH u AS (SELECT x.i::int AS i, x.acct, x.amount
                  FROM unnest(v_acct, v_amount) WITH ORDINALITY AS x (acct, amount, i)),
     g AS (SELECT u.acct, sum(u.amount)::bigint AS total, count(*) AS cnt FROM u GROUP BY u.acct),
@@ -314,7 +333,8 @@ BEGIN
     v_problem := NULL;
     CASE v_op[i]
     WHEN 'consume', 'grant' THEN
-      v_problem := credits._movement_problem(v_amount[i], v_key[i], v_reason[i]);
+      v_problem := coalesce(credits._movement_problem(v_amount[i], v_key[i], v_reason[i]),
+                            credits._dist_key_problem(v_key[i]), v_claim[i]);
       IF v_problem IS NULL AND v_known[i] THEN
         SELECT r.* INTO v_r FROM credits._entry_replay(p_tenant, v_key[i], v_op[i], v_acct[i],
           CASE v_op[i] WHEN 'consume' THEN -v_amount[i] ELSE v_amount[i] END, v_reason[i], NULL) r;
@@ -358,7 +378,8 @@ BEGIN
       END IF;
 
     WHEN 'transfer' THEN
-      v_problem := credits._transfer_problem(v_acct[i], v_to[i], v_amount[i], v_key[i], v_reason[i]);
+      v_problem := coalesce(credits._transfer_problem(v_acct[i], v_to[i], v_amount[i], v_key[i], v_reason[i]),
+                            credits._dist_key_problem(v_key[i]), v_claim[i]);
       IF v_problem IS NULL AND v_known[i] THEN
         SELECT r.* INTO v_r FROM credits._entry_replay(p_tenant, v_key[i], 'transfer_out', v_acct[i], -v_amount[i],
                                                       v_reason[i], v_to[i]) r;
@@ -431,7 +452,7 @@ BEGIN
       END IF;
 
     WHEN 'reserve' THEN
-      v_problem := credits._reserve_problem(v_amount[i], v_key[i], v_reason[i], v_ttl[i]);
+      v_problem := coalesce(credits._reserve_problem(v_amount[i], v_key[i], v_reason[i], v_ttl[i]), v_claim[i]);
       h := NULL;
       IF v_problem IS NULL AND NOT v_known[i] THEN
         v_ok := false;

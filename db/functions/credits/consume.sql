@@ -11,6 +11,7 @@ DECLARE
   e credits.entries;
 BEGIN
   PERFORM credits._check_movement(p_amount, p_idem_key, p_reason);
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'consume');
   account_id := p_account; amount := -p_amount; replayed := false;
   UPDATE credits.accounts a
      SET balance = a.balance - p_amount, entry_seq = a.entry_seq + 1

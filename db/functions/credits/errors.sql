@@ -13,7 +13,8 @@ INSERT INTO ops.error_catalog (sqlstate, name, http_status, title) VALUES
   ('SX008', 'account_not_open',        409, 'Account is frozen or closed'),
   ('SX009', 'same_account',            422, 'Source and destination accounts are the same'),
   ('SX010', 'balance_limit',           422, 'Balance would exceed the largest representable amount'),
-  ('SX011', 'already_exists',          409, 'Already exists with different attributes')
+  ('SX011', 'already_exists',          409, 'Already exists with different attributes'),
+  ('SX019', 'unknown_entry',           404, 'Unknown journal entry')
 -- noqa: enable=LT01
 ON CONFLICT (sqlstate) DO UPDATE
   SET name = excluded.name, http_status = excluded.http_status, title = excluded.title;

@@ -11,6 +11,7 @@ DECLARE
   e credits.entries;
 BEGIN
   PERFORM credits._check_movement(p_amount, p_idem_key, p_reason);
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'grant');
   account_id := p_account; amount := p_amount; replayed := false;
   -- The guard keeps the balance representable; the row lock orders entries.
   UPDATE credits.accounts a

@@ -84,10 +84,7 @@ RETURNS jsonb
 LANGUAGE sql STABLE
 AS $$
   SELECT coalesce(credits._movement_problem(p_amount, p_idem_key, p_reason), credits._ttl_problem('ttl', p_ttl),
-                  CASE WHEN pg_catalog.left(p_idem_key, 5) = 'dist:' THEN  -- the keys of distributed legs' holds
-                    ops._problem('SX007', 'idempotency keys starting with "dist:" are reserved',
-                                 pg_catalog.jsonb_build_object('argument', 'idempotency_key'))
-                  END)
+                  credits._dist_key_problem(p_idem_key))
 $$;
 
 -- A replayed reservation: the hold this tenant's key made, if the arguments
@@ -145,6 +142,7 @@ BEGIN
   IF problem IS NOT NULL THEN
     PERFORM ops._fail_problem(problem);
   END IF;
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'hold');
   UPDATE credits.accounts a SET held = a.held + p_amount
    WHERE a.account_id = p_account AND a.tenant_id = p_tenant AND a.status = 'open'
      AND a.balance - a.held >= p_amount;

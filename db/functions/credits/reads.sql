@@ -64,3 +64,26 @@ $$;
 COMMENT ON FUNCTION credits.list_entries(text, bigint, bigint, integer) IS
   'An account''s journal, newest first, keyset-paginated by seq before p_before (stable under concurrent writes). '
   'SX002 unknown account, SX007 invalid limit.';
+
+-- One journal entry of an account: what a movement's answer (201) points at.
+CREATE OR REPLACE FUNCTION credits.get_entry(
+  p_tenant text, p_account bigint, p_entry bigint,
+  OUT entry_id bigint, OUT seq bigint, OUT kind text, OUT amount bigint, OUT balance_after bigint, OUT reason text,
+  OUT idem_key text, OUT counterparty bigint, OUT created_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM credits._require_account(p_tenant, p_account);
+  SELECT e.entry_id, e.seq, e.kind, e.amount, e.balance_after, e.reason, e.idem_key, e.counterparty, e.created_at
+    INTO entry_id, seq, kind, amount, balance_after, reason, idem_key, counterparty, created_at
+    FROM credits.entries e WHERE e.entry_id = p_entry AND e.account_id = p_account;
+  IF NOT FOUND THEN
+    PERFORM ops._fail('SX019', format('entry %s not found in account %s', p_entry, p_account),
+                      jsonb_build_object('account_id', p_account, 'entry_id', p_entry));
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION credits.get_entry(text, bigint, bigint) IS
+  'One journal entry of a tenant''s account (archived entries are no longer here). SX002 unknown account, SX019 '
+  'unknown entry.';

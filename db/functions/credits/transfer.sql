@@ -37,6 +37,7 @@ BEGIN
   IF v_problem IS NOT NULL THEN
     PERFORM ops._fail_problem(v_problem);
   END IF;
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'transfer');
   from_account := p_from; to_account := p_to; amount := p_amount; replayed := false;
 
   IF p_from < p_to THEN

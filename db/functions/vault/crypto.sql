@@ -78,3 +78,18 @@ AS $$
   SELECT pg_catalog.convert_to('SXV1' || audit._f(p_kind) || audit._f(p_tenant) || audit._f(p_account::text)
                                || audit._f(p_entry::text) || audit._f(p_field), 'UTF8')
 $$;
+
+-- A card's replay fingerprint: HMAC-SHA256 under payment key p_key_id of the
+-- card number and expiry, bound to the payment's row (so equal cards on two
+-- rows give unrelated values). The number itself is never stored.
+CREATE OR REPLACE FUNCTION vault._card_hmac(
+  p_key_id text, p_tenant text, p_account bigint, p_entry bigint, p_pan text, p_expiry text)
+RETURNS bytea
+LANGUAGE plpython3u
+AS $py$
+plpy.execute("SELECT ops._py_load('vault.keyring')")
+plan = plpy.prepare("SELECT vault._aad('card', $1, $2, $3, 'fingerprint') AS aad", ["text", "bigint", "bigint"])
+aad = bytes(plpy.execute(plan, [p_tenant, p_account, p_entry])[0]["aad"])
+msg = aad + len(p_pan).to_bytes(4, "big") + p_pan.encode() + len(p_expiry).to_bytes(4, "big") + p_expiry.encode()
+return GD['vault.keyring'].session_keyring(plpy).hmac('payment', p_key_id, msg)
+$py$;

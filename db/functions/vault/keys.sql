@@ -49,8 +49,9 @@ COMMENT ON FUNCTION vault.rotate_key(text) IS
   'readable with the previous key until vault.reencrypt moves them. Returns the new and previous key ids; SX007 '
   'invalid purpose, SX202 keyring unavailable.';
 
--- Job: re-encrypt payment values still under a non-current key, a batch at a
--- time (safe to run twice or to die midway: each row moves atomically).
+-- Job: re-encrypt payment values still under a non-current key (and give
+-- older rows their card fingerprint), a batch at a time (safe to run twice
+-- or to die midway: each row moves atomically).
 CREATE OR REPLACE FUNCTION vault.reencrypt(p_batch int DEFAULT 1000)
 RETURNS int
 LANGUAGE plpgsql SECURITY DEFINER
@@ -61,10 +62,13 @@ DECLARE
   n int;
 BEGIN
   WITH todo AS (
-    SELECT p.entry_id FROM vault.payments p WHERE p.key_id <> v_key
+    SELECT p.entry_id FROM vault.payments p WHERE p.key_id <> v_key OR p.card_hmac IS NULL
      ORDER BY p.entry_id LIMIT p_batch FOR UPDATE SKIP LOCKED)
   UPDATE vault.payments p
      SET key_id = v_key,
+         card_hmac = vault._card_hmac(v_key, p.tenant_id, p.account_id, p.entry_id,
+                                      vault._decrypt('payment', p.pan_ct, vault._aad('pan', p.tenant_id, p.account_id, p.entry_id, 'pan')),
+                                      vault._decrypt('payment', p.expiry_ct, vault._aad('pan', p.tenant_id, p.account_id, p.entry_id, 'expiry'))),
          pan_ct = vault._encrypt('payment', vault._decrypt('payment', p.pan_ct, vault._aad('pan', p.tenant_id, p.account_id, p.entry_id, 'pan')),
                                  vault._aad('pan', p.tenant_id, p.account_id, p.entry_id, 'pan')),
          expiry_ct = vault._encrypt('payment', vault._decrypt('payment', p.expiry_ct, vault._aad('pan', p.tenant_id, p.account_id, p.entry_id, 'expiry')),

@@ -80,8 +80,21 @@ BEGIN
   entry_id := g.entry_id; account_id := g.account_id; amount := g.amount; balance_after := g.balance_after;
   created_at := g.created_at; replayed := g.replayed; card := vault._mask(v_last4);
   IF replayed THEN
+    -- A replay matches on every argument: amount, account and reason (grant_credits
+    -- compared them), the whole card number and expiry (by their keyed hash), the
+    -- data subject and the holder's name. The IP address and user agent describe
+    -- the request, not the payment: a retry may come from elsewhere.
     SELECT * INTO p FROM vault.payments x WHERE x.entry_id = g.entry_id;
-    IF NOT FOUND OR p.pan_last4 <> v_last4 THEN
+    IF NOT FOUND
+       OR p.card_hmac IS DISTINCT FROM vault._card_hmac(p.key_id, p_tenant, p_account, p.entry_id, v_pan, p_expiry)
+          AND (p.card_hmac IS NOT NULL
+               OR (vault._reveal(p.entry_id)).pan IS DISTINCT FROM v_pan
+               OR (vault._reveal(p.entry_id)).expiry IS DISTINCT FROM p_expiry)
+       OR p.subject_id IS DISTINCT FROM p_subject
+       OR (p.holder_ct IS NULL) <> (p_holder IS NULL)
+       OR p.holder_ct IS NOT NULL
+          AND privacy._decrypt(p.subject_id, p.holder_ct, vault._aad('pii', p_tenant, p_account, p.entry_id, 'holder'))
+              IS DISTINCT FROM p_holder THEN
       PERFORM ops._fail('SX005', 'idempotency key was used for another payment',
                         jsonb_build_object('entry_id', g.entry_id));
     END IF;
@@ -89,11 +102,12 @@ BEGIN
   END IF;
 
   v_key := vault._use_current_key('payment');
-  INSERT INTO vault.payments (entry_id, tenant_id, account_id, key_id, pan_ct, expiry_ct, pan_last4, subject_id,
-                              holder_ct, ip_masked, ip_ct, ua_ct)
+  INSERT INTO vault.payments (entry_id, tenant_id, account_id, key_id, pan_ct, expiry_ct, card_hmac, pan_last4,
+                              subject_id, holder_ct, ip_masked, ip_ct, ua_ct)
   VALUES (g.entry_id, p_tenant, p_account, v_key,
           vault._encrypt('payment', v_pan, vault._aad('pan', p_tenant, p_account, g.entry_id, 'pan')),
           vault._encrypt('payment', p_expiry, vault._aad('pan', p_tenant, p_account, g.entry_id, 'expiry')),
+          vault._card_hmac(v_key, p_tenant, p_account, g.entry_id, v_pan, p_expiry),
           v_last4, p_subject,
           privacy._encrypt(p_subject, p_holder, vault._aad('pii', p_tenant, p_account, g.entry_id, 'holder')),
           vault._mask_ip(v_ip),

@@ -9,6 +9,7 @@ by pytest (`pythonpath` in pyproject.toml) and by the Makefile (`PYTHONPATH`).
   cluster    the Patroni/etcd/HAProxy/pgBackRest cluster: up, down, kill, switch over, back up
   private    throwaway clusters on claimed free ports, and an API server against them
   workload   a keyed, retrying client workload through the API, and its ledger checks
+  drill      the restore drill: latest backup -> scratch node -> reconcile() and verify()
   observe    the local Prometheus, Alertmanager and postgres_exporter
-  cli        `python -m shieldx_local ha up|down|status|switchover|backup`, `observe up|down|status`
+  cli        `python -m shieldx_local ha up|down|status|switchover|backup|restore-drill`, `observe up|down|status`
 """

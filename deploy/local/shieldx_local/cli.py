@@ -1,10 +1,22 @@
 """`python -m shieldx_local`: the developer harness's commands.
 
-ha up|down|status|switchover|backup   a local three-node Patroni cluster (etcd, HAProxy, pgBackRest)
-observe up|down|status                 a local Prometheus, Alertmanager and postgres_exporter
+ha up|down|status|switchover|rolling-restart|backup|restore-drill
+    a local three-node Patroni cluster (etcd, HAProxy, pgBackRest)
+observe up|down|status
+    a local Prometheus, Alertmanager and postgres_exporter
+
+Scheduling: `ha up` starts no scheduler. Backups and the restore drill are
+meant to run on a schedule from the host's crontab (the Kubernetes manifests
+schedule backups with a CronJob), for example:
+    0 2 * * 0    python -m shieldx_local ha backup --type=full    # weekly full
+    0 2 * * 1-6  python -m shieldx_local ha backup --type=diff    # daily differential
+    30 3 * * 0   python -m shieldx_local ha restore-drill         # weekly drill, after the full
+(with PYTHONPATH=deploy/local and the project's virtualenv, as the Makefile runs it).
 """
 
 from __future__ import annotations
+
+import json
 
 import click
 
@@ -18,7 +30,14 @@ def main() -> None:
     pass
 
 
-@main.group(help="A local three-node Patroni cluster (etcd, HAProxy, pgBackRest) in the state directory's ha/.")
+@main.group(
+    help="A local three-node Patroni cluster (etcd, HAProxy, pgBackRest) in the state directory's ha/.\n\n"
+    "Nothing here runs on a schedule; run backups and the restore drill from the host's crontab, for example:\n\n"
+    "\b\n"
+    "0 2 * * 0    python -m shieldx_local ha backup --type=full   (weekly full)\n"
+    "0 2 * * 1-6  python -m shieldx_local ha backup --type=diff   (daily differential)\n"
+    "30 3 * * 0   python -m shieldx_local ha restore-drill        (weekly, after the full)"
+)
 def ha() -> None:
     pass
 
@@ -86,7 +105,19 @@ def switchover(candidate: str | None) -> None:
     click.echo(f"new leader: {Cluster(default_layout()).switchover(candidate)}")
 
 
-@ha.command(help="Take a pgBackRest backup from the current primary.")
+@ha.command(
+    "rolling-restart",
+    help="Restart every node through Patroni's REST API: replicas first, then a switchover to the synchronous "
+    "standby, then the old primary (a configuration change or a minor upgrade).",
+)
+def rolling_restart() -> None:
+    from .rolling import rolling_restart as run
+
+    done = run(Cluster(default_layout()), say=click.echo)
+    click.echo(f"restarted {', '.join(done['order'])}; leader {done['old_leader']} -> {done['new_leader']}")
+
+
+@ha.command(help="Take a pgBackRest backup from the current primary (schedule: see `python -m shieldx_local --help`).")
 @click.option("--type", "kind", type=click.Choice(["full", "diff", "incr"]), default="full", show_default=True)
 def backup(kind: str) -> None:
     cluster = Cluster(default_layout())
@@ -94,11 +125,27 @@ def backup(kind: str) -> None:
     click.echo(cluster.pgbackrest("info"))
 
 
-@main.command(
-    "observe",
-    context_settings={"ignore_unknown_options": True, "help_option_names": []},
-    help="The local monitoring stack: observe up|down|status (see deploy/monitoring).",
+@ha.command(
+    "restore-drill",
+    help="Restore the latest pgBackRest backup (one is taken if there is none) to a scratch node, up to the end of "
+    "the WAL archive; check credits.reconcile() is empty and audit.verify() is ok; stop and delete the node. "
+    "Prints the result as JSON (restore_s, rpo_s); exits 1 if a check failed.",
 )
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def observe_cmd(args: tuple[str, ...]) -> None:
-    raise SystemExit(observe.main(list(args)))
+@click.option("--backup", is_flag=True, help="Take a new full backup first.")
+@click.option(
+    "--switch-wal",
+    is_flag=True,
+    help="Archive the current WAL segment first: the node then has every commit made before the drill.",
+)
+def restore_drill(backup: bool, switch_wal: bool) -> None:
+    from .drill import restore_drill as drill
+
+    result = drill(
+        Cluster(default_layout()),
+        backup=backup,
+        switch_wal=switch_wal,
+        say=lambda m: click.echo(f"[drill] {m}", err=True),
+    )
+    click.echo(json.dumps(result, indent=2, default=str))
+    if not result["ok"]:
+        raise SystemExit(1)

@@ -44,6 +44,7 @@ from .state import ROOT
 
 PATRONI_DIR = ROOT / "deploy" / "patroni"
 PGBACKREST_DIR = ROOT / "deploy" / "pgbackrest"
+KEYRING_SH = ROOT / "deploy" / "local" / "keyring.sh"
 STANZA = "shieldx"
 
 
@@ -91,6 +92,7 @@ class Cluster:
             d.mkdir(parents=True, exist_ok=True)
             chown(d)
         (lay.base / "etcd").chmod(0o700)
+        self.distribute_keys()
         common = {
             "SCOPE": lay.scope,
             "ETCD_PORT": lay.etcd_port,
@@ -107,6 +109,7 @@ class Cluster:
                     "NAME": name,
                     "NODE_DIR": lay.node_dir(name),
                     "DATA_DIR": lay.data_dir(name),
+                    "KEY_DIR": lay.key_dir(name),
                     "PG_PORT": lay.pg_port(name),
                     "REST_PORT": lay.rest_port(name),
                 },
@@ -146,6 +149,23 @@ class Cluster:
             },
             0o640,
         )
+
+    def distribute_keys(self) -> None:
+        """Create the cluster's keyring once (deploy/local/keyring.sh, as cluster.sh does) and give
+        every node a copy: the same keys, postgres-owned, directories 700 and files 600.
+
+        A copy only adds what a node lacks (never overwrites or deletes), so a node's CURRENT
+        is never rolled back. Every node must hold every key: after a failover the new primary
+        signs checkpoints and decrypts card data with its own copy.
+        """
+        subprocess.run([str(KEYRING_SH), str(self.layout.keyring)], check=True, capture_output=True, text=True)
+        for name in self.layout.names:
+            subprocess.run(
+                [str(KEYRING_SH), "copy", str(self.layout.keyring), str(self.layout.key_dir(name))],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
 
     # --- processes ----------------------------------------------------------
     def _pidfile(self, proc: str) -> Path:
@@ -241,6 +261,27 @@ class Cluster:
         for pid in targets:
             wait_until(partial(_dead, pid), 10, f"pid {pid} of {name} to die", 0.05)
         return crashed_at
+
+    def node_pids(self, name: str) -> list[int]:
+        """A node's Patroni, its postmaster and every postgres child."""
+        pids: list[int] = []
+        patroni = self.pid(f"patroni-{name}")
+        if patroni:
+            pids.append(patroni)
+        postmaster = self.postmaster_pid(name)
+        if postmaster:
+            pids += [postmaster, *children(postmaster)]
+        return pids
+
+    def signal_node(self, name: str, sig: int, pids: list[int] | None = None) -> list[int]:
+        """Send sig to a node's processes (SIGSTOP: the machine freezes; SIGCONT: it wakes). Returns the pids."""
+        pids = self.node_pids(name) if pids is None else pids
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        return pids
 
     def stop_node(self, name: str) -> None:
         self._stop(f"patroni-{name}", timeout=60)

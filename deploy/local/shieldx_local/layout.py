@@ -64,6 +64,15 @@ class Layout:
     def data_dir(self, name: str) -> Path:
         return self.base / name / "data"
 
+    def key_dir(self, name: str) -> Path:
+        """A node's copy of the keyring (its `shieldx.key_dir`)."""
+        return self.base / name / "keys"
+
+    @property
+    def keyring(self) -> Path:
+        """The cluster's keyring, made once; every node gets a copy (as a Kubernetes Secret would)."""
+        return self.base / "keys"
+
     @property
     def run_dir(self) -> Path:
         return self.base / "run"
@@ -93,11 +102,6 @@ class Layout:
             f"postgresql://shieldx_app@127.0.0.1:{self.writes_port}/{dbname}"
             "?target_session_attrs=read-write&connect_timeout=3"
         )
-
-    def multihost_url(self, dbname: str = DBNAME, user: str = "shieldx_app") -> str:
-        """The same without HAProxy: libpq tries each node and keeps the primary."""
-        hosts = ",".join(f"127.0.0.1:{self.pg_port(n)}" for n in self.names)
-        return f"postgresql://{user}@{hosts}/{dbname}?target_session_attrs=read-write&connect_timeout=3"
 
 
 def default_layout() -> Layout:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg.rows import dict_row
@@ -70,11 +71,18 @@ class Workload:
     tenant: str = TENANT
     kinds: tuple[str, ...] = ("grant", "consume", "consume", "transfer", "transfer", "hold")
     api_key: str | None = None  # sent as a Bearer token when the API checks keys
+    # Several API processes behind one address, as a Service spreads requests over
+    # pods: each attempt goes to one of these (base is then only the default).
+    # Changed while the workload runs to add or remove a process.
+    bases: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.drain_deadline = float("inf")
+
+    def _url(self, path: str) -> str:
+        return random.choice(self.bases) + path if self.bases else path
 
     # -- one operation --
     async def _post(self, http, op: Op, path: str, body: dict | None, key: str | None) -> dict | None:
@@ -86,7 +94,7 @@ class Workload:
             op.attempts += 1
             op.sent_at = time.monotonic()
             try:
-                resp = await http.post(path, json=body, headers={"Idempotency-Key": key} if key else {})
+                resp = await http.post(self._url(path), json=body, headers={"Idempotency-Key": key} if key else {})
             except (httpx.TimeoutException, httpx.TransportError):
                 status = None
             else:
@@ -157,7 +165,7 @@ class Workload:
             try:
                 # A new connection each time, so probes reach every API worker process.
                 resp = await http.post(
-                    f"/v1/tenants/{self.tenant}/accounts/{self.probe_account}/grants",
+                    self._url(f"/v1/tenants/{self.tenant}/accounts/{self.probe_account}/grants"),
                     json={"amount": 1},
                     timeout=1.0,
                     headers={"Idempotency-Key": f"probe-{i}", "Connection": "close"},
@@ -175,7 +183,7 @@ class Workload:
 
         while not self._stop.is_set():
             try:
-                status = (await http.get("/health/ready", timeout=1.0)).status_code
+                status = (await http.get(self._url("/health/ready"), timeout=1.0)).status_code
             except (httpx.TimeoutException, httpx.TransportError):
                 status = 0
             self.ready.append((time.monotonic(), status))
@@ -252,7 +260,16 @@ def seed_bank(url: str, tenant: str = TENANT, accounts: int = ACCOUNTS) -> tuple
     return ids[:-1], ids[-1], api_key
 
 
-def verify(cluster: Cluster, work: Workload, tenant: str = TENANT) -> dict[str, Any]:
+class Nodes(Protocol):
+    """What verify() needs of a cluster: a superuser URL of the primary and the nodes accepting writes."""
+
+    @property
+    def layout(self) -> Any: ...
+
+    def writable_nodes(self) -> list[str]: ...
+
+
+def verify(cluster: Nodes, work: Workload, tenant: str = TENANT) -> dict[str, Any]:
     """Check the ledger on the settled cluster against what the clients were told.
 
     Returns figures and a list of problems (empty when everything holds)."""
@@ -397,6 +414,61 @@ def failover(
             "unexpected": work.unexpected,
             "phases_s": phases,
             "probe_story": _story(work.probe_log, t_kill),
+        }
+    )
+    return result
+
+
+def freeze(
+    cluster: Cluster,
+    base: str,
+    target: str = "leader",
+    frozen_s: float = 20.0,
+    before_s: float = 3.0,
+    after_s: float = 3.0,
+    clients: int = 16,
+) -> dict[str, Any]:
+    """Freeze a node (SIGSTOP of its Patroni and PostgreSQL) for frozen_s under load, then wake it (SIGCONT).
+
+    target "leader": the primary freezes, Patroni elects another, and the old one wakes up
+    believing it is still the primary until its Patroni demotes it; "sync": the
+    synchronous standby freezes and strict synchronous mode must move to the other one.
+    Every answer the clients got is checked against the ledger (`verify`); a definite
+    refusal given by a deposed primary (a stale "unknown hold", say) is an unexpected answer.
+    """
+    tenant = f"bank-{uuid.uuid4().hex[:8]}"
+    accounts, probe, api_key = seed_bank(cluster.layout.url(), tenant)
+    old = cluster.leader()
+    assert old, "no leader before the freeze"
+    if target == "leader":
+        node = old
+    else:
+        node = next(m["name"] for m in cluster.members() if m.get("role") == "sync_standby")
+    work = Workload(base, accounts, probe, clients=clients, seed=29, tenant=tenant, api_key=api_key)
+    work.start()
+    try:
+        time.sleep(before_s)
+        acked_before = work.counts().get("acked", 0)
+        pids = cluster.signal_node(node, signal.SIGSTOP)
+        t_freeze = time.monotonic()
+        time.sleep(frozen_s)
+        cluster.signal_node(node, signal.SIGCONT, pids)
+        time.sleep(after_s)
+    finally:
+        work.stop()
+    wait_until(cluster.healthy, 120, f"{node} to rejoin after the freeze", 0.5)
+    result = verify(cluster, work, tenant)
+    result.update(
+        {
+            "frozen": node,
+            "target": target,
+            "old_leader": old,
+            "new_leader": cluster.leader(),
+            "acked_before_freeze": acked_before,
+            "unavailable_s": work.unavailable_since(t_freeze),
+            "retries": work.retries,
+            "unexpected": work.unexpected,
+            "probe_story": _story(work.probe_log, t_freeze),
         }
     )
     return result
