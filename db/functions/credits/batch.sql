@@ -355,7 +355,8 @@ BEGIN
           EXIT WHEN FOUND;
           v_problem := credits._debit_problem(p_tenant, v_acct[i], v_amount[i]);
           -- Expired holds still counted in held: release them, try once more.
-          EXIT WHEN v_ok OR v_problem ->> 'sqlstate' <> 'SX004' OR credits._release_expired_holds(v_acct[i]) = 0;
+          EXIT WHEN v_ok OR v_problem ->> 'sqlstate' <> 'SX004'
+            OR credits._release_expired_holds_at(v_acct[i], now()) = 0;
           v_ok := true; v_problem := NULL;
         END LOOP;
       ELSIF v_problem IS NULL THEN
@@ -417,7 +418,8 @@ BEGIN
             RETURNING a.balance, a.entry_seq INTO v_bal, v_seq;
             EXIT WHEN FOUND;
             v_problem := credits._debit_problem(p_tenant, v_acct[i], v_amount[i]);
-            EXIT WHEN v_ok OR v_problem ->> 'sqlstate' <> 'SX004' OR credits._release_expired_holds(v_acct[i]) = 0;
+            EXIT WHEN v_ok OR v_problem ->> 'sqlstate' <> 'SX004'
+              OR credits._release_expired_holds_at(v_acct[i], now()) = 0;
             v_ok := true; v_problem := NULL;
           END LOOP;
           IF v_problem IS NOT NULL AND v_acct[i] > v_to[i] THEN
@@ -462,7 +464,8 @@ BEGIN
              AND a.balance - a.held >= v_amount[i];
           EXIT WHEN FOUND;
           v_problem := credits._debit_problem(p_tenant, v_acct[i], v_amount[i]);
-          EXIT WHEN v_ok OR v_problem ->> 'sqlstate' <> 'SX004' OR credits._release_expired_holds(v_acct[i]) = 0;
+          EXIT WHEN v_ok OR v_problem ->> 'sqlstate' <> 'SX004'
+            OR credits._release_expired_holds_at(v_acct[i], now()) = 0;
           v_ok := true; v_problem := NULL;
         END LOOP;
         IF v_problem IS NULL THEN

@@ -63,9 +63,11 @@ AS $$
   END
 $$;
 
+-- STABLE, not IMMUTABLE: the planner would evaluate an IMMUTABLE call with
+-- constant arguments through the function manager instead of inlining it.
 CREATE OR REPLACE FUNCTION credits._idem_lock_key(p_tenant text, p_idem_key text)
 RETURNS bigint
-LANGUAGE sql IMMUTABLE
+LANGUAGE sql STABLE
 AS $$
   SELECT pg_catalog.hashtextextended('shieldx.idem:' || coalesce(p_tenant, '') || ':' || p_idem_key, 0)
 $$;
