@@ -237,7 +237,7 @@ BEGIN
   -- batches cannot deadlock on them), before any account lock, as single
   -- operations take them; then where each key was first used: by another
   -- operation, the item is refused (SX005); by the same, it answers as a
-  -- replay (one index scan for all keys, never a scan of the journal).
+  -- replay (index probes per key, never a scan of the journal).
   PERFORM pg_advisory_xact_lock(s.h)
      FROM (SELECT DISTINCT credits._idem_lock_key(p_tenant, k.key) AS h
              FROM unnest(v_key) AS k (key)
@@ -246,13 +246,11 @@ BEGIN
   v_known := array_fill(false, ARRAY[n]);
   v_claim := array_fill(NULL::jsonb, ARRAY[n]);
   FOR v_r IN
-    WITH uses AS (SELECT DISTINCT ON (x.idem_key) x.idem_key, x.op, x.facts
-                    FROM credits._idem_key_uses(p_tenant, v_key) AS x ORDER BY x.idem_key)
     SELECT u.i::int AS i, u.key, s.op AS used_by, s.facts,
            CASE u.op WHEN 'reserve' THEN 'hold' ELSE u.op END AS claim_op
       FROM unnest(v_op, v_key) WITH ORDINALITY AS u (op, key, i)
-     INNER JOIN uses AS s ON s.idem_key = u.key
-     WHERE u.op IN ('consume', 'grant', 'transfer', 'reserve')
+     CROSS JOIN LATERAL (SELECT x.op, x.facts FROM credits._idem_key_uses(p_tenant, u.key) AS x LIMIT 1) AS s
+     WHERE u.op IN ('consume', 'grant', 'transfer', 'reserve') AND u.key IS NOT NULL
   LOOP
     IF v_r.used_by = v_r.claim_op THEN
       v_known[v_r.i] := true;

@@ -72,22 +72,22 @@ AS $$
   SELECT pg_catalog.hashtextextended('shieldx.idem:' || coalesce(p_tenant, '') || ':' || p_idem_key, 0)
 $$;
 
-CREATE OR REPLACE FUNCTION credits._idem_key_uses(p_tenant text, p_idem_keys text[])
-RETURNS TABLE (idem_key text, op text, facts jsonb)
+CREATE OR REPLACE FUNCTION credits._idem_key_uses(p_tenant text, p_idem_key text)
+RETURNS TABLE (op text, facts jsonb)
 LANGUAGE sql STABLE
 AS $$
-  SELECT a.idem_key, 'account', pg_catalog.jsonb_build_object('account_id', a.account_id)
-    FROM credits.accounts AS a WHERE a.tenant_id = p_tenant AND a.idem_key = ANY (p_idem_keys)
+  SELECT 'account', pg_catalog.jsonb_build_object('account_id', a.account_id)
+    FROM credits.accounts AS a WHERE a.tenant_id = p_tenant AND a.idem_key = p_idem_key
   UNION ALL
-  SELECT e.idem_key, CASE e.kind WHEN 'transfer_out' THEN 'transfer' ELSE e.kind END,
+  SELECT CASE e.kind WHEN 'transfer_out' THEN 'transfer' ELSE e.kind END,
          pg_catalog.jsonb_build_object('entry_id', e.entry_id)
-    FROM credits.entries AS e WHERE e.tenant_id = p_tenant AND e.idem_key = ANY (p_idem_keys) AND e.leg = 0
+    FROM credits.entries AS e WHERE e.tenant_id = p_tenant AND e.idem_key = p_idem_key AND e.leg = 0
   UNION ALL
-  SELECT h.idem_key, 'hold', pg_catalog.jsonb_build_object('hold_id', h.hold_id)
-    FROM credits.holds AS h WHERE h.tenant_id = p_tenant AND h.idem_key = ANY (p_idem_keys)
+  SELECT 'hold', pg_catalog.jsonb_build_object('hold_id', h.hold_id)
+    FROM credits.holds AS h WHERE h.tenant_id = p_tenant AND h.idem_key = p_idem_key
   UNION ALL
-  SELECT k.idem_key, 'key', pg_catalog.jsonb_build_object('key_id', k.key_id)
-    FROM auth.keys AS k WHERE k.tenant_id = p_tenant AND k.idem_key = ANY (p_idem_keys)
+  SELECT 'key', pg_catalog.jsonb_build_object('key_id', k.key_id)
+    FROM auth.keys AS k WHERE k.tenant_id = p_tenant AND k.idem_key = p_idem_key
 $$;
 
 CREATE OR REPLACE FUNCTION credits._other_use_problem(p_idem_key text, p_used_by text, p_facts jsonb)
@@ -105,13 +105,16 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_op    text;
-  v_facts jsonb;
+  v_op      text;
+  v_facts   jsonb;
+  v_problem jsonb := credits._dist_key_problem(p_idem_key);
 BEGIN
-  PERFORM ops._fail_problem(credits._dist_key_problem(p_idem_key));
+  IF v_problem IS NOT NULL THEN
+    PERFORM ops._fail_problem(v_problem);
+  END IF;
   PERFORM pg_advisory_xact_lock(credits._idem_lock_key(p_tenant, p_idem_key));
   -- A fresh snapshot (this is a new statement): it sees a call with this key that committed while we waited.
-  SELECT u.op, u.facts INTO v_op, v_facts FROM credits._idem_key_uses(p_tenant, ARRAY[p_idem_key]) AS u LIMIT 1;
+  SELECT u.op, u.facts INTO v_op, v_facts FROM credits._idem_key_uses(p_tenant, p_idem_key) AS u LIMIT 1;
   IF v_op IS NOT NULL AND v_op <> p_op THEN
     PERFORM ops._fail_problem(credits._other_use_problem(p_idem_key, v_op, v_facts));
   END IF;

@@ -46,7 +46,6 @@ $$;
 CREATE OR REPLACE FUNCTION ops._fail_problem(p jsonb)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF p IS NOT NULL THEN
