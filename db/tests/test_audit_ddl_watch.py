@@ -80,7 +80,7 @@ def test_a_migrate_that_changes_nothing_logs_nothing(db, dsn):
     # alone would reset it to ENABLE, skipped under session_replication_role = replica).
     db.execute(
         "CREATE OR REPLACE TRIGGER audit_log AFTER INSERT ON credits.entries "
-        "FOR EACH ROW EXECUTE FUNCTION audit._log_ledger()"
+        "REFERENCING NEW TABLE AS new_entries FOR EACH STATEMENT EXECUTE FUNCTION audit._log_ledger()"
     )
     assert (
         db.execute(

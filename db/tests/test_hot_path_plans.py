@@ -13,6 +13,7 @@ call that went through the function manager; inlined calls never appear.
 from __future__ import annotations
 
 import pytest
+from psycopg.types.json import Jsonb
 
 from helpers import call, setup_accounts
 
@@ -25,6 +26,23 @@ CALLS = {
     ),
     "reserve_abort": lambda db, a, b, i: call(
         db, "credits.abort_hold", "acme", call(db, "credits.reserve", "acme", a, 1, f"x{i}")["hold_id"]
+    ),
+    "batch": lambda db, a, b, i: db.execute(
+        "SELECT count(*) FROM credits.apply_batch('acme', %s, false)",
+        (
+            Jsonb(
+                [
+                    {"op": "consume", "account_id": a, "amount": 1, "idempotency_key": f"bc{i}"},
+                    {"op": "consume", "account_id": b, "amount": 1000, "idempotency_key": f"bd{i}"},
+                    {"op": "transfer", "from_account": a, "to_account": b, "amount": 1, "idempotency_key": f"bt{i}"},
+                    {"op": "reserve", "account_id": a, "amount": 1, "idempotency_key": f"br{i}"},
+                ]
+            ),
+        ),
+    ),
+    "batch_of_consumes": lambda db, a, b, i: db.execute(
+        "SELECT count(*) FROM credits.apply_batch('acme', %s, false)",
+        (Jsonb([{"op": "consume", "account_id": x, "amount": 1, "idempotency_key": f"bs{i}-{x}"} for x in (a, b)]),),
     ),
 }
 

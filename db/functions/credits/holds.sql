@@ -60,22 +60,52 @@ CREATE OR REPLACE TRIGGER holds_no_truncate
 ALTER TABLE credits.holds ENABLE ALWAYS TRIGGER holds_no_truncate;
 
 -- Arguments of a reservation beyond those of any movement.
+CREATE OR REPLACE FUNCTION credits._ttl_problem(p_argument text, p_ttl interval)
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+  SELECT CASE WHEN p_ttl IS NULL OR p_ttl <= interval '0' OR p_ttl > interval '30 days' THEN
+    ops._problem('SX106', pg_catalog.format('%s must be more than 0 and at most 30 days, got %s', p_argument,
+                                            coalesce(p_ttl::text, 'NULL')),
+                 pg_catalog.jsonb_build_object('argument', p_argument, 'value', p_ttl::text))
+  END
+$$;
+
 CREATE OR REPLACE FUNCTION credits._check_ttl(p_argument text, p_ttl interval)
 RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE
+AS $$
+  SELECT ops._fail_problem(credits._ttl_problem(p_argument, p_ttl))
+$$;
+
+-- Everything a reservation's arguments must satisfy, as a value.
+CREATE OR REPLACE FUNCTION credits._reserve_problem(p_amount bigint, p_idem_key text, p_reason text, p_ttl interval)
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+  SELECT coalesce(credits._movement_problem(p_amount, p_idem_key, p_reason), credits._ttl_problem('ttl', p_ttl),
+                  credits._dist_key_problem(p_idem_key))
+$$;
+
+-- A replayed reservation: the hold this tenant's key made, if the arguments
+-- match (else a problem, SX005). The TTL is not compared: a retry comes later
+-- anyway. _replayed_hold raises the problem.
+CREATE OR REPLACE FUNCTION credits._hold_replay(
+  p_tenant text, p_idem_key text, p_account bigint, p_amount bigint, p_reason text,
+  OUT h credits.holds, OUT problem jsonb)
+LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
-  IF p_ttl IS NULL OR p_ttl <= interval '0' OR p_ttl > interval '30 days' THEN
-    PERFORM ops._fail('SX106', format('%s must be more than 0 and at most 30 days, got %s', p_argument,
-                                      coalesce(p_ttl::text, 'NULL')),
-                      jsonb_build_object('argument', p_argument, 'value', p_ttl::text));
+  SELECT * INTO h FROM credits.holds x WHERE x.tenant_id = p_tenant AND x.idem_key = p_idem_key;
+  IF FOUND AND (h.account_id <> p_account OR h.amount <> p_amount OR h.reason IS DISTINCT FROM p_reason) THEN
+    problem := ops._problem('SX005',
+      format('idempotency key %L was used for a hold of %s on account %s', p_idem_key, h.amount, h.account_id),
+      jsonb_build_object('hold_id', h.hold_id));
+    h := NULL;
   END IF;
 END
 $$;
 
--- A replayed reservation: the hold this tenant's key made, if the arguments
--- match (SX005 if not). The TTL is not compared: a retry comes later anyway.
 CREATE OR REPLACE FUNCTION credits._replayed_hold(
   p_tenant text, p_idem_key text, p_account bigint, p_amount bigint, p_reason text)
 RETURNS credits.holds
@@ -83,18 +113,14 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  h credits.holds;
+  v_r record;
 BEGIN
-  SELECT * INTO h FROM credits.holds x WHERE x.tenant_id = p_tenant AND x.idem_key = p_idem_key;
-  IF NOT FOUND THEN
-    RETURN NULL;
+  SELECT r.* INTO v_r
+    FROM credits._hold_replay(p_tenant, p_idem_key, p_account, p_amount, p_reason) r;
+  IF v_r.problem IS NOT NULL THEN
+    PERFORM ops._fail_problem(v_r.problem);
   END IF;
-  IF h.account_id <> p_account OR h.amount <> p_amount OR h.reason IS DISTINCT FROM p_reason THEN
-    PERFORM ops._fail('SX005',
-      format('idempotency key %L was used for a hold of %s on account %s', p_idem_key, h.amount, h.account_id),
-      jsonb_build_object('hold_id', h.hold_id));
-  END IF;
-  RETURN h;
+  RETURN v_r.h;
 END
 $$;
 
@@ -108,14 +134,15 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  h  credits.holds;
-  ok boolean;
+  h       credits.holds;
+  ok      boolean;
+  problem jsonb;
 BEGIN
-  PERFORM credits._check_movement(p_amount, p_idem_key, p_reason);
-  IF p_ttl IS NULL OR p_ttl <= interval '0' OR p_ttl > interval '30 days' THEN
-    PERFORM credits._check_ttl('ttl', p_ttl);
+  problem := credits._reserve_problem(p_amount, p_idem_key, p_reason, p_ttl);
+  IF problem IS NOT NULL THEN
+    PERFORM ops._fail_problem(problem);
   END IF;
-  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'hold');  -- refuses the "dist:" keys of distributed legs
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'hold');
   UPDATE credits.accounts a SET held = a.held + p_amount
    WHERE a.account_id = p_account AND a.tenant_id = p_tenant AND a.status = 'open'
      AND a.balance - a.held >= p_amount;
@@ -167,48 +194,83 @@ COMMENT ON FUNCTION credits.reserve(text, bigint, bigint, text, interval, text) 
 
 -- Why a commit or abort matched no active hold: unknown, owned by a
 -- distributed transaction, already resolved, expired, or too large a capture.
--- Returns the hold when the call is a replay of the resolution it already had.
+-- Answers the hold when the call is a replay of the resolution it already
+-- had, else the problem; _hold_refused raises the problem.
+CREATE OR REPLACE FUNCTION credits._hold_problem(p_tenant text, p_hold bigint, p_op text, p_amount bigint,
+  OUT h credits.holds, OUT problem jsonb)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+  facts jsonb;
+BEGIN
+  SELECT * INTO h FROM credits.holds x WHERE x.hold_id = p_hold AND x.tenant_id = p_tenant;
+  IF NOT FOUND THEN
+    problem := ops._problem('SX101', format('hold %s not found', p_hold), jsonb_build_object('hold_id', p_hold));
+    RETURN;
+  END IF;
+  facts := jsonb_build_object('hold_id', h.hold_id, 'status', h.status);
+  IF h.dist_tx_id IS NOT NULL THEN
+    problem := ops._problem('SX113',
+      format('hold %s is a leg of a distributed transaction; resolve the transaction', p_hold),
+      facts || jsonb_build_object('dist_tx_id', h.dist_tx_id));
+  ELSIF h.status = 'captured' THEN
+    IF p_op = 'commit' THEN
+      IF p_amount IS NULL OR p_amount = h.captured THEN
+        RETURN;
+      END IF;
+      problem := ops._problem('SX005', format('hold %s was already committed for %s', p_hold, h.captured),
+                              facts || jsonb_build_object('captured', h.captured));
+    ELSE
+      problem := ops._problem('SX103', format('hold %s was committed; it cannot be aborted', p_hold),
+                              facts || jsonb_build_object('captured', h.captured));
+    END IF;
+  ELSIF h.status = 'voided' THEN
+    IF p_op = 'abort' THEN
+      RETURN;
+    END IF;
+    problem := ops._problem('SX102', format('hold %s was aborted; it cannot be committed', p_hold), facts);
+  ELSIF h.status = 'expired' OR h.expires_at <= now() THEN
+    problem := ops._problem('SX104', format('hold %s expired at %s', p_hold, h.expires_at),
+                            facts || jsonb_build_object('expires_at', h.expires_at));
+  ELSIF p_op = 'commit' AND p_amount > h.amount THEN
+    problem := ops._problem('SX105', format('cannot capture %s from hold %s of %s', p_amount, p_hold, h.amount),
+                            facts || jsonb_build_object('amount', h.amount, 'requested', p_amount));
+  ELSE
+    RAISE EXCEPTION 'hold % refused for no known reason', p_hold USING ERRCODE = 'XX000';
+  END IF;
+  h := NULL;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION credits._hold_refused(p_tenant text, p_hold bigint, p_op text, p_amount bigint)
 RETURNS credits.holds
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  h credits.holds;
-  facts jsonb;
+  v_r record;
 BEGIN
-  SELECT * INTO h FROM credits.holds x WHERE x.hold_id = p_hold AND x.tenant_id = p_tenant;
-  IF NOT FOUND THEN
-    PERFORM ops._fail('SX101', format('hold %s not found', p_hold), jsonb_build_object('hold_id', p_hold));
+  SELECT r.* INTO v_r FROM credits._hold_problem(p_tenant, p_hold, p_op, p_amount) r;
+  IF v_r.problem IS NOT NULL THEN
+    PERFORM ops._fail_problem(v_r.problem);
   END IF;
-  facts := jsonb_build_object('hold_id', h.hold_id, 'status', h.status);
-  IF h.dist_tx_id IS NOT NULL THEN
-    PERFORM ops._fail('SX113', format('hold %s is a leg of a distributed transaction; resolve the transaction', p_hold),
-                      facts || jsonb_build_object('dist_tx_id', h.dist_tx_id));
-  ELSIF h.status = 'captured' THEN
-    IF p_op = 'commit' THEN
-      IF p_amount IS NULL OR p_amount = h.captured THEN
-        RETURN h;
-      END IF;
-      PERFORM ops._fail('SX005', format('hold %s was already committed for %s', p_hold, h.captured),
-                        facts || jsonb_build_object('captured', h.captured));
-    END IF;
-    PERFORM ops._fail('SX103', format('hold %s was committed; it cannot be aborted', p_hold),
-                      facts || jsonb_build_object('captured', h.captured));
-  ELSIF h.status = 'voided' THEN
-    IF p_op = 'abort' THEN
-      RETURN h;
-    END IF;
-    PERFORM ops._fail('SX102', format('hold %s was aborted; it cannot be committed', p_hold), facts);
-  ELSIF h.status = 'expired' OR h.expires_at <= now() THEN
-    PERFORM ops._fail('SX104', format('hold %s expired at %s', p_hold, h.expires_at),
-                      facts || jsonb_build_object('expires_at', h.expires_at));
-  ELSIF p_op = 'commit' AND p_amount > h.amount THEN
-    PERFORM ops._fail('SX105', format('cannot capture %s from hold %s of %s', p_amount, p_hold, h.amount),
-                      facts || jsonb_build_object('amount', h.amount, 'requested', p_amount));
-  END IF;
-  RAISE EXCEPTION 'hold % refused for no known reason', p_hold USING ERRCODE = 'XX000';
+  RETURN v_r.h;
 END
+$$;
+
+-- A commit's own arguments, as a value.
+CREATE OR REPLACE FUNCTION credits._commit_problem(p_amount bigint, p_reason text)
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+  SELECT CASE
+    WHEN p_amount IS NOT NULL AND (p_amount < 1 OR p_amount > 1000000000000000) THEN
+      ops._problem('SX003', pg_catalog.format('amount must be between 1 and 10^15, got %s', p_amount),
+                   pg_catalog.jsonb_build_object('amount', p_amount))
+    WHEN pg_catalog.length(p_reason) > 500 THEN
+      ops._problem('SX007', 'reason must be at most 500 characters',
+                   pg_catalog.jsonb_build_object('argument', 'reason'))
+  END
 $$;
 
 -- Commit (capture) all of a hold or part of it (the rest is released), and
@@ -231,13 +293,7 @@ DECLARE
   h credits.holds;
   e credits.entries;
 BEGIN
-  IF p_amount IS NOT NULL AND (p_amount < 1 OR p_amount > 1000000000000000) THEN
-    PERFORM ops._fail('SX003', format('amount must be between 1 and 10^15, got %s', p_amount),
-                      jsonb_build_object('amount', p_amount));
-  END IF;
-  IF length(p_reason) > 500 THEN
-    PERFORM ops._fail('SX007', 'reason must be at most 500 characters', jsonb_build_object('argument', 'reason'));
-  END IF;
+  PERFORM ops._fail_problem(credits._commit_problem(p_amount, p_reason));
   PERFORM 1 FROM credits.holds x JOIN credits.accounts a ON a.account_id = x.account_id
    WHERE x.hold_id = p_hold AND x.tenant_id = p_tenant
      FOR UPDATE OF a;

@@ -1,3 +1,18 @@
+-- A transfer's arguments, as a value (NULL when fine).
+CREATE OR REPLACE FUNCTION credits._transfer_problem(p_from bigint, p_to bigint, p_amount bigint, p_idem_key text,
+                                                     p_reason text)
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+  SELECT coalesce(credits._movement_problem(p_amount, p_idem_key, p_reason),
+    CASE WHEN p_from IS NULL OR p_to IS NULL THEN
+           ops._problem('SX007', 'both accounts are required', pg_catalog.jsonb_build_object('argument', 'account'))
+         WHEN p_from = p_to THEN
+           ops._problem('SX009', pg_catalog.format('cannot transfer from account %s to itself', p_from),
+                        pg_catalog.jsonb_build_object('account_id', p_from))
+    END)
+$$;
+
 -- Transfer between two accounts of one tenant. Both rows are locked in
 -- account_id order, whichever direction the money goes, so two transfers in
 -- opposite directions can never deadlock. Both guards are single UPDATEs.
@@ -16,16 +31,13 @@ DECLARE
   v_to_seq   bigint;
   v_legs     int;
   e          credits.entries;
+  v_problem  jsonb;
 BEGIN
-  PERFORM credits._check_movement(p_amount, p_idem_key, p_reason);
+  v_problem := credits._transfer_problem(p_from, p_to, p_amount, p_idem_key, p_reason);
+  IF v_problem IS NOT NULL THEN
+    PERFORM ops._fail_problem(v_problem);
+  END IF;
   PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'transfer');
-  IF p_from IS NULL OR p_to IS NULL THEN
-    PERFORM ops._fail('SX007', 'both accounts are required', jsonb_build_object('argument', 'account'));
-  END IF;
-  IF p_from = p_to THEN
-    PERFORM ops._fail('SX009', format('cannot transfer from account %s to itself', p_from),
-                      jsonb_build_object('account_id', p_from));
-  END IF;
   from_account := p_from; to_account := p_to; amount := p_amount; replayed := false;
 
   IF p_from < p_to THEN

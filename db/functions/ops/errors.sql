@@ -31,3 +31,25 @@ AS $$
 $$;
 COMMENT ON FUNCTION ops.error_codes() IS
   'The catalog of named errors: SQLSTATE, name, HTTP status and title of every SXnnn error the SQL API raises.';
+
+-- A named error as a value: what ops._fail raises, returned instead of raised,
+-- so a caller can report it without a subtransaction (a batch's refused items).
+-- ops._fail_problem raises it; a NULL problem raises nothing.
+CREATE OR REPLACE FUNCTION ops._problem(p_sqlstate text, p_message text, p_detail jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+  SELECT pg_catalog.jsonb_build_object('sqlstate', p_sqlstate, 'message', p_message,
+                                       'detail', coalesce(p_detail, '{}'::jsonb))
+$$;
+
+CREATE OR REPLACE FUNCTION ops._fail_problem(p jsonb)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+  IF p IS NOT NULL THEN
+    PERFORM ops._fail(p ->> 'sqlstate', p ->> 'message', p -> 'detail');
+  END IF;
+END
+$$;

@@ -1,0 +1,79 @@
+"""Bodies of the batch route (credits.apply_batch): up to 1,000 ledger operations in one call."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+
+class _Item(msgspec.Struct, tag_field="op", forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class ConsumeItem(_Item, tag="consume"):
+    account_id: int
+    amount: int
+    idempotency_key: str
+    reason: str | None = None
+
+
+class GrantItem(_Item, tag="grant"):
+    account_id: int
+    amount: int
+    idempotency_key: str
+    reason: str | None = None
+
+
+class TransferItem(_Item, tag="transfer"):
+    from_account: int
+    to_account: int
+    amount: int
+    idempotency_key: str
+    reason: str | None = None
+
+
+class ReserveItem(_Item, tag="reserve"):
+    account_id: int
+    amount: int
+    idempotency_key: str
+    ttl_seconds: int = 300
+    reason: str | None = None
+
+
+class CommitItem(_Item, tag="commit"):
+    hold_id: int
+    amount: int | None = None
+    reason: str | None = None
+
+
+class AbortItem(_Item, tag="abort"):
+    hold_id: int
+
+
+BatchItem = ConsumeItem | GrantItem | TransferItem | ReserveItem | CommitItem | AbortItem
+
+
+class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    items: list[BatchItem]
+    # true: all or nothing (the first refusal answers 409 batch_item_refused);
+    # false: each item applied or refused on its own.
+    atomic: bool = True
+
+
+class BatchItemResult(msgspec.Struct):
+    item: int  # 0-based index in the request
+    op: str
+    status: Literal["applied", "replayed", "refused"]
+    # The refusal's SQLSTATE (SXnnn), else null.
+    sqlstate: str | None
+    # applied/replayed: what the single operation answers (Movement, Transfer, Hold, HoldCommitted,
+    # HoldAborted); refused: {error, status, title, message, detail}.
+    result: dict[str, Any]
+
+
+class BatchApplied(msgspec.Struct):
+    items: list[BatchItemResult]
+    applied: int
+    replayed: int
+    refused: int
