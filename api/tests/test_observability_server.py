@@ -218,7 +218,12 @@ def test_request_id_reaches_the_log_and_postgresql(server):
                 thread.join(timeout=30)
     assert rows and rows[0][0] == "shieldx_app" and "consume" in rows[0][1], rows
     assert answer["r"].status_code == 201 and answer["r"].headers["x-request-id"] == rid
-    line = next(line for line in server.lines() if line.get("request_id") == rid and line["logger"] == "shieldx.access")
+    # The access line is written once the answer is sent: wait for it (bounded) rather than race the worker.
+    lines = _until(
+        lambda: [x for x in server.lines() if x.get("request_id") == rid and x["logger"] == "shieldx.access"]
+    )
+    assert lines, f"no access line for request {rid}"
+    line = lines[0]
     assert line["route"] == "/v1/tenants/{tenant_id}/accounts/{account_id}/consume"
     assert (line["status"], line["tenant"], line["method"]) == (201, "obs", "POST")
     assert set(line) >= {"time", "level", "duration_ms", "client", "user_agent"}

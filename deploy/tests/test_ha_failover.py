@@ -334,7 +334,8 @@ def _keys_work_on_primary(cluster: Cluster, leader: str, tag: str) -> None:
     assert "ERROR" in done.stderr
     logs = [f for n in cluster.layout.names for f in (cluster.layout.data_dir(n) / "log").glob("*")]
     assert logs
-    wait_until(lambda: any("SX005" in f.read_text(errors="replace") for f in logs), 10, "the error in a node's log")
+    refusal = f"idempotency key 'pay-{tag}' was used"  # the SX005 message, as the server logs it
+    wait_until(lambda: any(refusal in f.read_text(errors="replace") for f in logs), 10, "the error in a node's log")
     for f in logs:
         text = f.read_text(errors="replace")
         assert PAN not in text and PAN2 not in text, f
