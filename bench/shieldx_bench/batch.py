@@ -22,22 +22,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-import socket
 import time
 
 from shieldx.client import AsyncClient
+from shieldx_local.processes import free_port
 
 from .harness import Harness, seed_ledger
 
 ACCOUNTS = 10_000
 BATCH = 100
 CLIENT_CALLERS = 256
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _autobatch(base: str, key: str, seconds: float) -> float:
@@ -83,7 +77,7 @@ def run(h: Harness) -> dict[str, float]:
             "sql.transfer_vs_bare_update_here": tps["transfer"] / tps["bare"],
         }
         h.progress("API batches under wrk")
-        with h.api_server(url.replace("postgres@", "shieldx_app@", 1), port=_free_port()) as base:
+        with h.api_server(url.replace("postgres@", "shieldx_app@", 1), port=free_port()) as base:
             env = {"NACCOUNTS": str(ACCOUNTS), "API_KEY": key, "BATCH": str(BATCH)}
             h.wrk(base + "/health/live", seconds=2)  # warm the workers
             h.wrk(base, "batch_consume.lua", seconds=3, env=env)

@@ -12,10 +12,7 @@ import os
 import platform
 import re
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -25,6 +22,7 @@ from typing import Any
 import psycopg
 
 from shieldx import schema
+from shieldx_local.private import api_server as private_api_server
 from shieldx_local.sql import scalar
 from shieldx_local.state import ROOT
 
@@ -155,46 +153,11 @@ class Harness:
         self, database_url: str, port: int = 8765, workers: int = 2, env: dict[str, str] | None = None
     ) -> Iterator[str]:
         """Run `shieldx serve` against a database; yields its base URL."""
-        # The server's output goes to a file: a pipe nobody reads fills up and
-        # stalls the server as soon as it logs a lot (an outage, say).
         log_path = ROOT / ".local" / f"bench-api-{port}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = log_path.open("wb")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "shieldx.cli.serve_main",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-            ],
-            env={**os.environ, "DATABASE_URL": database_url, **(env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    urllib.request.urlopen(base + "/health/live", timeout=1).read()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"API did not start; see {log_path}") from None
-                    time.sleep(0.2)
+        log_path.write_bytes(b"")  # one run's log per port, not an ever-growing file
+        with private_api_server(database_url, log_path, workers=workers, env=env, port=port) as base:
             yield base
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
 
     def wrk(
         self,

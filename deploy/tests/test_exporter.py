@@ -20,39 +20,13 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from metric_names import DATABASE_METRICS
+
 ROOT = Path(__file__).resolve().parents[2]
 QUERIES = ROOT / "deploy" / "monitoring" / "exporter" / "queries.yaml"
 BINARY = "prometheus-postgres-exporter"
 PORT = int(os.environ.get("SHIELDX_PGPORT", "55432"))
 
-# The Database list of the metric names contract (every one must be exported).
-DATABASE_METRICS = [
-    "shieldx_job_last_run_failed",
-    "shieldx_job_last_success_age_seconds",
-    "shieldx_job_failures_last_hour",
-    "shieldx_job_expected_interval_seconds",
-    "shieldx_audit_last_verify_ok",
-    "shieldx_audit_last_verify_age_seconds",
-    "shieldx_audit_last_checkpoint_age_seconds",
-    "shieldx_holds_active",
-    "shieldx_holds_expired_unreleased",
-    "shieldx_holds_oldest_overdue_seconds",
-    "shieldx_dist_undecided",
-    "shieldx_dist_overdue",
-    "shieldx_dist_oldest_undecided_age_seconds",
-    "shieldx_prepared_xacts",
-    "shieldx_prepared_overdue",
-    "shieldx_prepared_oldest_age_seconds",
-    "shieldx_reconcile_mismatches",
-    "shieldx_reconcile_last_run_age_seconds",
-    "shieldx_shadow_experiments",
-    "shieldx_shadow_rollbacks_total",
-    "shieldx_replication_sync_standbys",
-    "shieldx_replication_standbys",
-    "shieldx_replication_max_replay_lag_seconds",
-    "shieldx_backup_last_success_age_seconds",
-    "shieldx_backup_last_success_timestamp_seconds",
-]
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? (\S+)$")
 

@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -40,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from .processes import pid_alive, wait_until
+from .processes import pid_alive, port_free, wait_until
 from .state import state_dir
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -72,16 +71,6 @@ def default_dsn() -> str:
     return os.environ.get(
         "SHIELDX_MONITOR_DSN", f"postgresql://shieldx_monitor@127.0.0.1:{port}/shieldx?sslmode=disable"
     )
-
-
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def http_get(url: str, timeout: float = 2.0, method: str = "GET") -> tuple[int, bytes]:

@@ -116,13 +116,14 @@ def api_server(
     log_path: Path,
     workers: int = 2,
     env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[str]:
-    """`python -m shieldx.cli.serve_main` on a free port; yields its base URL.
+    """`python -m shieldx.cli.serve_main` on `port` (default: a free one); yields its base URL.
 
     Its output goes to a file: during an outage the pool and the breaker log a
     lot, and an unread pipe would block the server.
     """
-    port = free_port()
+    port = port or free_port()
     log = open(log_path, "ab")  # noqa: SIM115 - the child process owns it for its whole life
     proc = subprocess.Popen(
         [
