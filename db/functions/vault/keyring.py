@@ -236,9 +236,9 @@ class Keyring:
                     f'{{"purpose": "subject", "key_id": "{key_id}"}}',
                 )
             raw = next_epoch_key(raw, key_id)
-            if not os.path.exists(self.path(SUBJECT, key_id)):
-                self._write(SUBJECT, key_id, raw)
             derived.append(key_id)
+        if derived:  # only the last epoch's key is written; the ones between live in memory only
+            self._write(SUBJECT, ids[-1], raw)
         if self.current_file(SUBJECT) != ids[-1]:
             self.set_current(SUBJECT, ids[-1])
         destroyed = [k for k in ids[:-1] if k and os.path.exists(self.path(SUBJECT, k))]

@@ -4,7 +4,7 @@
 -- when _keyring_version() changes.
 CREATE OR REPLACE FUNCTION vault._keyring_version()
 RETURNS text LANGUAGE sql IMMUTABLE
-AS $fn$ SELECT '64cd52920ab35ca0'::text $fn$;
+AS $fn$ SELECT '411fd4e19a7965a8'::text $fn$;
 
 CREATE OR REPLACE FUNCTION vault._keyring_source()
 RETURNS text LANGUAGE sql IMMUTABLE
@@ -246,9 +246,9 @@ class Keyring:
                     f'{{"purpose": "subject", "key_id": "{key_id}"}}',
                 )
             raw = next_epoch_key(raw, key_id)
-            if not os.path.exists(self.path(SUBJECT, key_id)):
-                self._write(SUBJECT, key_id, raw)
             derived.append(key_id)
+        if derived:  # only the last epoch's key is written; the ones between live in memory only
+            self._write(SUBJECT, ids[-1], raw)
         if self.current_file(SUBJECT) != ids[-1]:
             self.set_current(SUBJECT, ids[-1])
         destroyed = [k for k in ids[:-1] if k and os.path.exists(self.path(SUBJECT, k))]
