@@ -59,7 +59,7 @@ def writes(cluster: Cluster, role: str = "postgres") -> psycopg.Connection:
 
 def account(cluster: Cluster, tag: str) -> int:
     with writes(cluster) as conn:
-        return conn.execute("SELECT account_id FROM credits.create_account('keys', 'card', %s)", (tag,)).fetchone()[
+        return conn.execute("SELECT account_id FROM credits.create_account('keys', %s, %s)", (tag, tag)).fetchone()[
             "account_id"
         ]
 
