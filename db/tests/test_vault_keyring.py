@@ -197,3 +197,15 @@ def test_the_database_record_names_the_current_key_over_the_current_file(tmp_pat
     recorded["payment"] = first  # e.g. a node whose CURRENT was never rolled back or forward
     assert ring.current("payment") == first and ring.current_file("payment") == second
     assert ring.installed("payment", second) and not ring.installed("payment", "kmissing")
+
+
+def test_key_files_are_written_whole_and_a_concurrent_ratchet_meets_the_same_file(ring, tmp_path):
+    raw = os.urandom(K.KEY_BYTES)
+    ring._write("subject", "kr1", raw)
+    ring._write("subject", "kr1", raw, exist_ok=True)  # another session derived it first: fine
+    with pytest.raises(FileExistsError):
+        ring._write("subject", "kr1", os.urandom(K.KEY_BYTES))  # a new key never replaces one
+    assert ring.key("subject", "kr1") == raw
+    assert sorted(p.name for p in (tmp_path / "subject").iterdir()) == ["kr1.key"]  # no temporary file left
+    ring.set_current("subject", "kr1")
+    assert sorted(p.name for p in (tmp_path / "subject").iterdir()) == ["CURRENT", "kr1.key"]

@@ -177,24 +177,36 @@ class Keyring:
         self.cache[k] = raw
         return raw
 
-    def _write(self, purpose: str, key_id: str, raw: bytes) -> None:
+    def _write(self, purpose: str, key_id: str, raw: bytes, exist_ok: bool = False) -> None:
+        """Write a key file whole or not at all (a temporary file, then a hard link: a reader never sees
+        half a key). With exist_ok a file of that id already there is left alone: the ratchet meets one when
+        another session derived the same key at the same time (the same bytes)."""
         d = os.path.join(self.base(), purpose)
         os.makedirs(d, mode=0o700, exist_ok=True)
-        fd = os.open(self.path(purpose, key_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(raw.hex())
-            f.flush()
-            os.fsync(f.fileno())
+        tmp = os.path.join(d, f".{key_id}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(raw.hex())
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, self.path(purpose, key_id))
+            except FileExistsError:
+                if not exist_ok:
+                    raise
+        finally:
+            os.unlink(tmp)
 
     def set_current(self, purpose: str, key_id: str) -> None:
-        """Name key_id in the purpose's CURRENT file (atomically)."""
+        """Name key_id in the purpose's CURRENT file (atomically; sessions may race, the last one wins)."""
         d = os.path.join(self.base(), purpose)
-        tmp = os.path.join(d, "CURRENT.tmp")
-        with open(tmp, "w") as f:
+        tmp = os.path.join(d, f"CURRENT.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
             f.write(key_id + "\n")
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
         os.replace(tmp, os.path.join(d, "CURRENT"))
 
     def new_key(self, purpose: str) -> str:
@@ -238,7 +250,7 @@ class Keyring:
             raw = next_epoch_key(raw, key_id)
             derived.append(key_id)
         if derived:  # only the last epoch's key is written; the ones between live in memory only
-            self._write(SUBJECT, ids[-1], raw)
+            self._write(SUBJECT, ids[-1], raw, exist_ok=True)
         if self.current_file(SUBJECT) != ids[-1]:
             self.set_current(SUBJECT, ids[-1])
         destroyed = [k for k in ids[:-1] if k and os.path.exists(self.path(SUBJECT, k))]
