@@ -223,7 +223,14 @@ def test_an_erasure_is_final_on_every_node_after_failover_and_ratchet(cluster: C
             assert conn.execute(unwrap, args).fetchone()["v"] == "Jane Doe"
 
     old_leader, new_leader = kill_primary(cluster)
-    # The new primary derives k1 from k0 on first use and destroys k0 (or its on_role_change callback did).
+    # Before anything uses a subject key there, Patroni's on_role_change callback (ratchet-keys.sh) derives
+    # k1 from k0 on the promoted node and destroys k0; a first use would do the same.
+    wait_until(
+        lambda: key_files(cluster.layout.key_dir(new_leader), "subject") == [k1],
+        60,
+        "the promoted node's on_role_change callback to ratchet",
+        0.2,
+    )
     with writes(cluster, "shieldx_app") as app:
         assert app.execute("SELECT holder FROM vault.get_payment('keys', %s)", (e_john,)).fetchone()["holder"] == (
             "John Roe"
