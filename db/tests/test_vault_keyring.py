@@ -116,3 +116,96 @@ def test_the_key_dir_comes_from_the_database_setting_else_the_config_files(tmp_p
     (tmp_path / "postgresql.auto.conf").write_text("# shieldx.key_dir = '/c'\n")
     assert K.key_dir_from_config(str(tmp_path)) == "/a"
     assert K.key_dir_from_config(str(tmp_path / "missing")) is None
+
+
+def test_an_epoch_key_is_hkdf_sha256_of_the_previous_one_bound_to_its_id(ring, tmp_path):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    first = ring.new_key("subject")
+    nxt = ring.next_epoch(first)
+    assert nxt.startswith(K.RATCHET_PREFIX) and ring.current_file("subject") == nxt
+    old, new = ring.key("subject", first), ring.key("subject", nxt)
+    expected = HKDF(hashes.SHA256(), 32, None, b"shieldx subject epoch " + nxt.encode()).derive(old)
+    assert new == expected and new != old
+    assert K.next_epoch_key(old, nxt + "x") != new  # the id is part of the derivation
+    assert (tmp_path / "subject" / f"{first}.key").exists()  # the caller destroys the old file, once committed
+    assert stat.S_IMODE((tmp_path / "subject" / f"{nxt}.key").stat().st_mode) == 0o600
+
+
+def _node(tmp_path, name, chain):
+    """Another node's keyring: its own directory, the same (replicated) epochs."""
+    return K.Keyring(lambda: str(tmp_path / name), raise_named, lambda purpose: None, lambda: chain)
+
+
+def test_a_node_holding_an_older_epoch_key_derives_forward_and_destroys_it(tmp_path):
+    chain: list[tuple[str | None, str]] = []
+    primary = _node(tmp_path, "primary", chain)
+    k0 = primary.new_key("subject")
+    (tmp_path / "standby" / "subject").mkdir(parents=True)
+    (tmp_path / "standby" / "subject" / f"{k0}.key").write_text(
+        (tmp_path / "primary" / "subject" / f"{k0}.key").read_text()
+    )
+    k1 = primary.next_epoch(k0)
+    chain.append((k0, k1))
+    k2 = primary.next_epoch(k1)
+    chain.append((k1, k2))
+    standby = _node(tmp_path, "standby", chain)
+    assert standby.files("subject") == [k0]
+    done = standby.ratchet()
+    assert done == {"key_id": k2, "derived": [k1, k2], "destroyed": [k0]}
+    assert standby.files("subject") == [k2] and standby.current_file("subject") == k2
+    assert standby.key("subject", k2) == primary.key("subject", k2)
+    assert standby.ratchet() == {"key_id": k2, "derived": [], "destroyed": []}  # idempotent
+    # A key of a closed epoch is gone for good: the node cannot compute it back.
+    with pytest.raises(NamedError) as gone:
+        standby.key("subject", k0)
+    assert gone.value.sqlstate == K.KEY_UNAVAILABLE
+    # Lazily: a node asked for a key it lacks ratchets first.
+    (tmp_path / "lazy" / "subject").mkdir(parents=True)
+    (tmp_path / "lazy" / "subject" / f"{k1}.key").write_text(
+        (tmp_path / "primary" / "subject" / f"{k1}.key").read_text()
+    )
+    lazy = _node(tmp_path, "lazy", chain)
+    assert lazy.key("subject", k2) == primary.key("subject", k2)
+    assert lazy.files("subject") == [k2]
+
+
+def test_the_ratchet_refuses_what_it_cannot_derive(tmp_path):
+    chain: list[tuple[str | None, str]] = []
+    primary = _node(tmp_path, "primary", chain)
+    k0 = primary.new_key("subject")
+    k1 = primary.new_key("subject")  # made at random (before the ratchet): not derivable
+    chain.append((k0, k1))
+    (tmp_path / "behind" / "subject").mkdir(parents=True)
+    (tmp_path / "behind" / "subject" / f"{k0}.key").write_text("00" * 32)
+    with pytest.raises(NamedError, match="made at random") as random_gap:
+        _node(tmp_path, "behind", chain).ratchet()
+    assert random_gap.value.sqlstate == K.KEY_UNAVAILABLE
+    assert (tmp_path / "behind" / "subject" / f"{k0}.key").exists()  # nothing destroyed on a refusal
+    with pytest.raises(NamedError, match="no subject key of any epoch") as empty:
+        _node(tmp_path, "empty", chain).ratchet()
+    assert empty.value.sqlstate == K.KEY_UNAVAILABLE
+
+
+def test_the_database_record_names_the_current_key_over_the_current_file(tmp_path):
+    recorded = {"payment": None}
+    ring = K.Keyring(lambda: str(tmp_path), raise_named, recorded.get)
+    first = ring.new_key("payment")
+    assert ring.current("payment") == first  # no record yet: CURRENT decides
+    second = ring.new_key("payment")
+    recorded["payment"] = first  # e.g. a node whose CURRENT was never rolled back or forward
+    assert ring.current("payment") == first and ring.current_file("payment") == second
+    assert ring.installed("payment", second) and not ring.installed("payment", "kmissing")
+
+
+def test_key_files_are_written_whole_and_a_concurrent_ratchet_meets_the_same_file(ring, tmp_path):
+    raw = os.urandom(K.KEY_BYTES)
+    ring._write("subject", "kr1", raw)
+    ring._write("subject", "kr1", raw, exist_ok=True)  # another session derived it first: fine
+    with pytest.raises(FileExistsError):
+        ring._write("subject", "kr1", os.urandom(K.KEY_BYTES))  # a new key never replaces one
+    assert ring.key("subject", "kr1") == raw
+    assert sorted(p.name for p in (tmp_path / "subject").iterdir()) == ["kr1.key"]  # no temporary file left
+    ring.set_current("subject", "kr1")
+    assert sorted(p.name for p in (tmp_path / "subject").iterdir()) == ["CURRENT", "kr1.key"]

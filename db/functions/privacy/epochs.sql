@@ -10,18 +10,54 @@
 -- of the erased subject's wrapped key can be unwrapped: an erasure is final
 -- within two runs (20 minutes) of it, plus however long copies of the
 -- keyring directory itself (not the database backups) are kept.
--- privacy.erasure_status(subject) tells whether an erasure is final yet.
+--
+-- On a cluster every node needs the new master key, and pg_cron runs on the
+-- primary only, with nobody outside to hand keys around. So the master keys
+-- form a forward hash ratchet (vault/keyring.py): epoch n+1's key is
+-- HKDF-SHA256(key n, info = 'shieldx subject epoch ' || its key id). Every
+-- node derives the next keys from the one it holds, guided by privacy.epochs
+-- (replicated), and then destroys the older files: lazily, on first use of a
+-- subject key (the new primary after a failover), and through
+-- privacy.ratchet_local_keys(), which writes nothing to the database and so
+-- runs on standbys too (the HA harness runs it on every node; Patroni calls
+-- it on a role change). An older key derives every later one, so an erasure
+-- is final on a node once that node's ratchet has run: every copy of the
+-- keyring (a node's, a Secret's, the harness's source) must move forward.
+-- privacy.erasure_status(subject) tells whether an erasure is final on the
+-- node asked; privacy.local_subject_keys() lists what this node holds.
+
+-- The committed epochs, oldest first: the ratchet's guide. Not those of the
+-- calling transaction (a close_epoch() not yet committed may still roll back).
+CREATE OR REPLACE FUNCTION privacy._epoch_chain()
+RETURNS TABLE (epoch_id bigint, closed_key text, key_id text)
+LANGUAGE sql STABLE
+AS $$
+  SELECT e.epoch_id, e.closed_key, e.key_id FROM privacy.epochs e
+   WHERE e.xmin::text::bigint IS DISTINCT FROM (txid_current_if_assigned() % 4294967296)
+   ORDER BY e.epoch_id
+$$;
 
 -- A wrapped subject key, unwrapped with the master key it names and wrapped
--- again under the current one.
-CREATE OR REPLACE FUNCTION privacy._rewrap(p_wrapped bytea, p_subject text)
+-- again under p_key_id.
+DROP FUNCTION IF EXISTS privacy._rewrap(bytea, text);
+CREATE OR REPLACE FUNCTION privacy._rewrap(p_wrapped bytea, p_subject text, p_key_id text)
 RETURNS bytea
 LANGUAGE plpython3u
 AS $py$
 plpy.execute("SELECT ops._py_load('vault.keyring')")
 sx = GD['vault.keyring'].session_keyring(plpy)
 aad = ('SXS1' + p_subject).encode()
-return sx.encrypt('subject', sx.decrypt('subject', p_wrapped, aad), aad)
+return sx.encrypt('subject', sx.decrypt('subject', p_wrapped, aad), aad, key_id=p_key_id)
+$py$;
+
+-- The next epoch's master key, derived from p_previous's and written to this
+-- node's keyring. Returns its id.
+CREATE OR REPLACE FUNCTION privacy._next_epoch_key(p_previous text)
+RETURNS text
+LANGUAGE plpython3u
+AS $py$
+plpy.execute("SELECT ops._py_load('vault.keyring')")
+return GD['vault.keyring'].session_keyring(plpy).next_epoch(p_previous)
 $py$;
 
 -- The job: destroy the master keys of closed epochs that nothing uses any
@@ -56,11 +92,17 @@ BEGIN
   IF NOT p_force AND NOT EXISTS (SELECT 1 FROM privacy.erasures x WHERE e.epoch_id IS NULL OR x.erased_at >= e.started_at) THEN
     RETURN;
   END IF;
-  SELECT r.previous_key_id, r.key_id INTO v_old, key_id FROM vault.rotate_key('subject') r;
-  -- Every master key but the new one is now 'previous': lock them as above,
-  -- then re-wrap whatever still uses them (a fresh snapshot per statement).
+  -- The next key derives from the current one (the ratchet); recording it
+  -- current makes the old one previous, which waits for the transactions
+  -- that hold it FOR SHARE (they are wrapping with it) ...
+  v_old := vault._use_current_key('subject');
+  key_id := privacy._next_epoch_key(v_old);
+  PERFORM vault._make_current('subject', close_epoch.key_id);
+  -- ... then every master key but the new one is previous: lock them as
+  -- well, and re-wrap whatever still uses them (a fresh snapshot).
   PERFORM 1 FROM vault.keys x WHERE x.purpose = 'subject' AND x.state = 'previous' FOR UPDATE;
-  UPDATE privacy.subject_keys s SET key_id = close_epoch.key_id, wrapped = privacy._rewrap(s.wrapped, s.subject_id)
+  UPDATE privacy.subject_keys s SET key_id = close_epoch.key_id,
+         wrapped = privacy._rewrap(s.wrapped, s.subject_id, close_epoch.key_id)
    WHERE s.key_id <> close_epoch.key_id;
   GET DIAGNOSTICS rewrapped = ROW_COUNT;
   INSERT INTO privacy.epochs (key_id, closed_key, rewrapped) VALUES (close_epoch.key_id, v_old, rewrapped)
@@ -69,11 +111,48 @@ END
 $$;
 COMMENT ON FUNCTION privacy.close_epoch(boolean) IS
   'Job shieldx-privacy-epoch: destroy the subject master keys of closed epochs, then re-wrap every subject key '
-  'under a new master key if anything was erased.';
+  'under the next master key (derived from the current one) if anything was erased.';
 
--- Is a subject's erasure final: an epoch began after it and every subject
--- master key but those of such epochs is destroyed, so no copy of the
--- subject's wrapped key can be unwrapped. final_at: when (NULL while not).
+-- This node's ratchet: derive the master keys of epochs it lacks from the
+-- newest one it holds and destroy the files of closed epochs. Writes nothing
+-- to the database, so it runs on standbys; idempotent. SX202 when the node
+-- holds no key of the chain (or a gap made before the ratchet existed).
+CREATE OR REPLACE FUNCTION privacy.ratchet_local_keys(OUT key_id text, OUT derived text[], OUT destroyed text[])
+LANGUAGE plpython3u SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $py$
+plpy.execute("SELECT ops._py_load('vault.keyring')")
+r = GD['vault.keyring'].session_keyring(plpy).ratchet()
+return r["key_id"], r["derived"], r["destroyed"]
+$py$;
+COMMENT ON FUNCTION privacy.ratchet_local_keys() IS
+  'Bring this node''s subject master keys up to the last epoch (derive forward, destroy closed epochs'' files); '
+  'read-only in SQL, so it runs on standbys too. Returns the current key id, the ids derived and destroyed.';
+
+-- What this node's keyring holds of subject master keys: each file, the epoch
+-- it belongs to, and whether that epoch is closed (then the file should be
+-- gone: while it exists, erasures before that epoch's end are not final here).
+CREATE OR REPLACE FUNCTION privacy.local_subject_keys()
+RETURNS TABLE (key_id text, epoch_id bigint, closed boolean)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT f.key_id,
+         coalesce((SELECT e.epoch_id FROM privacy.epochs e WHERE e.key_id = f.key_id),
+                  CASE WHEN EXISTS (SELECT 1 FROM privacy.epochs e WHERE e.closed_key = f.key_id) THEN 0 END),
+         EXISTS (SELECT 1 FROM privacy.epochs e WHERE e.closed_key = f.key_id)
+    FROM unnest(vault._local_key_files('subject')) f(key_id)
+   ORDER BY f.key_id
+$$;
+COMMENT ON FUNCTION privacy.local_subject_keys() IS
+  'The subject master key files on this node: key id, its epoch (0: the keyring''s first key, NULL: no epoch '
+  'names it) and whether that epoch is closed (its file should be gone; privacy.ratchet_local_keys destroys it).';
+
+-- Is a subject's erasure final on this node: an epoch began after it, every
+-- subject master key but those of such epochs is destroyed, and this node
+-- holds no file of an older epoch's key (a standby needs its ratchet, which
+-- derives forward and destroys them). final_at: when the primary destroyed
+-- the last such key (NULL while not final).
 CREATE OR REPLACE FUNCTION privacy.erasure_status(p_subject text,
   OUT subject_id text, OUT erased_at timestamptz, OUT final boolean, OUT final_at timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER
@@ -81,21 +160,24 @@ SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT x.subject_id, x.erased_at, f.final, CASE WHEN f.final THEN f.last_retired END
     FROM privacy.erasures x
+    CROSS JOIN LATERAL (SELECT array_agg(e.key_id) AS keys FROM privacy.epochs e WHERE e.started_at > x.erased_at) later
     CROSS JOIN LATERAL (
-      SELECT EXISTS (SELECT 1 FROM privacy.epochs e WHERE e.started_at > x.erased_at)
+      SELECT later.keys IS NOT NULL
              AND NOT EXISTS (SELECT 1 FROM vault.keys k
-                              WHERE k.purpose = 'subject' AND k.state <> 'retired'
-                                AND k.key_id NOT IN (SELECT e.key_id FROM privacy.epochs e
-                                                      WHERE e.started_at > x.erased_at))
+                              WHERE k.purpose = 'subject' AND k.state <> 'retired' AND k.key_id <> ALL (later.keys))
+             AND NOT EXISTS (SELECT 1 FROM unnest(vault._local_key_files('subject')) l(key_id)
+                              WHERE l.key_id <> ALL (later.keys)
+                                AND (EXISTS (SELECT 1 FROM privacy.epochs e WHERE l.key_id IN (e.key_id, e.closed_key))
+                                     OR EXISTS (SELECT 1 FROM vault.keys k WHERE k.key_id = l.key_id)))
                AS final,
              (SELECT max(k.retired_at) FROM vault.keys k
                WHERE k.purpose = 'subject' AND k.state = 'retired') AS last_retired) f
    WHERE x.subject_id = p_subject
 $$;
 COMMENT ON FUNCTION privacy.erasure_status(text) IS
-  'Whether a subject''s erasure is final: every subject master key older than an epoch begun after it is '
-  'destroyed (and when).';
+  'Whether a subject''s erasure is final on this node: every subject master key older than an epoch begun after '
+  'it is destroyed, by the primary and in this node''s keyring (and when).';
 
 SELECT ops._register_job('shieldx-privacy-epoch', '*/10 * * * *', 'SELECT * FROM privacy.close_epoch()',
   'Make erasures final: destroy closed epochs'' subject master keys; '
-  're-wrap subject keys under a new one after an erasure');
+  're-wrap subject keys under the next one (a hash ratchet) after an erasure');

@@ -11,7 +11,35 @@ plpy.execute("SELECT ops._py_load('vault.keyring')")
 return GD['vault.keyring'].session_keyring(plpy).current(p_purpose)
 $py$;
 
--- A new key becomes current (the previous one stays readable). Returns its id.
+-- Whether this node holds a usable key file of that id.
+CREATE OR REPLACE FUNCTION vault._key_installed(p_purpose text, p_key_id text)
+RETURNS boolean
+LANGUAGE plpython3u
+AS $py$
+plpy.execute("SELECT ops._py_load('vault.keyring')")
+return GD['vault.keyring'].session_keyring(plpy).installed(p_purpose, p_key_id)
+$py$;
+
+-- Name a key in this node's CURRENT file.
+CREATE OR REPLACE FUNCTION vault._set_current_file(p_purpose text, p_key_id text)
+RETURNS void
+LANGUAGE plpython3u
+AS $py$
+plpy.execute("SELECT ops._py_load('vault.keyring')")
+GD['vault.keyring'].session_keyring(plpy).set_current(p_purpose, p_key_id)
+$py$;
+
+-- The ids of the key files this node holds for a purpose.
+CREATE OR REPLACE FUNCTION vault._local_key_files(p_purpose text)
+RETURNS text[]
+LANGUAGE plpython3u
+AS $py$
+plpy.execute("SELECT ops._py_load('vault.keyring')")
+return GD['vault.keyring'].session_keyring(plpy).files(p_purpose)
+$py$;
+
+-- A new random key becomes current in this node's keyring (on a single node:
+-- vault.rotate_key(text)). Returns its id.
 CREATE OR REPLACE FUNCTION vault._new_key_file(p_purpose text)
 RETURNS text
 LANGUAGE plpython3u

@@ -10,7 +10,17 @@ db/tests/test_vault_keyring.py imports this same file.
 Key material lives in files outside the database, in
 <shieldx.key_dir>/<purpose>/<key_id>.key (32 random bytes, hex; the directory
 belongs to the server's OS user, mode 0700), with CURRENT naming the key new
-data uses. Keys are cached per session and never returned to SQL.
+data uses until the database records one (vault.keys, privacy.epochs: what
+every node of a cluster reads alike, replicated). Keys are cached per session
+and never returned to SQL.
+
+Subject master keys form a forward hash ratchet: the key of each epoch after
+the first is HKDF-SHA256(previous key, info = 'shieldx subject epoch ' || new
+key id), its id starting with "kr". Any node holding an older epoch's key
+derives the later ones (ratchet()) and then destroys the older files; the
+older key cannot be computed from a later one, so once every copy of it is
+gone, what it wrapped is noise.
+
 Ciphertexts are
 
     0x01 || len(key_id) || key_id || 96-bit random nonce || ciphertext || tag
@@ -37,6 +47,9 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 KEY_UNAVAILABLE = "SX202"
 DECRYPTION_FAILED = "SX203"
+SUBJECT = "subject"
+RATCHET_PREFIX = "kr"  # ids of subject master keys derived from the previous epoch's
+RATCHET_INFO = b"shieldx subject epoch "
 
 # The superuser's setting of shieldx.key_dir for this database (ALTER DATABASE ... SET).
 KEY_DIR_SETTING = """SELECT cfg FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) cfg
@@ -71,6 +84,18 @@ def key_dir(query: Callable[[str], Any]) -> str:
     return key_dir_from_config(os.getcwd()) or os.path.join(os.getcwd(), "..", "keys")
 
 
+def next_epoch_key(key: bytes, key_id: str) -> bytes:
+    """The subject master key of the epoch named key_id, from the previous epoch's key (one way)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(hashes.SHA256(), KEY_BYTES, None, RATCHET_INFO + key_id.encode()).derive(key)
+
+
+def new_key_id(prefix: str = "k") -> str:
+    return prefix + time.strftime("%Y%m%d%H%M%S", time.gmtime()) + secrets.token_hex(3)
+
+
 def key_id_of(blob: bytes) -> str | None:
     """The id of the key a ciphertext was made with (None: not a ciphertext of this format)."""
     blob = bytes(blob)
@@ -79,58 +104,167 @@ def key_id_of(blob: bytes) -> str | None:
 
 class Keyring:
     """Keys by (purpose, key_id) under base(), cached; `error(message, detail=, hint=, sqlstate=)`
-    must raise (plpy.error does)."""
+    must raise (plpy.error does).
 
-    def __init__(self, base: Callable[[], str], error: Callable[..., NoReturn]) -> None:
+    `record(purpose)`: the database's record of the purpose's current key (None: none yet, the
+    CURRENT file decides). `chain()`: the committed subject epochs, oldest first, as
+    (closed_key, key_id) pairs: what ratchet() derives along."""
+
+    def __init__(
+        self,
+        base: Callable[[], str],
+        error: Callable[..., NoReturn],
+        record: Callable[[str], str | None] | None = None,
+        chain: Callable[[], list[tuple[str | None, str]]] | None = None,
+    ) -> None:
         self.base = base
         self.error = error
+        self.record = record
+        self.chain = chain
         self.cache: dict[tuple[str, str], bytes] = {}
+
+    def path(self, purpose: str, key_id: str) -> str:
+        return os.path.join(self.base(), purpose, key_id + ".key")
 
     def fail(self, message: str, facts: str = "{}") -> NoReturn:
         self.error(message, detail=facts, hint="Key unavailable", sqlstate=KEY_UNAVAILABLE)
 
-    def current(self, purpose: str) -> str:
-        """The id of the key new data of this purpose uses."""
+    def current_file(self, purpose: str) -> str | None:
         try:
             with open(os.path.join(self.base(), purpose, "CURRENT")) as f:
                 return f.read().strip()
-        except OSError as e:
-            self.fail(f"no current {purpose} key: {e.strerror}")
+        except OSError:
+            return None
+
+    def current(self, purpose: str) -> str:
+        """The id of the key new data of this purpose uses: the database's record, else CURRENT.
+        A subject key the record names but this node lacks (or a stale CURRENT) ratchets first."""
+        key_id = self.record(purpose) if self.record else None
+        if key_id is None:
+            key_id = self.current_file(purpose)
+            if key_id is None:
+                self.fail(f"no current {purpose} key in {os.path.join(self.base(), purpose)}")
+        elif purpose == SUBJECT and (
+            self.current_file(purpose) != key_id or not os.path.exists(self.path(purpose, key_id))
+        ):
+            self.ratchet()
+        return key_id
+
+    def installed(self, purpose: str, key_id: str) -> bool:
+        """Whether this node holds a usable key file of that id."""
+        try:
+            with open(self.path(purpose, key_id)) as f:
+                return len(bytes.fromhex(f.read().strip())) == KEY_BYTES
+        except (OSError, ValueError):
+            return False
 
     def key(self, purpose: str, key_id: str) -> bytes:
+        """A key's material. A subject key is used from the cache only while its file exists (another
+        session's ratchet may have destroyed it); a missing one is derived when the epochs allow."""
         k = (purpose, key_id)
-        if k not in self.cache:
-            try:
-                with open(os.path.join(self.base(), purpose, key_id + ".key")) as f:
-                    raw = bytes.fromhex(f.read().strip())
-            except (OSError, ValueError):
-                self.fail(
-                    f"{purpose} key {key_id} is not available", f'{{"purpose": "{purpose}", "key_id": "{key_id}"}}'
-                )
-            if len(raw) != KEY_BYTES:
-                self.fail(f"{purpose} key {key_id} is not 256 bits")
-            self.cache[k] = raw
-        return self.cache[k]
+        if k in self.cache and (purpose != SUBJECT or os.path.exists(self.path(purpose, key_id))):
+            return self.cache[k]
+        self.cache.pop(k, None)
+        if purpose == SUBJECT and self.chain is not None and not os.path.exists(self.path(purpose, key_id)):
+            self.ratchet()
+        try:
+            with open(self.path(purpose, key_id)) as f:
+                raw = bytes.fromhex(f.read().strip())
+        except (OSError, ValueError):
+            self.fail(f"{purpose} key {key_id} is not available", f'{{"purpose": "{purpose}", "key_id": "{key_id}"}}')
+        if len(raw) != KEY_BYTES:
+            self.fail(f"{purpose} key {key_id} is not 256 bits")
+        self.cache[k] = raw
+        return raw
 
-    def new_key(self, purpose: str) -> str:
-        """Write a new random key and make it current (the previous one stays readable)."""
+    def _write(self, purpose: str, key_id: str, raw: bytes, exist_ok: bool = False) -> None:
+        """Write a key file whole or not at all (a temporary file, then a hard link: a reader never sees
+        half a key). With exist_ok a file of that id already there is left alone: the ratchet meets one when
+        another session derived the same key at the same time (the same bytes)."""
         d = os.path.join(self.base(), purpose)
         os.makedirs(d, mode=0o700, exist_ok=True)
-        key_id = "k" + time.strftime("%Y%m%d%H%M%S", time.gmtime()) + secrets.token_hex(3)
-        path = os.path.join(d, key_id + ".key")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = os.path.join(d, f".{key_id}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(raw.hex())
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, self.path(purpose, key_id))
+            except FileExistsError:
+                if not exist_ok:
+                    raise
+        finally:
+            os.unlink(tmp)
+
+    def set_current(self, purpose: str, key_id: str) -> None:
+        """Name key_id in the purpose's CURRENT file (atomically; sessions may race, the last one wins)."""
+        d = os.path.join(self.base(), purpose)
+        tmp = os.path.join(d, f"CURRENT.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(KEY_BYTES))
-            f.flush()
-            os.fsync(f.fileno())
-        tmp = os.path.join(d, "CURRENT.tmp")
-        with open(tmp, "w") as f:
             f.write(key_id + "\n")
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
         os.replace(tmp, os.path.join(d, "CURRENT"))
+
+    def new_key(self, purpose: str) -> str:
+        """Write a new random key and make it current (the previous one stays readable)."""
+        key_id = new_key_id()
+        self._write(purpose, key_id, secrets.token_bytes(KEY_BYTES))
+        self.set_current(purpose, key_id)
         return key_id
+
+    def next_epoch(self, previous: str) -> str:
+        """Derive the next subject epoch's master key from `previous`, write it and name it in
+        CURRENT (the previous file stays until the caller destroys it). Returns its id."""
+        key_id = new_key_id(RATCHET_PREFIX)
+        self._write(SUBJECT, key_id, next_epoch_key(self.key(SUBJECT, previous), key_id))
+        self.set_current(SUBJECT, key_id)
+        return key_id
+
+    def ratchet(self) -> dict[str, Any]:
+        """Bring this node's subject keys up to the last committed epoch: derive forward from the
+        newest epoch key it holds, name the last in CURRENT, destroy every older epoch's file.
+        Needs no write to the database (runs on standbys). Returns key_id, derived, destroyed."""
+        epochs = self.chain() if self.chain else []
+        if not epochs:
+            return {"key_id": self.current_file(SUBJECT), "derived": [], "destroyed": []}
+        ids = [epochs[0][0] or ""] + [e[1] for e in epochs]
+        held = [i for i, k in enumerate(ids) if k and os.path.exists(self.path(SUBJECT, k))]
+        if not held:
+            self.fail(
+                f"no subject key of any epoch up to {ids[-1]} on this node: install one",
+                f'{{"purpose": "subject", "key_id": "{ids[-1]}"}}',
+            )
+        start = held[-1]
+        raw = self.key(SUBJECT, ids[start]) if start < len(ids) - 1 else b""
+        derived = []
+        for key_id in ids[start + 1 :]:
+            if not key_id.startswith(RATCHET_PREFIX):
+                self.fail(
+                    f"subject key {key_id} was made at random, not derived: install it on this node",
+                    f'{{"purpose": "subject", "key_id": "{key_id}"}}',
+                )
+            raw = next_epoch_key(raw, key_id)
+            derived.append(key_id)
+        if derived:  # only the last epoch's key is written; the ones between live in memory only
+            self._write(SUBJECT, ids[-1], raw, exist_ok=True)
+        if self.current_file(SUBJECT) != ids[-1]:
+            self.set_current(SUBJECT, ids[-1])
+        destroyed = [k for k in ids[:-1] if k and os.path.exists(self.path(SUBJECT, k))]
+        for key_id in destroyed:
+            self.destroy(SUBJECT, key_id)
+        return {"key_id": ids[-1], "derived": derived, "destroyed": destroyed}
+
+    def files(self, purpose: str) -> list[str]:
+        """The ids of the key files this node holds for a purpose."""
+        try:
+            names = os.listdir(os.path.join(self.base(), purpose))
+        except OSError:
+            return []
+        return sorted(n[: -len(".key")] for n in names if n.endswith(".key"))
 
     def destroy(self, purpose: str, key_id: str) -> None:
         """Delete a key file (crypto-shredding: what it encrypted is unreadable from now on)."""
@@ -192,8 +326,20 @@ _SESSION: Keyring | None = None
 
 
 def session_keyring(plpy: Any) -> Keyring:
-    """The backend's keyring (its key cache lives as long as this module in GD)."""
+    """The backend's keyring (its key cache lives as long as this module in GD). The database's
+    record of current keys and the subject epochs come from vault._recorded_key_id and
+    privacy._epoch_chain (fresh snapshots: each is its own statement)."""
     global _SESSION
     if _SESSION is None:
-        _SESSION = Keyring(lambda: key_dir(plpy.execute), plpy.error)
+        plans: dict[str, Any] = {}
+
+        def record(purpose: str) -> str | None:
+            if "record" not in plans:
+                plans["record"] = plpy.prepare("SELECT vault._recorded_key_id($1) AS k", ["text"])
+            return plpy.execute(plans["record"], [purpose])[0]["k"]
+
+        def chain() -> list[tuple[str | None, str]]:
+            return [(r["closed_key"], r["key_id"]) for r in plpy.execute("SELECT * FROM privacy._epoch_chain()")]
+
+        _SESSION = Keyring(lambda: key_dir(plpy.execute), plpy.error, record, chain)
     return _SESSION

@@ -1,10 +1,29 @@
 -- Key lifecycle. vault.keys records ids and state only (never material):
 -- current -> previous (after a rotation) -> retired (file destroyed once no
 -- value uses it). Every change of vault.keys is an audit entry.
+--
+-- Which key is current is the database's record (vault.keys, and for subject
+-- master keys the last epoch of privacy.epochs), replicated to every node;
+-- a keyring's CURRENT file only names the first key, before any record.
+-- Key material is made outside the database and installed on every node
+-- before it becomes current (vault.rotate_key(purpose, key_id)): a key only
+-- the primary holds is lost with it. Subject master keys are the exception:
+-- each epoch's derives from the previous one (privacy/epochs.sql).
+
+-- The database's record of a purpose's current key (NULL: none yet).
+CREATE OR REPLACE FUNCTION vault._recorded_key_id(p_purpose text)
+RETURNS text
+LANGUAGE sql STABLE
+AS $$
+  SELECT coalesce(
+    CASE WHEN p_purpose = 'subject' THEN (SELECT e.key_id FROM privacy.epochs e ORDER BY e.epoch_id DESC LIMIT 1) END,
+    (SELECT k.key_id FROM vault.keys k WHERE k.purpose = p_purpose AND k.state = 'current'))
+$$;
 
 -- The id of the current key of a purpose, registered in vault.keys. The row
 -- is locked FOR SHARE until commit, so retirement cannot destroy a key that
--- an uncommitted transaction just used.
+-- an uncommitted transaction just used. When a rotation commits while this
+-- waits for the lock, the key is looked up again (a fresh snapshot).
 CREATE OR REPLACE FUNCTION vault._use_current_key(p_purpose text)
 RETURNS text
 LANGUAGE plpgsql
@@ -13,41 +32,113 @@ DECLARE
   v_id text := vault._current_key_id(p_purpose);
 BEGIN
   PERFORM 1 FROM vault.keys k WHERE k.key_id = v_id AND k.state = 'current' FOR SHARE;
+  IF FOUND THEN
+    RETURN v_id;
+  END IF;
+  v_id := vault._current_key_id(p_purpose);
+  PERFORM 1 FROM vault.keys k WHERE k.key_id = v_id AND k.state = 'current' FOR SHARE;
   IF NOT FOUND THEN
-    -- First use in this database, or another database of the cluster rotated the keyring.
-    UPDATE vault.keys k SET state = 'previous' WHERE k.purpose = p_purpose AND k.state = 'current' AND k.key_id <> v_id;
-    INSERT INTO vault.keys (key_id, purpose) VALUES (v_id, p_purpose)
-    ON CONFLICT (key_id) DO UPDATE SET state = 'current' WHERE vault.keys.state <> 'retired';
-    PERFORM 1 FROM vault.keys k WHERE k.key_id = v_id AND k.state = 'current' FOR SHARE;
-    IF NOT FOUND THEN
-      PERFORM ops._fail('SX202', format('%s key %s is retired', p_purpose, v_id),
-                        jsonb_build_object('purpose', p_purpose, 'key_id', v_id));
-    END IF;
+    -- First use in this database: the keyring's CURRENT names the key.
+    PERFORM vault._make_current(p_purpose, v_id);
   END IF;
   RETURN v_id;
 END
 $$;
 
--- Rotate: a new key file becomes current; existing values stay readable with
--- the previous key until vault.reencrypt() moves them.
+-- Record p_key_id as the purpose's current key (the former one becomes
+-- previous) and name it in this node's CURRENT file. SX202 when it was retired.
+CREATE OR REPLACE FUNCTION vault._make_current(p_purpose text, p_key_id text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+  UPDATE vault.keys k SET state = 'previous' WHERE k.purpose = p_purpose AND k.state = 'current' AND k.key_id <> p_key_id;
+  INSERT INTO vault.keys (key_id, purpose) VALUES (p_key_id, p_purpose)
+  ON CONFLICT (key_id) DO UPDATE SET state = 'current' WHERE vault.keys.state <> 'retired';
+  PERFORM 1 FROM vault.keys k WHERE k.key_id = p_key_id AND k.state = 'current' FOR SHARE;
+  IF NOT FOUND THEN
+    PERFORM ops._fail('SX202', format('%s key %s is retired', p_purpose, p_key_id),
+                      jsonb_build_object('purpose', p_purpose, 'key_id', p_key_id));
+  END IF;
+  PERFORM vault._set_current_file(p_purpose, p_key_id);
+END
+$$;
+
+-- Rotate by generating: a new random key file becomes current. Only where no
+-- other node needs the key: refused (SX221) on a primary with standbys
+-- attached or synchronous standbys configured, where the key would exist on
+-- this node alone. Existing values stay readable with the previous key until
+-- vault.reencrypt() moves them.
 CREATE OR REPLACE FUNCTION vault.rotate_key(p_purpose text,
   OUT key_id text, OUT previous_key_id text)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  v_standbys bigint;
+  v_sync text := current_setting('synchronous_standby_names');
 BEGIN
-  IF p_purpose IS NULL OR p_purpose NOT IN ('audit', 'payment', 'subject') THEN
-    PERFORM ops._fail('SX007', 'purpose must be audit, payment or subject', jsonb_build_object('argument', 'purpose'));
+  IF p_purpose IS NULL OR p_purpose NOT IN ('audit', 'payment') THEN
+    PERFORM ops._fail('SX007', 'purpose must be audit or payment (subject master keys move with '
+                      'privacy.close_epoch(true))', jsonb_build_object('argument', 'purpose'));
+  END IF;
+  SELECT count(*) INTO v_standbys FROM pg_stat_replication;
+  IF v_standbys > 0 OR v_sync <> '' THEN
+    PERFORM ops._fail('SX221', format('a %s key generated here would exist on this node only (%s standbys attached, '
+                      'synchronous_standby_names %L): make it outside the database, install it on every node, then '
+                      'SELECT * FROM vault.rotate_key(%L, <key_id>)', p_purpose, v_standbys, v_sync, p_purpose),
+                      jsonb_build_object('purpose', p_purpose, 'standbys', v_standbys,
+                                         'synchronous_standby_names', v_sync));
   END IF;
   previous_key_id := vault._use_current_key(p_purpose);
   key_id := vault._new_key_file(p_purpose);
-  PERFORM vault._use_current_key(p_purpose);
+  PERFORM vault._make_current(p_purpose, key_id);
 END
 $$;
 COMMENT ON FUNCTION vault.rotate_key(text) IS
-  'Make a new key file current for a purpose (''payment'', ''audit'' or ''subject''); earlier values stay '
-  'readable with the previous key until vault.reencrypt moves them. Returns the new and previous key ids; SX007 '
-  'invalid purpose, SX202 keyring unavailable.';
+  'Single node only: make a new random key file current for a purpose (''payment'' or ''audit''); earlier values '
+  'stay readable with the previous key until vault.reencrypt moves them. Returns the new and previous key ids; '
+  'SX007 invalid purpose, SX221 standbys would lack the key (use vault.rotate_key(purpose, key_id)), SX202 keyring '
+  'unavailable.';
+
+-- Rotate by activation: a key file made outside the database (deploy/local/
+-- keyring.sh new) and installed on every node becomes current. Refused
+-- (SX220) when this node lacks it; installing it on every node first is the
+-- caller's part, which the database cannot check. Idempotent: activating the
+-- current key again changes nothing.
+CREATE OR REPLACE FUNCTION vault.rotate_key(p_purpose text, p_key_id text,
+  OUT key_id text, OUT previous_key_id text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_purpose IS NULL OR p_purpose NOT IN ('audit', 'payment') THEN
+    PERFORM ops._fail('SX007', 'purpose must be audit or payment (subject master keys move with '
+                      'privacy.close_epoch(true))', jsonb_build_object('argument', 'purpose'));
+  END IF;
+  IF p_key_id IS NULL OR p_key_id !~ '^k[0-9a-z]{6,40}$' THEN
+    PERFORM ops._fail('SX007', 'key id must match ^k[0-9a-z]{6,40}$', jsonb_build_object('argument', 'key_id'));
+  END IF;
+  IF NOT vault._key_installed(p_purpose, p_key_id) THEN
+    PERFORM ops._fail('SX220', format('%s key %s is not installed on this node: install it on every node first',
+                      p_purpose, p_key_id),
+                      jsonb_build_object('purpose', p_purpose, 'key_id', p_key_id,
+                                         'node', coalesce(host(inet_server_addr()) || ':' || inet_server_port(),
+                                                          'local socket')));
+  END IF;
+  previous_key_id := vault._use_current_key(p_purpose);
+  key_id := p_key_id;
+  IF previous_key_id = p_key_id THEN
+    RETURN;
+  END IF;
+  PERFORM vault._make_current(p_purpose, p_key_id);
+END
+$$;
+COMMENT ON FUNCTION vault.rotate_key(text, text) IS
+  'Make a key file made outside the database and installed on every node current for a purpose (''payment'' or '
+  '''audit''); earlier values stay readable with the previous key until vault.reencrypt moves them. Idempotent. '
+  'Returns the new and previous key ids; SX007 invalid purpose or key id, SX220 key file not on this node, SX202 '
+  'key retired.';
 
 -- Job: re-encrypt payment values still under a non-current key (and give
 -- older rows their card fingerprint), a batch at a time (safe to run twice

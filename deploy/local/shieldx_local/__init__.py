@@ -10,6 +10,8 @@ by pytest (`pythonpath` in pyproject.toml) and by the Makefile (`PYTHONPATH`).
   private    throwaway clusters on claimed free ports, and an API server against them
   workload   a keyed, retrying client workload through the API, and its ledger checks
   drill      the restore drill: latest backup -> scratch node -> reconcile() and verify()
+  keys       keys on every node: payment/audit rotation (install everywhere, then activate), keyrings following
+             the subject key ratchet and retired keys
   observe    the local Prometheus, Alertmanager and postgres_exporter
-  cli        `python -m shieldx_local ha up|down|status|switchover|backup|restore-drill`, `observe up|down|status`
+  cli        `python -m shieldx_local ha up|down|status|switchover|backup|restore-drill|keys`, `observe up|down|status`
 """

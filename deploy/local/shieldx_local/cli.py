@@ -2,6 +2,8 @@
 
 ha up|down|status|switchover|rolling-restart|backup|restore-drill
     a local three-node Patroni cluster (etcd, HAProxy, pgBackRest)
+ha keys rotate PURPOSE|sync
+    payment and audit key rotation on every node; every keyring following the database
 observe up|down|status
     a local Prometheus, Alertmanager and postgres_exporter
 
@@ -11,6 +13,7 @@ schedule backups with a CronJob), for example:
     0 2 * * 0    python -m shieldx_local ha backup --type=full    # weekly full
     0 2 * * 1-6  python -m shieldx_local ha backup --type=diff    # daily differential
     30 3 * * 0   python -m shieldx_local ha restore-drill         # weekly drill, after the full
+    */10 * * * * python -m shieldx_local ha keys sync               # keyrings follow the subject key epochs
 (with PYTHONPATH=deploy/local and the project's virtualenv, as the Makefile runs it; a systemd timer
 works as well: docs/operations/backups.md#scheduling). `ha backup` records each backup in ops.backups,
 which the backup freshness metric and ShieldxBackupStale read.
@@ -163,3 +166,38 @@ def restore_drill(backup: bool, switch_wal: bool) -> None:
     click.echo(json.dumps(result, indent=2, default=str))
     if not result["ok"]:
         raise SystemExit(1)
+
+
+@ha.group(
+    help="Keys on every node. Payment and audit keys are made outside the database and installed on every node "
+    "before they become current; subject master keys ratchet forward on each node (docs/operations/ha.md#keys)."
+)
+def keys() -> None:
+    pass
+
+
+@keys.command(
+    "rotate",
+    help="Make a new PURPOSE key (payment or audit) with deploy/local/keyring.sh, install it on every node "
+    "(postgres-owned, 700/600), activate it through HAProxy's write port (vault.rotate_key(purpose, key_id)) and "
+    "name it in every copy's CURRENT. Existing values move with the shieldx-vault-reencrypt job.",
+)
+@click.argument("purpose", type=click.Choice(["payment", "audit"]))
+def keys_rotate(purpose: str) -> None:
+    from .keys import rotate
+
+    done = rotate(Cluster(default_layout()), purpose)
+    click.echo(f"{purpose} key {done['key_id']} is current on every node (was {done['previous_key_id']})")
+
+
+@keys.command(
+    "sync",
+    help="Every keyring follows the database: each running node ratchets its subject master keys "
+    "(privacy.ratchet_local_keys()), files of keys recorded retired and of closed epochs are removed from every "
+    "node and from the cluster's keyring. An erasure is final on a node once this (or Patroni's on_start / "
+    "on_role_change callback) ran there. Run it from cron every 10 minutes, like the epoch job.",
+)
+def keys_sync() -> None:
+    from .keys import sync
+
+    click.echo(json.dumps(sync(Cluster(default_layout())), indent=2))

@@ -114,6 +114,12 @@ class Cluster:
                     "REST_PORT": lay.rest_port(name),
                 },
             )
+            render_template(
+                PATRONI_DIR / "ratchet-keys.sh.in",
+                lay.node_dir(name) / "ratchet-keys.sh",
+                {"NAME": name, "NODE_DIR": lay.node_dir(name), "RUN_DIR": lay.run_dir, "PG_PORT": lay.pg_port(name)},
+                0o755,
+            )
         servers = "\n".join(
             f"    server {n} 127.0.0.1:{lay.pg_port(n)} maxconn 150 check port {lay.rest_port(n)}" for n in lay.names
         )
