@@ -42,6 +42,13 @@ class Settings(msgspec.Struct, frozen=True):
     # database: POST /v1/audit/checkpoints/verify checks exports against it.
     # Empty: the key registered in the database (which a superuser can add to).
     audit_pubkey: str = ""
+    # Seconds the audit verification routes (GET /v1/audit/verify, POST
+    # /v1/audit/checkpoints/verify) may run: their statement_timeout, set for
+    # their own transaction instead of statement_timeout_ms. A full verify reads
+    # the whole log, about 100,000 entries a second with the journal's content
+    # (bench/README.md#audit): 180 s covers some 10 million entries with room to
+    # spare. 0: no limit.
+    audit_verify_timeout_s: float = 180.0
     # Observability (shieldx/observability): Prometheus metrics, the JSON line per request,
     # the request id handed to PostgreSQL (application_name), and the log level.
     metrics: bool = True
@@ -68,6 +75,7 @@ class Settings(msgspec.Struct, frozen=True):
             "breaker_threshold": "SHIELDX_BREAKER_THRESHOLD",
             "breaker_open_s": "SHIELDX_BREAKER_OPEN_S",
             "audit_pubkey": "SHIELDX_AUDIT_PUBKEY",
+            "audit_verify_timeout_s": "SHIELDX_AUDIT_VERIFY_TIMEOUT",
             "metrics": "SHIELDX_METRICS",
             "request_log": "SHIELDX_REQUEST_LOG",
             "sql_request_id": "SHIELDX_SQL_REQUEST_ID",

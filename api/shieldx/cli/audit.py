@@ -1,6 +1,7 @@
 """`shieldx audit`: verify the tamper-evident audit log; sign and export checkpoints.
 
     shieldx audit verify [--incremental] [--no-ledger] [--no-journal] [--pubkey KEY] [--against checkpoint.json]
+                         [--timeout SECONDS]
     shieldx audit checkpoint export [--new] [-o checkpoint.json]
     shieldx audit keygen [--key PATH]
     shieldx audit pubkey [--key PATH]
@@ -17,8 +18,10 @@ signed checkpoints, and the last signed checkpoint's heads, each head entry's
 hash recomputed. `--against` also checks the log against a checkpoint
 exported earlier: its signature and Merkle root are checked here, then every
 head must still be in the log and the database must still hold that signed
-checkpoint (a rollback shows).
-Exit status: 0 verified, 1 broken, 2 usage or connection errors.
+checkpoint (a rollback shows). Its statements run with no statement_timeout
+(whatever a role or database setting says) unless --timeout gives one.
+Exit status: 0 verified, 1 broken, 2 usage or connection errors, or a statement
+that outran --timeout.
 """
 
 from __future__ import annotations
@@ -184,9 +187,45 @@ def signature_problems(conn, pub: bytes) -> list[dict]:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="An exported checkpoint to verify the log against.",
 )
+@click.option(
+    "--timeout",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds each verification statement may run (its statement_timeout); 0: no limit, whatever the server, "
+    "database or role sets.",
+)
 @click.option("--url", default=None, help="Database URL (default: SHIELDX_ADMIN_URL or the local cluster).")
 def verify(
-    incremental: bool, ledger: bool, journal: bool, pubkey: str | None, against: Path | None, url: str | None
+    incremental: bool,
+    ledger: bool,
+    journal: bool,
+    pubkey: str | None,
+    against: Path | None,
+    timeout: float,
+    url: str | None,
+) -> None:
+    import psycopg
+
+    try:
+        _verify(incremental, ledger, journal, pubkey, against, timeout, url)
+    except psycopg.errors.QueryCanceled as exc:
+        click.echo(
+            f"verification did not finish: {exc.diag.message_primary} (statement_timeout {timeout:g} s; "
+            "--timeout 0 for no limit)",
+            err=True,
+        )
+        sys.exit(2)
+
+
+def _verify(
+    incremental: bool,
+    ledger: bool,
+    journal: bool,
+    pubkey: str | None,
+    against: Path | None,
+    timeout: float,
+    url: str | None,
 ) -> None:
     import psycopg
     from psycopg.rows import dict_row
@@ -195,7 +234,10 @@ def verify(
     console = Console()
     problems: list[dict] = []
     pub = pinned_key(pubkey)
-    with psycopg.connect(url or admin_url(), autocommit=True, row_factory=dict_row) as conn:
+    # A full verify of a big log runs for minutes: the session's own statement_timeout, never one a role or
+    # database setting (ALTER ROLE ... SET statement_timeout) gives every session.
+    options = f"-c statement_timeout={round(timeout * 1000)}"
+    with psycopg.connect(url or admin_url(), autocommit=True, row_factory=dict_row, options=options) as conn:
         heads = conn.execute("SELECT stream, max(seq) AS seq FROM audit.log GROUP BY stream ORDER BY stream").fetchall()
         total = sum(h["seq"] for h in heads)
         # Slices of chains with about the same number of entries each: [start, next start).
