@@ -87,11 +87,10 @@ class Database:
         """One call under its own statement_timeout (0: none) instead of the pool's: `SET LOCAL` in
         the call's own transaction, so the connection goes back to the pool with its usual timeout.
         For the operator's checks that read the whole audit log."""
-        async with self.breaker.connection(self.pool) as conn:
-            async with conn.transaction():
-                await conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
-                cur = await conn.execute(*statement(query, params))
-                row = await cur.fetchone()
+        async with self.breaker.connection(self.pool) as conn, conn.transaction():
+            await conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
+            cur = await conn.execute(*statement(query, params))
+            row = await cur.fetchone()
         assert row is not None, query
         saw_row(row)
         return row
