@@ -1,0 +1,1 @@
+DROP TABLE audit.key_transitions;
