@@ -219,7 +219,7 @@ def trust(statements: list[Statement], pin: bytes) -> Keys:
     """The keys a verifier pinned to `pin` trusts: the succession of keys the transitions make (each signed by the
     key in force and countersigned by the next; it stops at the first that is not), if the pin is in it; the keys
     after the pin because a trusted key handed over to them, those before because the pin's own signature covers
-    the chain before it. Empty if the pin is not in the succession."""
+    the chain before it. Only the pin itself if it is not in the succession."""
     transitions = [s for s in statements if s.kind == "transition"]
     if not transitions:
         return {key_id(pin): (pin, None)}
@@ -240,7 +240,7 @@ def trust(statements: list[Statement], pin: bytes) -> Keys:
         keys[-1] = (keys[-1][0], keys[-1][1], through)
         keys.append((t.to_key_id, t.to_public, None))
     if not any(k == key_id(pin) and p == pin for k, p, _ in keys):
-        return {}
+        return {key_id(pin): (pin, None)}  # outside the succession: only its own signatures
     return {k: (p, through) for k, p, through in keys}
 
 

@@ -153,7 +153,7 @@ $$;
 -- key if no transition was ever made), with the last checkpoint on which each
 -- may sign a retention anchor (NULL: any). The succession stops at the first
 -- transition not signed by the key in force or whose signatures do not
--- verify; if p_pinned is not in it, nothing is trusted.
+-- verify; if p_pinned is not in it, only p_pinned itself is.
 CREATE OR REPLACE FUNCTION audit._trusted_keys(p_pinned bytea DEFAULT NULL)
 RETURNS TABLE (key_id text, public_key bytea, anchors_through bigint)
 LANGUAGE plpgsql STABLE
@@ -191,6 +191,7 @@ BEGIN
   END IF;
   IF p_pinned IS NOT NULL AND NOT (v_pin = ANY (v_keys)
                                    AND p_pinned = v_pubs[array_position(v_keys, v_pin)]) THEN
+    RETURN QUERY SELECT v_pin, p_pinned, NULL::bigint;  -- outside the succession: only its own signatures
     RETURN;
   END IF;
   RETURN QUERY SELECT k.key_id, k.public_key, k.thru FROM unnest(v_keys, v_pubs, v_thru) k(key_id, public_key, thru);
