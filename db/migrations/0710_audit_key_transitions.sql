@@ -6,6 +6,7 @@
 -- (prev_signed). Verifiers pinned to an older key follow the transitions;
 -- a statement signed by a key no transition handed over to is refused.
 SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '1min';
 
 SET ROLE shieldx_owner;
 

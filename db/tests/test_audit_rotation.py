@@ -66,7 +66,7 @@ def exported(db, pub):
 
 def rotated_history(db, dsn, key, tmp_path):
     """Activity signed by the first key, a rotation, more activity signed by the second."""
-    a, b = setup_accounts(db)
+    a, _b = setup_accounts(db)
     call(db, "credits.consume", "acme", a, 1, "c1")
     first = checkpoint(db, key, tmp_path)
     old = pub_of(key)
@@ -109,7 +109,7 @@ def test_after_a_rotation_both_the_old_and_the_new_pin_verify(db, dsn, key, tmp_
 
 
 def test_exports_chain_across_a_rotation(db, dsn, key, tmp_path):
-    old, new, doc1, first, second = rotated_history(db, dsn, key, tmp_path)
+    old, new, doc1, _first, second = rotated_history(db, dsn, key, tmp_path)
     (tmp_path / "cp1.json").write_text(json.dumps(doc1))
     for pin in (old, new):
         r = CliRunner().invoke(
@@ -155,7 +155,7 @@ def test_exports_chain_across_a_rotation(db, dsn, key, tmp_path):
 
 
 def test_a_checkpoint_signed_by_an_unannounced_key_is_refused(db, dsn, key, tmp_path):
-    old, new, doc1, first, second = rotated_history(db, dsn, key, tmp_path)
+    old, new, _doc1, _first, _second = rotated_history(db, dsn, key, tmp_path)
     mallory_key, mallory = attacker_key()
     kid = call(db, "audit.register_signing_key", mallory)["register_signing_key"]
     cid = call(db, "audit.checkpoint")["checkpoint_id"]
@@ -193,7 +193,7 @@ def test_a_checkpoint_signed_by_an_unannounced_key_is_refused(db, dsn, key, tmp_
 
 
 def test_a_transition_signed_by_a_key_not_trusted_is_refused(db, dsn, key, tmp_path):
-    old, new, doc1, first, second = rotated_history(db, dsn, key, tmp_path)
+    old, new, _doc1, _first, second = rotated_history(db, dsn, key, tmp_path)
     mallory_key, mallory = attacker_key()
     trent_key, trent = attacker_key()
     call(db, "audit.register_signing_key", mallory)
@@ -282,10 +282,50 @@ def test_a_retired_key_can_no_longer_consent_to_retention_and_a_revoked_one_not_
     for pin in (None, new):
         rows = db.execute("SELECT * FROM audit._signature_problems(%s)", (pin,)).fetchall()
         assert [(p["stream"], p["seq"]) for p in rows] == [(stream, 2)], rows
-        assert f"could still sign anchors on checkpoint {third}" in rows[0]["problem"]
+        assert rows[0]["problem"] == (
+            f"retention anchor signed by key {thief.key_id}, which may no longer sign anchors on checkpoint {third} "
+            "(retired or revoked by a key transition)"
+        )
     # The revoked key's own verifiers are told to re-pin: anyone with it could forge a hand-over.
     r = cli_verify(dsn, old)
     assert r.exit_code == 1 and f"the pinned key {signer.key_id(old)} was revoked" in flat(r.output), r.output
     assert f"pin {signer.key_id(new)}, obtained out of band" in flat(r.output)
     with raises("SX007"):  # revoked since a checkpoint the old key never signed
         call(db, "audit.rotate_signing_key", new, old, third + 1, bytes(64), bytes(64))
+
+
+def test_an_interrupted_rotation_is_completed_or_discarded_by_the_next_run(db, dsn, key, tmp_path):
+    setup_accounts(db)
+    checkpoint(db, key, tmp_path)
+    old = signer.Signer(key)
+    nxt = key.parent / (key.name + ".next")
+    # Interrupted before the database stored it: a `.next` pair nobody knows of is discarded, a new pair made.
+    stale = signer.generate_key(nxt)
+    rotate(dsn, key)
+    rotated = pub_of(key)
+    assert rotated not in (stale, old.public_key) and not nxt.exists()
+    t = db.execute("SELECT to_key_id FROM audit.key_transitions ORDER BY transition_id DESC LIMIT 1").fetchone()
+    assert t["to_key_id"] == signer.key_id(rotated)
+    # Interrupted after the database stored it, before the files moved: the next run finishes the hand-over.
+    current = signer.Signer(key)
+    pending = signer.generate_key(nxt)
+    _, head = current.head(db)
+    after = db.execute("SELECT max(checkpoint_id) AS m FROM audit.checkpoint_signatures").fetchone()["m"]
+    statement = signer.transition_statement(current.public_key, pending, None, after, head)
+    new_private = signer.Signer(nxt)
+    call(
+        db,
+        "audit.rotate_signing_key",
+        current.public_key,
+        pending,
+        None,
+        current.key.sign(statement),
+        new_private.key.sign(statement),
+    )
+    r = rotate(dsn, key)
+    assert signer.key_id(pending) in r.output and pub_of(key) == pending and not nxt.exists()
+    assert signer.Signer(key).public_key == pending
+    checkpoint(db, key, tmp_path)  # the new key signs
+    assert call(db, "audit.verify", False, True)["ok"]
+    for pin in (old.public_key, pending):
+        assert exported(db, pin)["ok"]

@@ -200,7 +200,8 @@ $$;
 
 -- Does a retention anchor's signature count: by a trusted key (p_pinned's
 -- view), on a checkpoint that key could still consent on.
-CREATE OR REPLACE FUNCTION audit._anchor_sig_ok(a audit.anchors, p_key_id text, p_sig bytea, p_pinned bytea DEFAULT NULL)
+CREATE OR REPLACE FUNCTION audit._anchor_sig_ok(a audit.anchors, p_key_id text, p_sig bytea,
+                                                p_pinned bytea DEFAULT NULL)
 RETURNS boolean
 LANGUAGE sql STABLE
 AS $$
@@ -476,8 +477,15 @@ AS $$
   UNION ALL
   SELECT a.stream::text, a.seq + 1, NULL::timestamptz,
          CASE WHEN s.sig IS NULL THEN 'retention anchor is not signed: entries up to ' || a.seq || ' were removed without the signer''s consent'
-              ELSE 'retention anchor signature (Ed25519) does not verify with a trusted key that could still sign '
-                   || 'anchors on checkpoint ' || a.checkpoint_id END
+              WHEN NOT EXISTS (SELECT 1 FROM audit._trusted_keys(p_pinned) k WHERE k.key_id = s.key_id)
+              THEN 'retention anchor signed by key ' || s.key_id || ', which '
+                   || coalesce('the pinned key ' || audit._signing_key_id(p_pinned), 'no key transition')
+                   || ' does not vouch for: an unannounced key'
+              WHEN EXISTS (SELECT 1 FROM audit._trusted_keys(p_pinned) k
+                            WHERE k.key_id = s.key_id AND k.anchors_through < a.checkpoint_id)
+              THEN 'retention anchor signed by key ' || s.key_id || ', which may no longer sign anchors on checkpoint '
+                   || a.checkpoint_id || ' (retired or revoked by a key transition)'
+              ELSE 'retention anchor signature (Ed25519) does not verify' END
     FROM audit.anchors a
     LEFT JOIN audit.anchor_signatures s ON s.stream = a.stream AND s.seq = a.seq
    WHERE CASE WHEN s.sig IS NULL  -- unsigned: awaiting the signer, a problem only once the chain starts there
