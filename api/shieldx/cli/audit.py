@@ -490,8 +490,8 @@ def rotate(key: Path | None, compromised_since: int | None, url: str | None) -> 
         click.echo(f"REFUSED: {exc.diag.message_primary}", err=True)
         sys.exit(1)
     click.echo(
-        f"key transition {done.transition_id}: {done.old_key_id} -> {done.new_key_id} "
-        f"{'(old key revoked) ' if compromised_since is not None else ''}; the old private key is destroyed; "
+        f"key transition {done.transition_id}: {done.old_key_id} -> {done.new_key_id}"
+        f"{' (old key revoked)' if compromised_since is not None else ''}; the old private key is destroyed; "
         f"{path} now holds the new key, public key {done.new_public_key.hex()}"
     )
 
