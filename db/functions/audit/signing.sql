@@ -438,8 +438,9 @@ BEGIN
                    ELSE format('key transition signed by key %s, not by the key in force %s: a key not trusted',
                                r.key_id, v_force) END;
     ELSIF v_pub IS NULL THEN
-      problem := format('%s signed by key %s, which the pinned key %s does not vouch for: an unannounced key',
-                        CASE r.kind WHEN 'checkpoint' THEN 'checkpoint' ELSE 'key transition' END, r.key_id, v_pin);
+      problem := format('%s signed by key %s, which %s does not vouch for: an unannounced key',
+                        CASE r.kind WHEN 'checkpoint' THEN 'checkpoint' ELSE 'key transition' END, r.key_id,
+                        CASE WHEN p_pinned IS NULL THEN 'no key transition' ELSE 'the pinned key ' || v_pin END);
     ELSIF NOT audit._ed25519_ok(v_pub, r.msg, r.sig) THEN
       problem := CASE r.kind WHEN 'checkpoint'
                    THEN 'checkpoint signature (Ed25519) does not verify with '
