@@ -652,20 +652,20 @@ def rotate_key(conn: Any, key_path: Path, compromised_since: int | None = None) 
 
     nxt = Path(str(key_path) + ".next")
     nxt_pub = Path(str(nxt) + ".pub")
-    old = Signer(key_path)
     if nxt.exists():
         pending = Signer(nxt)
         stored = conn.execute(
-            "SELECT transition_id FROM audit.key_transitions WHERE from_key_id = %s AND to_key_id = %s",
-            (old.key_id, pending.key_id),
+            "SELECT transition_id, from_key_id FROM audit.key_transitions WHERE to_key_id = %s", (pending.key_id,)
         ).fetchone()
-        if stored is not None:  # the database has it: finish the hand-over of the files
-            _destroy(key_path)
+        if stored is not None:  # the database has it: finish the hand-over of the files (the old one may be zeros)
+            if key_path.exists():
+                _destroy(key_path)
             os.replace(nxt, key_path)
             os.replace(nxt_pub, Path(str(key_path) + ".pub"))
-            return Rotated(stored["transition_id"], old.key_id, pending.key_id, pending.public_key)
+            return Rotated(stored["transition_id"], stored["from_key_id"], pending.key_id, pending.public_key)
         nxt.unlink()
         nxt_pub.unlink(missing_ok=True)
+    old = Signer(key_path)
     conn.execute("SELECT audit.register_signing_key(%s)", (old.public_key,))
     _, head = old.head(conn)  # refused unless the chain is sound and the old key is in force
     after = conn.execute("SELECT coalesce(max(checkpoint_id), 0) AS m FROM audit.checkpoint_signatures").fetchone()["m"]
