@@ -93,3 +93,4 @@ def test_the_cli_verify_ignores_a_database_statement_timeout_unless_told(big_log
 def test_the_verify_timeout_is_read_from_the_environment():
     assert Settings.from_env({"SHIELDX_AUDIT_VERIFY_TIMEOUT": "600"}).audit_verify_timeout_s == 600
     assert Settings.from_env({}).audit_verify_timeout_s == 180
+    assert [Settings(audit_verify_timeout_s=s).audit_verify_timeout_ms for s in (0, 0.0001, 2.5)] == [0, 1, 2500]

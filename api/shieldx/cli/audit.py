@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .. import signer
+from ..config import timeout_ms
 from .common import CLUSTER, admin_url
 
 SLICES = 32
@@ -241,7 +242,7 @@ def _verify(
     pub = pinned_key(pubkey)
     # A full verify of a big log runs for minutes: the session's own statement_timeout, never one a role or
     # database setting (ALTER ROLE ... SET statement_timeout) gives every session.
-    options = f"-c statement_timeout={round(timeout * 1000)}"
+    options = f"-c statement_timeout={timeout_ms(timeout)}"
     with psycopg.connect(url or admin_url(), autocommit=True, row_factory=dict_row, options=options) as conn:
         heads = conn.execute("SELECT stream, max(seq) AS seq FROM audit.log GROUP BY stream ORDER BY stream").fetchall()
         total = sum(h["seq"] for h in heads)
