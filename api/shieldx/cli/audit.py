@@ -15,8 +15,10 @@ first broken entry is printed with its stream, sequence number and the
 reason. Then, here, outside the database, with the signer's public key pinned
 (--pubkey, else SHIELDX_AUDIT_PUBKEY, else the .pub file next to the local
 signer key): every checkpoint and retention anchor signature and the chain of
-signed checkpoints, and the last signed checkpoint's heads, each head entry's
-hash recomputed. `--against` also checks the log against a checkpoint
+signed checkpoints and key transitions (after a rotation, `signer rotate`, the
+pinned key vouches for the keys it handed over to and for those before it;
+any other key is refused), and the last signed checkpoint's heads, each head
+entry's hash recomputed. `--against` also checks the log against a checkpoint
 exported earlier: its signature and Merkle root are checked here, then every
 head must still be in the log and the database must still hold that signed
 checkpoint (a rollback shows). Its statements run with no statement_timeout
@@ -473,7 +475,7 @@ cli.add_command(signer_group, "signer")
     "--compromised-since",
     type=int,
     default=None,
-    help="Revoke the old key: the last checkpoint id it is trusted for (0: none).",
+    help="Revoke the old key: the last checkpoint on which its retention anchors still count (0: none do).",
 )
 @click.option("--url", default=None)
 def rotate(key: Path | None, compromised_since: int | None, url: str | None) -> None:
