@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "auth": key_auth,
                 "database": database,
                 "audit_pubkey": bytes.fromhex(settings.audit_pubkey) if settings.audit_pubkey else None,
+                "audit_verify_timeout_ms": settings.audit_verify_timeout_ms,
             }
         ),
         exception_handlers=handlers,

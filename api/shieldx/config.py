@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import msgspec
@@ -13,6 +14,11 @@ def local_url(user: str, dbname: str = "shieldx", env: dict[str, str] | None = N
     """A URL of the local cluster (deploy/local/cluster.sh): port SHIELDX_PGPORT, default 55432."""
     port = int((os.environ if env is None else env).get("SHIELDX_PGPORT", "55432"))
     return f"postgresql://{user}@127.0.0.1:{port}/{dbname}"
+
+
+def timeout_ms(seconds: float) -> int:
+    """A statement_timeout in ms from seconds: 0 (or less) is no limit, anything else at least 1 ms."""
+    return 0 if seconds <= 0 else max(1, math.ceil(seconds * 1000))
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -42,6 +48,19 @@ class Settings(msgspec.Struct, frozen=True):
     # database: POST /v1/audit/checkpoints/verify checks exports against it.
     # Empty: the key registered in the database (which a superuser can add to).
     audit_pubkey: str = ""
+    # Seconds the audit verification routes (GET /v1/audit/verify, POST
+    # /v1/audit/checkpoints/verify) may run: their statement_timeout, set for
+    # their own transaction instead of statement_timeout_ms. A full verify reads
+    # the whole log, about 100,000 entries a second with the journal's content
+    # (bench/README.md#audit): 180 s covers some 10 million entries with room to
+    # spare. 0: no limit.
+    audit_verify_timeout_s: float = 180.0
+
+    @property
+    def audit_verify_timeout_ms(self) -> int:
+        """statement_timeout in ms: 0 stays 0 (no limit), anything else at least 1 ms."""
+        return timeout_ms(self.audit_verify_timeout_s)
+
     # Observability (shieldx/observability): Prometheus metrics, the JSON line per request,
     # the request id handed to PostgreSQL (application_name), and the log level.
     metrics: bool = True
@@ -68,6 +87,7 @@ class Settings(msgspec.Struct, frozen=True):
             "breaker_threshold": "SHIELDX_BREAKER_THRESHOLD",
             "breaker_open_s": "SHIELDX_BREAKER_OPEN_S",
             "audit_pubkey": "SHIELDX_AUDIT_PUBKEY",
+            "audit_verify_timeout_s": "SHIELDX_AUDIT_VERIFY_TIMEOUT",
             "metrics": "SHIELDX_METRICS",
             "request_log": "SHIELDX_REQUEST_LOG",
             "sql_request_id": "SHIELDX_SQL_REQUEST_ID",

@@ -83,6 +83,18 @@ class Database:
         saw_row(row)
         return row
 
+    async def one_with_timeout(self, query: str, params: Sequence[Any], timeout_ms: int) -> dict[str, Any]:
+        """One call under its own statement_timeout (0: none) instead of the pool's: `SET LOCAL` in
+        the call's own transaction, so the connection goes back to the pool with its usual timeout.
+        For the operator's checks that read the whole audit log."""
+        async with self.breaker.connection(self.pool) as conn, conn.transaction():
+            await conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
+            cur = await conn.execute(*statement(query, params))
+            row = await cur.fetchone()
+        assert row is not None, query
+        saw_row(row)
+        return row
+
     async def all(self, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         async with self.breaker.connection(self.pool) as conn:
             cur = await conn.execute(*statement(query, params))

@@ -117,6 +117,9 @@ def database_error(request: Request, exc: psycopg.Error) -> Response:
         except ValueError:
             facts = {}
         return named_problem(state, diag.message_primary or known[2], facts=facts)
+    # Before the outage test: a statement timeout (57014) and a lock timeout are OperationalErrors too.
+    if state in ("40001", "40P01", "57014", "55P03"):
+        return unavailable("the operation did not complete in time; retry with the same Idempotency-Key")
     if (
         state.startswith("08")
         or state in ("57P01", "57P02", "57P03", "25006")
@@ -124,8 +127,6 @@ def database_error(request: Request, exc: psycopg.Error) -> Response:
     ):
         # Connection lost, server shutting down, or a read-only (standby) server.
         return unavailable("the database is unreachable or not the primary; retry with the same Idempotency-Key")
-    if state in ("40001", "40P01", "57014", "55P03"):
-        return unavailable("the operation did not complete in time; retry with the same Idempotency-Key")
     if state.startswith("22"):
         return problem(
             422, "invalid_argument", "Invalid argument", diag.message_primary or "invalid input", sqlstate=state

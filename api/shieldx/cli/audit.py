@@ -1,10 +1,12 @@
 """`shieldx audit`: verify the tamper-evident audit log; sign and export checkpoints.
 
     shieldx audit verify [--incremental] [--no-ledger] [--no-journal] [--pubkey KEY] [--against checkpoint.json]
+                         [--timeout SECONDS]
     shieldx audit checkpoint export [--new] [-o checkpoint.json]
     shieldx audit keygen [--key PATH]
     shieldx audit pubkey [--key PATH]
     shieldx audit sign [--key PATH] [--retention-min-days N] [--every SECONDS]
+    shieldx audit signer rotate [--key PATH] [--compromised-since CHECKPOINT_ID]
 
 Verification runs in the database (audit.verify_streams), in slices of
 chains so a progress bar can follow it, the journal's content included
@@ -13,12 +15,16 @@ first broken entry is printed with its stream, sequence number and the
 reason. Then, here, outside the database, with the signer's public key pinned
 (--pubkey, else SHIELDX_AUDIT_PUBKEY, else the .pub file next to the local
 signer key): every checkpoint and retention anchor signature and the chain of
-signed checkpoints, and the last signed checkpoint's heads, each head entry's
-hash recomputed. `--against` also checks the log against a checkpoint
+signed checkpoints and key transitions (after a rotation, `signer rotate`, the
+pinned key vouches for the keys it handed over to and for those before it;
+any other key is refused), and the last signed checkpoint's heads, each head
+entry's hash recomputed. `--against` also checks the log against a checkpoint
 exported earlier: its signature and Merkle root are checked here, then every
 head must still be in the log and the database must still hold that signed
-checkpoint (a rollback shows).
-Exit status: 0 verified, 1 broken, 2 usage or connection errors.
+checkpoint (a rollback shows). Its statements run with no statement_timeout
+(whatever a role or database setting says) unless --timeout gives one.
+Exit status: 0 verified, 1 broken, 2 usage or connection errors, or a statement
+that outran --timeout.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .. import signer
+from ..config import timeout_ms
 from .common import CLUSTER, admin_url
 
 SLICES = 32
@@ -90,42 +97,46 @@ def pinned_key(spec: str | None) -> bytes | None:
 
 
 def signature_problems(conn, pub: bytes) -> list[dict]:
-    """Every signed checkpoint and every anchor a chain starts at, checked here against the pinned key; the last
-    signed checkpoint's heads against its root and against the log (each head entry's hash recomputed here)."""
+    """The chain of signed statements (checkpoint signatures, key transitions) and every anchor a chain starts at,
+    checked here against the pinned key and the keys it vouches for (key rotation: signer.trust); the last signed
+    checkpoint's heads against its root and against the log (each head entry's hash recomputed here)."""
     problems: list[dict] = []
 
     def bad(stream: str, seq: int, problem: str) -> None:
         problems.append({"stream": stream, "seq": seq, "logged_at": None, "problem": problem})
 
     kid = signer.key_id(pub)
-    prev_hash = signer.ZERO32
+    statements = signer.read_statements(conn)
+    for stream, seq, problem in signer.chain_problems(statements, pub):
+        bad(stream, seq, problem)
+    keys = signer.trust(statements, pub)
+    checkpoints = [s for s in statements if s.kind == "checkpoint"]
     last = None
-    for c in conn.execute(
-        """SELECT c.checkpoint_id, audit._micros(c.created_at) AS created_at_us, c.reason, c.streams, c.entries,
-                  c.root, c.prev_sig, c.key_id, s.key_id AS signer_key, s.prev_signed, s.sig AS signature
-             FROM audit.checkpoint_signatures s JOIN audit.checkpoints c USING (checkpoint_id) ORDER BY checkpoint_id"""
-    ):
-        cid = c["checkpoint_id"]
-        statement = signer.checkpoint_statement(c, bytes(c["prev_signed"]))
-        if bytes(c["prev_signed"]) != prev_hash:
-            bad(
-                f"checkpoint/{cid}",
-                cid,
-                "signed checkpoints do not chain (a signed checkpoint was removed or replaced)",
-            )
-        if c["signer_key"] != kid or not signer.verify_statement(pub, statement, bytes(c["signature"])):
-            bad(f"checkpoint/{cid}", cid, f"checkpoint signature (Ed25519) does not verify with the pinned key {kid}")
-        prev_hash = hashlib.sha256(statement + bytes(c["signature"])).digest()
-        last = c
+    if checkpoints:
+        last = conn.execute(
+            "SELECT checkpoint_id, root FROM audit.checkpoints WHERE checkpoint_id = %s", (checkpoints[-1].ident,)
+        ).fetchone()
     for a in conn.execute(
-        """SELECT a.stream, a.seq, a.hash, a.checkpoint_id, s.sig FROM audit.anchors a
+        """SELECT a.stream, a.seq, a.hash, a.checkpoint_id, s.key_id, s.sig FROM audit.anchors a
              LEFT JOIN audit.anchor_signatures s USING (stream, seq)
             WHERE s.sig IS NOT NULL  -- signed, or unsigned but the chain starts there
                OR NOT EXISTS (SELECT 1 FROM audit.log l WHERE l.stream = a.stream AND l.seq <= a.seq)"""
     ):
-        statement = signer.anchor_statement(a["stream"], a["seq"], bytes(a["hash"]), a["checkpoint_id"])
-        if a["sig"] is None or not signer.verify_statement(pub, statement, bytes(a["sig"])):
-            bad(a["stream"], a["seq"] + 1, f"retention anchor at {a['seq']} is not signed with the pinned key {kid}")
+        if not signer.anchor_ok(keys, a, a["key_id"], None if a["sig"] is None else bytes(a["sig"])):
+            bad(
+                a["stream"],
+                a["seq"] + 1,
+                f"retention anchor at {a['seq']} is not signed with the pinned key {kid} or a key it vouches for "
+                f"(that could still sign anchors on checkpoint {a['checkpoint_id']})",
+            )
+    for t in statements:
+        if t.kind == "transition" and t.key_id == kid and t.compromised_since is not None:
+            bad(
+                t.label,
+                t.ident,
+                f"the pinned key {kid} was revoked (compromised since checkpoint {t.compromised_since}): "
+                f"pin {t.to_key_id}, obtained out of band (anyone holding {kid} can forge a hand-over)",
+            )
     if last is not None:
         cid = last["checkpoint_id"]
         heads = {
@@ -184,9 +195,45 @@ def signature_problems(conn, pub: bytes) -> list[dict]:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="An exported checkpoint to verify the log against.",
 )
+@click.option(
+    "--timeout",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds each verification statement may run (its statement_timeout); 0: no limit, whatever the server, "
+    "database or role sets.",
+)
 @click.option("--url", default=None, help="Database URL (default: SHIELDX_ADMIN_URL or the local cluster).")
 def verify(
-    incremental: bool, ledger: bool, journal: bool, pubkey: str | None, against: Path | None, url: str | None
+    incremental: bool,
+    ledger: bool,
+    journal: bool,
+    pubkey: str | None,
+    against: Path | None,
+    timeout: float,
+    url: str | None,
+) -> None:
+    import psycopg
+
+    try:
+        _verify(incremental, ledger, journal, pubkey, against, timeout, url)
+    except psycopg.errors.QueryCanceled as exc:
+        click.echo(
+            f"verification did not finish: {exc.diag.message_primary} (statement_timeout {timeout:g} s; "
+            "--timeout 0 for no limit)",
+            err=True,
+        )
+        sys.exit(2)
+
+
+def _verify(
+    incremental: bool,
+    ledger: bool,
+    journal: bool,
+    pubkey: str | None,
+    against: Path | None,
+    timeout: float,
+    url: str | None,
 ) -> None:
     import psycopg
     from psycopg.rows import dict_row
@@ -195,7 +242,10 @@ def verify(
     console = Console()
     problems: list[dict] = []
     pub = pinned_key(pubkey)
-    with psycopg.connect(url or admin_url(), autocommit=True, row_factory=dict_row) as conn:
+    # A full verify of a big log runs for minutes: the session's own statement_timeout, never one a role or
+    # database setting (ALTER ROLE ... SET statement_timeout) gives every session.
+    options = f"-c statement_timeout={timeout_ms(timeout)}"
+    with psycopg.connect(url or admin_url(), autocommit=True, row_factory=dict_row, options=options) as conn:
         heads = conn.execute("SELECT stream, max(seq) AS seq FROM audit.log GROUP BY stream ORDER BY stream").fetchall()
         total = sum(h["seq"] for h in heads)
         # Slices of chains with about the same number of entries each: [start, next start).
@@ -271,33 +321,41 @@ def export_hash(doc: dict) -> bytes:
 
 
 def descent_problem(conn, old: dict, new: dict, pub: bytes | None) -> str | None:
-    """Why `new` does not descend from `old`: the signed checkpoints between them, read from the database and
-    each signature checked here (pinned key), must link old's hash to new's prev_signed."""
+    """Why `new` does not descend from `old`: the signed statements between them (checkpoints and key transitions),
+    read from the database and each signature checked here (pinned key and the keys it vouches for), must link
+    old's hash to new's prev_signed."""
     if new["checkpoint_id"] < old["checkpoint_id"]:
         return f"it is older than checkpoint {old['checkpoint_id']} (a rollback?)"
     if new["checkpoint_id"] == old["checkpoint_id"]:
         return None if export_hash(new) == export_hash(old) else "the same checkpoint, signed differently"
+    statements = signer.read_statements(conn, old["checkpoint_id"])
+    between = [s for s in statements if (old["checkpoint_id"], 1, 0) <= s.position < (new["checkpoint_id"], 0, 0)]
+    problems: list[tuple[str, int, str]] = []
+    if pub is not None and between:
+        everything = signer.read_statements(conn)
+        keys = signer.trust(everything, pub)
+        force = next(
+            (s.to_key_id if s.kind == "transition" else s.key_id)
+            for s in reversed(everything)
+            if s.position < between[0].position
+        )
+        problems, _ = signer.walk(between, keys, force, between[0].prev_signed, signer.key_id(pub))
     link = export_hash(old)
-    for c in conn.execute(
-        """SELECT c.checkpoint_id, audit._micros(c.created_at) AS created_at_us, c.reason, c.streams, c.entries,
-                  c.root, c.prev_sig, c.key_id, s.key_id AS signer_key, s.prev_signed, s.sig AS signature
-             FROM audit.checkpoint_signatures s JOIN audit.checkpoints c USING (checkpoint_id)
-            WHERE checkpoint_id > %s AND checkpoint_id < %s ORDER BY checkpoint_id""",
-        (old["checkpoint_id"], new["checkpoint_id"]),
-    ):
-        statement = signer.checkpoint_statement(c, bytes(c["prev_signed"]))
-        if bytes(c["prev_signed"]) != link:
-            return f"signed checkpoint {c['checkpoint_id']} does not follow the previous export's chain"
-        if pub is not None and not signer.verify_statement(pub, statement, bytes(c["signature"])):
-            return f"signed checkpoint {c['checkpoint_id']} does not verify with the pinned key"
-        link = hashlib.sha256(statement + bytes(c["signature"])).digest()
+    for s in between:
+        if s.prev_signed != link:
+            return f"signed {s.label} does not follow the previous export's chain"
+        if any(p[0] == s.label for p in problems):
+            return f"signed {s.label}: " + next(p[2] for p in problems if p[0] == s.label)
+        link = s.chain_hash()
     if bytes.fromhex(new["signature"]["prev_signed"]) != link:
         return "its prev_signed does not link to the previous export"
     return None
 
 
 def export_refusal(doc: dict, pub: bytes | None) -> str | None:
-    """Why an exported checkpoint cannot be trusted, checked here: its root, its signature (pinned key)."""
+    """Why an exported checkpoint cannot be trusted, checked here: its root, its signature by the pinned key or by
+    a key the pinned key handed over to through the key transitions the export carries (each signed by the key in
+    force and countersigned by the next)."""
     if merkle_root(doc.get("heads", {})) != doc.get("root"):
         return "its heads do not match its root; the file was altered"
     sig = doc.get("signature") or {}
@@ -305,11 +363,40 @@ def export_refusal(doc: dict, pub: bytes | None) -> str | None:
         return "it is not signed by the audit signer"
     if pub is None:
         return None  # the database checks it against the registered key
-    if sig.get("key_id") != signer.key_id(pub):
-        return f"it is signed by key {sig.get('key_id')}, not by the pinned key {signer.key_id(pub)}"
+    kid = signer.key_id(pub)
+    signing_key: bytes | None = pub if sig.get("key_id") == kid else None
+    force = None
+    for t in map(signer.transition_from_row, doc.get("transitions") or []):
+        if force is None and t.key_id == kid:
+            force = kid
+        if force is None:
+            continue  # before the pinned key
+        if t.key_id != force:
+            return f"its {t.label} is signed by key {t.key_id}, not by the key in force {force}: a key not trusted"
+        assert t.from_public is not None and t.to_public is not None
+        if signer.key_id(t.from_public) != t.key_id or signer.key_id(t.to_public) != t.to_key_id:
+            return f"its {t.label} names public keys that are not its key ids"
+        if force == kid and t.from_public != pub:
+            return f"its {t.label} names another public key for the pinned key id {kid}"
+        if not signer.verify_statement(t.from_public, t.message, t.sig):
+            return f"its {t.label} signature (Ed25519) does not verify with the old key {t.key_id}"
+        if not signer.verify_statement(t.to_public, t.message, t.new_sig):
+            return f"its {t.label} countersignature (Ed25519) does not verify with the new key {t.to_key_id}"
+        force = t.to_key_id
+        signing_key = t.to_public if sig.get("key_id") == force else None
+    if signing_key is None:
+        return (
+            f"it is signed by key {sig.get('key_id')}, not by the pinned key {kid} nor by a key it handed over to "
+            "(an unannounced key)"
+        )
     statement = signer.checkpoint_statement(doc, bytes.fromhex(sig["prev_signed"]))
-    if not signer.verify_statement(pub, statement, bytes.fromhex(sig["sig"])):
-        return f"its signature (Ed25519) does not verify with the pinned key {signer.key_id(pub)}"
+    if not signer.verify_statement(signing_key, statement, bytes.fromhex(sig["sig"])):
+        which = (
+            f"the pinned key {kid}"
+            if signing_key == pub
+            else f"the key {sig.get('key_id')} the pinned key handed over to"
+        )
+        return f"its signature (Ed25519) does not verify with {which}"
     return None
 
 
@@ -366,6 +453,50 @@ def sign(key: Path | None, retention_min_days: float, state: Path | None, every:
         if every is None:
             return
         time.sleep(every)
+
+
+@cli.group(help="The audit signer's key.")
+def signer_group() -> None:
+    pass
+
+
+cli.add_command(signer_group, "signer")
+
+
+@signer_group.command(
+    help="Hand the signing over to a new Ed25519 key pair: the old key signs the hand-over, the new one countersigns "
+    "it, then the old private key is destroyed. Verifiers pinned to the old key follow it; with "
+    "--compromised-since the old key is revoked: its retention anchor signatures on later checkpoints stop counting, "
+    "verifiers pinned to it are told to re-pin, and since whoever holds it can forge a hand-over of their own, the "
+    "new public key must reach them out of band."
+)
+@click.option("--key", "key", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--compromised-since",
+    type=int,
+    default=None,
+    help="Revoke the old key: the last checkpoint on which its retention anchors still count (0: none do).",
+)
+@click.option("--url", default=None)
+def rotate(key: Path | None, compromised_since: int | None, url: str | None) -> None:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    path = key or default_key_path()
+    try:
+        with psycopg.connect(url or admin_url(), autocommit=True, row_factory=dict_row) as conn:
+            done = signer.rotate_key(conn, path, compromised_since)
+    except signer.Refused as exc:
+        click.echo(f"REFUSED: {exc}", err=True)
+        sys.exit(1)
+    except psycopg.Error as exc:
+        click.echo(f"REFUSED: {exc.diag.message_primary}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"key transition {done.transition_id}: {done.old_key_id} -> {done.new_key_id}"
+        f"{' (old key revoked)' if compromised_since is not None else ''}; the old private key is destroyed; "
+        f"{path} now holds the new key, public key {done.new_public_key.hex()}"
+    )
 
 
 @cli.group(help="Signed checkpoints.")

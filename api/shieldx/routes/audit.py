@@ -23,10 +23,15 @@ class AuditController(Controller):
         summary="Verify every chain, checkpoint, anchor and the journal's content; name the first broken entry",
     )
     async def verify(
-        self, db: DB, incremental: bool = False, ledger: bool = True, journal: bool = True
+        self, db: DB, request: Request, incremental: bool = False, ledger: bool = True, journal: bool = True
     ) -> Verification:
+        # It reads the whole log: its own timeout (SHIELDX_AUDIT_VERIFY_TIMEOUT), not the pool's.
         return Verification(
-            **await db.one("SELECT * FROM audit.verify(%s, %s, %s)", (incremental, ledger, ledger and journal))
+            **await db.one_with_timeout(
+                "SELECT * FROM audit.verify(%s, %s, %s)",
+                (incremental, ledger, ledger and journal),
+                request.app.state.audit_verify_timeout_ms,
+            )
         )
 
     @post("/checkpoints", summary="Sign a checkpoint (Merkle root over every chain head)")
@@ -41,7 +46,13 @@ class AuditController(Controller):
     async def verify_export(self, data: CheckpointDoc, db: DB, request: Request) -> ExportVerification:
         doc = msgspec.json.decode(await request.body())
         pinned = request.app.state.audit_pubkey  # SHIELDX_AUDIT_PUBKEY, else the registered key
-        return ExportVerification(**await db.one("SELECT * FROM audit.verify_export(%s, %s)", (Jsonb(doc), pinned)))
+        return ExportVerification(
+            **await db.one_with_timeout(
+                "SELECT * FROM audit.verify_export(%s, %s)",
+                (Jsonb(doc), pinned),
+                request.app.state.audit_verify_timeout_ms,
+            )
+        )
 
 
 ROUTES = [AuditController]

@@ -144,6 +144,18 @@ BEGIN
     'prev_sig', encode(c.prev_sig, 'hex'), 'key_id', c.key_id, 'sig', encode(c.sig, 'hex'),
     'signature', jsonb_build_object('alg', 'ed25519', 'key_id', s.key_id, 'prev_signed', encode(s.prev_signed, 'hex'),
                                     'sig', encode(s.sig, 'hex')),
+    -- Every key transition before it: a verifier pinned to an older key follows them to this signature's key.
+    'transitions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                              'transition_id', t.transition_id, 'after_checkpoint', t.after_checkpoint,
+                              'from_key_id', t.from_key_id, 'from_public_key', encode(f.public_key, 'hex'),
+                              'to_key_id', t.to_key_id, 'to_public_key', encode(n.public_key, 'hex'),
+                              'compromised_since', t.compromised_since, 'prev_signed', encode(t.prev_signed, 'hex'),
+                              'sig', encode(t.sig, 'hex'), 'new_sig', encode(t.new_sig, 'hex'))
+                            ORDER BY t.after_checkpoint, t.transition_id), '[]')
+                      FROM audit.key_transitions t
+                      JOIN audit.signing_keys f ON f.key_id = t.from_key_id
+                      JOIN audit.signing_keys n ON n.key_id = t.to_key_id
+                     WHERE t.after_checkpoint < c.checkpoint_id),
     'heads', (SELECT coalesce(jsonb_object_agg(h.stream, jsonb_build_array(h.seq, encode(h.hash, 'hex'))), '{}')
                 FROM audit.checkpoint_heads h WHERE h.checkpoint_id = c.checkpoint_id));
 END

@@ -9,6 +9,9 @@
 -- rewrite of the checkpoints, shows here), every anchor a chain starts at
 -- must be signed by that key, and every exported head must still be in the
 -- log with the same hash (or be archived behind such an anchor).
+-- A verifier pinned to a key from before a rotation passes that key: the
+-- export's key must be in its succession (the key transitions, which the
+-- export carries and the database must still hold).
 -- The version before the pinned key, verify_export(jsonb), is dropped by
 -- migration 0700_audit_signatures.
 
@@ -24,6 +27,7 @@ DECLARE
   v_key  text;
   v_prev bytea;
   v_sig  bytea;
+  v_pub  bytea;
 BEGIN
   IF p_doc IS NULL OR p_doc ->> 'format' IS DISTINCT FROM 'shieldx-audit-checkpoint/1' OR jsonb_typeof(p_doc -> 'heads') <> 'object' THEN
     PERFORM ops._fail('SX206', 'not a shieldx audit checkpoint export', '{}');
@@ -46,12 +50,14 @@ BEGIN
     problem := 'exported checkpoint is not signed by the audit signer (Ed25519)';
     RETURN;
   END IF;
-  IF p_pubkey IS NOT NULL AND v_key <> audit._signing_key_id(p_pubkey) THEN
-    problem := format('exported checkpoint is signed by key %s, not by the pinned key %s', v_key,
-                      audit._signing_key_id(p_pubkey));
+  -- The pinned key, or a key of its succession (key transitions, audit._trusted_keys).
+  SELECT k.public_key INTO v_pub FROM audit._trusted_keys(p_pubkey) k WHERE k.key_id = v_key;
+  IF p_pubkey IS NOT NULL AND v_pub IS NULL THEN
+    problem := format('exported checkpoint is signed by key %s, not by the pinned key %s nor by a key it handed over to',
+                      v_key, audit._signing_key_id(p_pubkey));
     RETURN;
   END IF;
-  IF NOT audit._sig_ok(v_key, audit._checkpoint_statement(c, v_prev), v_sig, p_pubkey) THEN
+  IF v_pub IS NULL OR NOT audit._ed25519_ok(v_pub, audit._checkpoint_statement(c, v_prev), v_sig) THEN
     problem := 'exported checkpoint signature (Ed25519) does not verify with '
                || CASE WHEN p_pubkey IS NULL THEN 'the registered key ' || v_key ELSE 'the pinned key' END;
     RETURN;
@@ -69,6 +75,15 @@ BEGIN
             WHERE NOT EXISTS (SELECT 1 FROM audit.checkpoint_signatures s
                                WHERE s.checkpoint_id = verify_export.checkpoint_id AND s.sig = v_sig
                                  AND s.prev_signed = v_prev)
+           UNION ALL SELECT 'key-transition/' || (j.value ->> 'transition_id'), (j.value ->> 'transition_id')::bigint,
+                            NULL::timestamptz,
+                            format('the database no longer holds key transition %s as exported',
+                                   j.value ->> 'transition_id')
+                       FROM jsonb_array_elements(coalesce(p_doc -> 'transitions', '[]')) j
+                      WHERE NOT EXISTS (SELECT 1 FROM audit.key_transitions t
+                                         WHERE t.transition_id = (j.value ->> 'transition_id')::bigint
+                                           AND t.sig = decode(j.value ->> 'sig', 'hex')
+                                           AND t.new_sig = decode(j.value ->> 'new_sig', 'hex'))
            UNION ALL SELECT * FROM audit._signature_problems(p_pubkey) p
            UNION ALL SELECT * FROM audit._missing_heads(NULL, p_doc -> 'heads', p_pubkey) m
            ORDER BY 1, 2 LOOP

@@ -12,4 +12,5 @@ REVOKE EXECUTE ON FUNCTION audit.cleanup_old_transactions(int, int), audit.prune
   FROM shieldx_app;
 -- Signing is the signer's (a superuser connection of `shieldx audit sign`).
 REVOKE EXECUTE ON FUNCTION audit.register_signing_key(bytea), audit.sign_checkpoint(bigint, text, bytea),
-  audit.sign_anchor(text, bigint, text, bytea) FROM shieldx_app, shieldx_readonly;
+  audit.sign_anchor(text, bigint, text, bytea), audit.rotate_signing_key(bytea, bytea, bigint, bytea, bytea)
+  FROM shieldx_app, shieldx_readonly;

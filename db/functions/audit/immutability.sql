@@ -61,7 +61,8 @@ DECLARE
   t text;
 BEGIN
   FOREACH t IN ARRAY ARRAY['audit.checkpoints', 'audit.checkpoint_prunes', 'audit.checkpoint_signatures',
-                           'audit.signing_keys', 'credits.entries_archive', 'privacy.erasures', 'privacy.epochs'] LOOP
+                           'audit.signing_keys', 'audit.key_transitions', 'credits.entries_archive',
+                           'privacy.erasures', 'privacy.epochs'] LOOP
     PERFORM ops._make_append_only(t::regclass);
   END LOOP;
   FOREACH t IN ARRAY ARRAY['audit.log', 'audit.anchors', 'audit.anchor_signatures', 'audit.checkpoint_heads'] LOOP

@@ -63,3 +63,4 @@ SELECT audit._attach('privacy.subject_keys', NULL, NULL, '{wrapped}');  -- never
 SELECT audit._attach('privacy.erasures');
 SELECT audit._attach('privacy.epochs');             -- subject master key epochs (erasure made final)
 SELECT audit._attach('audit.signing_keys');         -- the signer's public keys registered
+SELECT audit._attach('audit.key_transitions');      -- the signer's key rotations

@@ -208,7 +208,7 @@ AS $$
    WHERE NOT EXISTS (  -- archived behind a signed anchor
      SELECT 1 FROM audit.anchors a JOIN audit.anchor_signatures s ON s.stream = a.stream AND s.seq = a.seq
       WHERE a.stream = d.stream AND (a.seq > d.seq OR (a.seq = d.seq AND a.hash = d.hash))
-        AND audit._sig_ok(s.key_id, audit._anchor_statement(a.stream, a.seq, a.hash, a.checkpoint_id), s.sig, p_pinned))
+        AND audit._anchor_sig_ok(a, s.key_id, s.sig, p_pinned))
 $$;
 
 -- The journal and its audit chains agree: every journal entry has its audit
