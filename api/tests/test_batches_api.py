@@ -121,12 +121,63 @@ def test_a_body_beyond_the_size_limit_is_413(app_dsn, operator_key, accounts):
 
 def test_openapi_documents_every_answer_of_the_batch_route(client):
     op = client.get("/docs/openapi.json").json()["paths"]["/v1/tenants/{tenant_id}/batches"]["post"]
-    assert {"200", "403", "409", "413", "422"} <= set(op["responses"])
+    assert {"200", "403", "409", "413", "422", "429"} <= set(op["responses"])
+    assert "one token per item" in op["responses"]["429"]["description"]
+    assert {"Retry-After", "RateLimit-Remaining"} <= set(op["responses"]["429"]["headers"])
     for code in ("SX004", "SX005", "SX101", "SX104"):
         assert code in op["description"]
     for name in ("batch_item_refused", "batch_key_contended"):
         assert name in op["responses"]["409"]["description"]
     assert "invalid_batch" in op["responses"]["422"]["description"]
+
+
+def test_a_batch_costs_one_rate_limit_token_per_item_taken_all_or_none(client, accounts, db, monkeypatch):
+    # Leases outlive the test, so a token this process holds is counted where it is (the bucket or the lease).
+    monkeypatch.setattr("shieldx.auth.LEASE_S", 600.0)
+    a, b = accounts
+    key = client.post(
+        "/v1/tenants/acme/keys",
+        json={"name": "k-batch", "roles": ["consumer"], "rate_per_s": 0.01, "burst": 10},
+        headers={"Idempotency-Key": "k-batch"},
+    ).json()
+    headers = {"Authorization": f"Bearer {key['api_key']}"}
+
+    def bucket() -> float:
+        return db.execute("SELECT tokens FROM auth.buckets WHERE key_id = %s", (key["key_id"],)).fetchone()["tokens"]
+
+    r = client.post(URL, json={"items": [consume(a, 1, f"a{i}") for i in range(4)]}, headers=headers)
+    assert r.status_code == 200 and r.json()["applied"] == 4, r.text
+    assert int(bucket()) == 6 and r.headers["RateLimit-Remaining"] == "6"  # 10 - 4, as 4 single calls
+
+    r = client.post(URL, json={"items": [consume(b, 1, f"b{i}") for i in range(7)]}, headers=headers)
+    body = problem(r, 429, "rate_limited")
+    assert "costs 7 tokens" in body["detail"]
+    assert r.headers["RateLimit-Remaining"] == "6" and int(r.headers["Retry-After"]) >= 1
+    assert balances(client, [a, b]) == [96, 100]  # nothing applied
+    assert int(bucket()) == 5  # the request's own token waits in this process's lease: nothing taken
+
+    r = client.post(URL, json={"items": [consume(b, 1, f"c{i}") for i in range(6)]}, headers=headers)
+    assert r.status_code == 200 and r.json()["applied"] == 6, r.text
+    assert int(bucket()) == 0 and r.headers["RateLimit-Remaining"] == "0"
+    problem(client.get(f"/v1/tenants/acme/accounts/{a}", headers=headers), 429, "rate_limited")  # budget spent
+    assert balances(client, [a, b]) == [96, 94]
+
+
+def test_a_batch_beyond_the_keys_burst_is_429_without_retry_after(client, accounts, db):
+    a, _ = accounts
+    key = client.post(
+        "/v1/tenants/acme/keys",
+        json={"name": "k-small", "roles": ["consumer"], "rate_per_s": 1, "burst": 3},
+        headers={"Idempotency-Key": "k-small"},
+    ).json()
+    headers = {"Authorization": f"Bearer {key['api_key']}"}
+    r = client.post(URL, json={"items": [consume(a, 1, f"s{i}") for i in range(4)]}, headers=headers)
+    body = problem(r, 429, "rate_limited")
+    assert "burst of 3" in body["detail"] and "split" in body["detail"]
+    assert "Retry-After" not in r.headers
+    assert balances(client, [a]) == [100]
+    r = client.post(URL, json={"items": [consume(a, 1, f"s{i}") for i in range(3)]}, headers=headers)
+    assert r.status_code == 200 and r.json()["applied"] == 3, r.text
 
 
 def test_the_catalog_has_the_batch_errors(dsn):

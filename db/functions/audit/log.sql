@@ -25,10 +25,13 @@ $$;
 -- Over (PARTITION BY account ORDER BY seq): at each entry, its previous hash
 -- and its hash (32 + 32 bytes). The window's frame only grows, so each row
 -- costs one step: a statement of n rows is chained in n steps after one sort.
+-- noqa: disable=LT01,CP05
+-- (sqlfluff's postgres dialect reads CREATE AGGREGATE's parameters as a column list)
 CREATE OR REPLACE AGGREGATE audit._ledger_chain(bytea, text, bigint, text, text, bigint, timestamptz, text) (
   SFUNC = audit._ledger_chain_step,
   STYPE = bytea
 );
+-- noqa: enable=LT01,CP05
 
 -- The ledger stream of an account: one entry per credits.entries row, with the
 -- entry's own seq. A statement-level trigger over the statement's new rows: a
@@ -86,11 +89,11 @@ BEGIN
               FROM (SELECT n.stream, n.account_id, n.seq, n.payload, x.actor, x.app, x.txid, x.at,
                            CASE WHEN n.seq - 1 IS NOT DISTINCT FROM n.before THEN NULL
                                 WHEN n.seq = 1 THEN audit._genesis(n.stream)
-                                ELSE coalesce((SELECT l.hash FROM audit.log AS l
-                                                WHERE l.stream = n.stream AND l.seq = n.seq - 1),
-                                              (SELECT a.hash FROM audit.anchors AS a
-                                                WHERE a.stream = n.stream AND a.seq = n.seq - 1),
-                                              '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
+                                ELSE coalesce(
+                                  (SELECT l.hash FROM audit.log AS l WHERE l.stream = n.stream AND l.seq = n.seq - 1),
+                                  (SELECT a.hash FROM audit.anchors AS a
+                                    WHERE a.stream = n.stream AND a.seq = n.seq - 1),
+                                  '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
                            END AS start
                       FROM (SELECT 'ledger/' || e.account_id AS stream, e.account_id, e.seq,
                                    audit._entry_json(e::credits.entries) AS payload,
