@@ -68,6 +68,22 @@ def test_a_non_atomic_batch_answers_each_item(client, accounts):
     assert single.status_code == 200 and single.json()["replayed"], single.text
 
 
+def test_a_batch_reserves_and_commits_a_hold_by_its_key(client, accounts):
+    a, _ = accounts
+    items = [
+        {"op": "reserve", "account_id": a, "amount": 30, "idempotency_key": "trip-1", "ttl_seconds": 60},
+        {"op": "commit", "hold_key": "trip-1", "amount": 20},
+    ]
+    r = client.post(URL, json={"items": items})
+    assert r.status_code == 200, r.text
+    reserved, committed = r.json()["items"]
+    assert committed["result"]["hold_id"] == reserved["result"]["hold_id"]
+    assert committed["result"]["captured"] == 20 and balances(client, [a]) == [80]
+    both = {"op": "abort", "hold_id": reserved["result"]["hold_id"], "hold_key": "trip-1"}
+    body = problem(client.post(URL, json={"items": [both]}), 422, "invalid_batch")
+    assert "one of the two" in body["detail"]
+
+
 def test_an_atomic_batch_applies_all_or_nothing(client, accounts):
     a, b = accounts
     r = client.post(URL, json={"items": [consume(a, 10, "x1"), consume(b, 1000, "x2")]})

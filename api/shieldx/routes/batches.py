@@ -48,7 +48,9 @@ def _problem(description: str) -> ResponseSpec:
     summary="Apply up to 1,000 ledger operations in one call",
     description=(
         "Items (consume, grant, transfer, reserve, commit, abort) apply in order in one transaction, each decided "
-        "as its single route decides it, with its own idempotency key (commit and abort: the hold). Each item "
+        "as its single route decides it, with its own idempotency key (commit and abort: the hold, named by "
+        "`hold_id` or by `hold_key`, the idempotency key of its reserve, so one batch can reserve and commit the "
+        "same hold). Each item "
         "needs the role its single route needs. `atomic: true` (the default): all or nothing, the first refusal "
         "answers 409 batch_item_refused naming the item. `atomic: false`: each item is applied, replayed or "
         f"refused on its own; a refused item carries its named error: {ITEM_CODES}. A batch sent again answers "
