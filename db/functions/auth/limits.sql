@@ -7,9 +7,8 @@
 -- A request costs one token per ledger operation it carries (a batch of N
 -- items costs N, as N single calls would): p_min is what the request cannot
 -- do without. Fewer than p_min tokens in the bucket: nothing is taken.
-DROP FUNCTION IF EXISTS auth.take(text, integer);  -- the signature before p_min
 CREATE OR REPLACE FUNCTION auth.take(
-  p_key_id text, p_want int DEFAULT 1, p_min int DEFAULT 1,
+  p_key_id text, p_want int, p_min int,
   OUT active boolean, OUT granted int, OUT tokens double precision, OUT retry_after_s double precision)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -63,6 +62,22 @@ END
 $$;
 COMMENT ON FUNCTION auth.take(text, integer, integer) IS
   'Lease up to p_want tokens from a key''s token bucket, shared by every API replica (rate_per_s with burst), '
-  're-checking that the key is active; nothing unless at least p_min (default 1) are there. Returns active, the '
+  're-checking that the key is active; nothing unless at least p_min are there. Returns active, the '
   'tokens granted and, when none, the seconds to wait (NULL when p_min exceeds the burst); SX007 for an invalid '
   'p_want or p_min.';
+
+-- The signature before p_min (API processes of the previous release call it
+-- while a new one rolls out): at least one token.
+CREATE OR REPLACE FUNCTION auth.take(
+  p_key_id text, p_want int DEFAULT 1,
+  OUT active boolean, OUT granted int, OUT tokens double precision, OUT retry_after_s double precision)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  SELECT t.active, t.granted, t.tokens, t.retry_after_s INTO active, granted, tokens, retry_after_s
+    FROM auth.take(p_key_id, p_want, 1) AS t;
+END
+$$;
+COMMENT ON FUNCTION auth.take(text, integer) IS
+  'auth.take(p_key_id, p_want, 1): lease up to p_want tokens, at least one (the signature before p_min).';
