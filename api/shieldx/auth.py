@@ -294,8 +294,9 @@ class KeyAuth:
     async def spend(self, entry: _Entry, path: str, cost: int = 1) -> None:
         """Take `cost` tokens of the key's budget, all or none: from this process's lease, the rest leased from
         the shared bucket (auth.take with p_min: all of the rest, or nothing). 429 when the budget lacks them."""
-        now = self.clock()
-        local = entry.tokens if entry.lease_until > now else 0
+        if entry.lease_until <= self.clock():
+            entry.tokens = 0  # an ended lease's tokens are gone
+        local = entry.tokens
         if local >= cost:
             entry.tokens -= cost
             return
@@ -323,7 +324,8 @@ class KeyAuth:
         """A request costs one token per ledger operation it carries, as that many single calls would. The guard
         took one for the request before its body was read; a request carrying several operations (a batch) calls
         this before applying any: the guard's token is given back and all `operations` tokens are taken at once,
-        or none (429, nothing applied)."""
+        or none (429, nothing applied). (Should the lease end between the guard and this call, the guard's token
+        ends with it: the request then pays one token more.)"""
         entry: _Entry | None = getattr(request.state, RATE_ENTRY_STATE, None)
         if entry is None or operations == 1:  # limits off, or the guard's token already paid for it
             return

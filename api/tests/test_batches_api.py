@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 from litestar.testing import TestClient
 
 from shieldx.app import create_app
+from shieldx.auth import LEASE_S, KeyAuth, Principal, _Entry
 from shieldx.config import Settings
+from shieldx.db import Database, make_pool
 
 PROBLEM = "application/problem+json"
 URL = "/v1/tenants/acme/batches"
@@ -204,3 +208,35 @@ def test_the_catalog_has_the_batch_errors(dsn):
             "SX121": ("batch_item_refused", 409),
             "SX122": ("batch_key_contended", 409),
         }
+
+
+def test_a_lease_spends_what_is_left_of_it_first_and_nothing_after_it_ends(app_dsn, dsn):
+    """KeyAuth.spend on the real limiter: a cost beyond the lease's tokens takes only the rest from the bucket;
+    the tokens of an ended lease are never spent."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT credits.create_tenant('acme', 'Acme')")
+        key_id = conn.execute(
+            "SELECT key_id FROM auth.create_key('acme', 'k', ARRAY['consumer'], 'k-lease', 100, 50)"
+        ).fetchone()[0]
+    now = [0.0]
+
+    async def go() -> list[int]:
+        pool = make_pool(Settings(database_url=app_dsn, pool_min=1, pool_max=1))
+        await pool.open()
+        try:
+            auth = KeyAuth(Database(pool), clock=lambda: now[0])
+            entry = _Entry(Principal(key_id, "acme", frozenset({"consumer"})), b"", 1e9, 100.0, 50.0)
+            assert entry.lease_size == 5
+            seen = []
+            await auth.spend(entry, "/")  # leases 5, spends 1
+            seen.append(entry.tokens)
+            await auth.spend(entry, "/", 7)  # the 4 left, and 3 more (plus a lease of 4)
+            seen.append(entry.tokens)
+            now[0] += 2 * LEASE_S  # the lease ends: its 4 tokens with it
+            await auth.spend(entry, "/", 2)  # leases 2 - 1 + 5 = 6, spends 2
+            seen.append(entry.tokens)
+            return seen
+        finally:
+            await pool.close()
+
+    assert asyncio.run(go()) == [4, 4, 4]
