@@ -11,7 +11,9 @@ Default deny. Every route goes through `guard`:
     act on every tenant. The SQL functions check the tenant again;
   * each key has a token bucket in PostgreSQL (auth.take), shared by every
     replica. A process leases a few tokens at a time and spends them locally,
-    so most requests cost no limiter round trip.
+    so most requests cost no limiter round trip. A request costs one token
+    per ledger operation it carries: one, or a batch's number of items
+    (KeyAuth.charge), taken all or none before anything is applied.
 
 A key is verified once (auth.authenticate: the database gets sha256 of the
 secret, never the secret) and trusted from an in-process cache for
@@ -108,10 +110,20 @@ def unknown_tenant(tenant: str) -> ApiProblem:
     return ApiProblem("SX001", f"tenant {tenant} not found")
 
 
-def rate_limited(retry_after_s: float, limit: float) -> ApiProblem:
+def rate_limited(retry_after_s: float | None, limit: float, cost: int = 1, remaining: float = 0) -> ApiProblem:
+    """429: the budget lacks the `cost` tokens the request needs (`remaining` are left). retry_after_s None:
+    never, the cost exceeds the key's burst (`limit`)."""
+    if retry_after_s is None:
+        return ApiProblem(
+            "SX303",
+            f"this request costs {cost} tokens (one per operation), more than this key's burst of {int(limit)}; "
+            "split it",
+            headers=rate_limit_headers(limit, remaining, 0),
+        )
     seconds = max(1, math.ceil(retry_after_s))
-    headers = {"Retry-After": str(seconds), **rate_limit_headers(limit, 0, seconds)}
-    return ApiProblem("SX303", f"too many requests; retry in {seconds}s", headers=headers)
+    headers = {"Retry-After": str(seconds), **rate_limit_headers(limit, remaining, seconds)}
+    what = "too many requests" if cost == 1 else f"this request costs {cost} tokens (one per operation)"
+    return ApiProblem("SX303", f"{what}; retry in {seconds}s", headers=headers)
 
 
 def rate_limit_headers(limit: float, remaining: float, reset_s: float) -> dict[str, str]:
@@ -124,6 +136,7 @@ def rate_limit_headers(limit: float, remaining: float, reset_s: float) -> dict[s
 
 
 RATE_LIMIT_STATE = "shieldx_rate_limit"
+RATE_ENTRY_STATE = "shieldx_rate_entry"  # request.state: the key's cache entry, for KeyAuth.charge
 
 
 async def send_rate_limit(message: Any, scope: Any) -> None:
@@ -278,22 +291,49 @@ class KeyAuth:
         return fresh
 
     # --- rate limit ------------------------------------------------------
-    async def spend(self, entry: _Entry, path: str) -> None:
-        now = self.clock()
-        if entry.tokens >= 1 and entry.lease_until > now:
-            entry.tokens -= 1
+    async def spend(self, entry: _Entry, path: str, cost: int = 1) -> None:
+        """Take `cost` tokens of the key's budget, all or none: from this process's lease, the rest leased from
+        the shared bucket (auth.take with p_min: all of the rest, or nothing). 429 when the budget lacks them."""
+        if entry.lease_until <= self.clock():
+            entry.tokens = 0  # an ended lease's tokens are gone
+        local = entry.tokens
+        if local >= cost:
+            entry.tokens -= cost
             return
+        if cost > entry.burst:  # the bucket never holds that many
+            self.counters["rate_limited"] += 1
+            raise rate_limited(None, entry.burst, cost, entry.bucket + local)
+        entry.tokens -= local  # claimed before the await: a concurrent request cannot spend them too
+        need = cost - local
         self.counters["leases"] += 1
-        want = entry.lease_size
-        row = await self.database.one("SELECT * FROM auth.take(%s, %s::int)", (entry.principal.key_id, want))
+        row = await self.database.one(
+            "SELECT * FROM auth.take(%s, %s::int, %s::int)", (entry.principal.key_id, need - 1 + entry.lease_size, need)
+        )
         if not row["active"]:  # revoked or expired since we cached it
             self.cache.pop(entry.principal.key_id or "", None)
             raise self._fail("revoked_or_expired", entry.principal.key_id, path)
-        if row["granted"] < 1:
+        entry.bucket = row["tokens"]
+        if row["granted"] < need:
+            entry.tokens += local  # nothing taken
             self.counters["rate_limited"] += 1
-            entry.bucket = row["tokens"]
-            raise rate_limited(row["retry_after_s"], entry.burst)
-        entry.tokens, entry.lease_until, entry.bucket = row["granted"] - 1, self.clock() + LEASE_S, row["tokens"]
+            raise rate_limited(row["retry_after_s"], entry.burst, cost, 0 if cost == 1 else entry.bucket + local)
+        entry.tokens += row["granted"] - need
+        entry.lease_until = self.clock() + LEASE_S
+
+    async def charge(self, request: Request, operations: int) -> None:
+        """A request costs one token per ledger operation it carries, as that many single calls would. The guard
+        took one for the request before its body was read; a request carrying several operations (a batch) calls
+        this before applying any: the guard's token is given back and all `operations` tokens are taken at once,
+        or none (429, nothing applied). (Should the lease end between the guard and this call, the guard's token
+        ends with it: the request then pays one token more.)"""
+        entry: _Entry | None = getattr(request.state, RATE_ENTRY_STATE, None)
+        if entry is None or operations == 1:  # limits off, or the guard's token already paid for it
+            return
+        entry.tokens += 1
+        try:
+            await self.spend(entry, request.url.path, operations)
+        finally:
+            request.scope.setdefault("state", {})[RATE_LIMIT_STATE] = entry.rate_limit()
 
     async def flush(self) -> int:
         """Record the failures counted since the last flush, in one write. Returns how many."""
@@ -358,6 +398,7 @@ class KeyAuth:
             raise
         await self.spend(entry, path)
         connection.state.principal = principal
+        setattr(connection.state, RATE_ENTRY_STATE, entry)
         connection.scope.setdefault("state", {})[RATE_LIMIT_STATE] = entry.rate_limit()
 
     def _check_tenant_and_roles(self, connection: ASGIConnection, principal: Principal, opt: dict) -> None:

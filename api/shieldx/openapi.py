@@ -189,6 +189,10 @@ def document(app: Any) -> None:
                     content={PROBLEM: OpenAPIMediaType(schema=problem_schema)},
                     headers=retry if code in ("429", "503") else None,
                 )
+            for code in ("429", "503"):  # a route's own description of these keeps the Retry-After header
+                response = op.responses.get(code)
+                if isinstance(response, OpenAPIResponse):
+                    response.headers = {**retry, **(response.headers or {})}
             if not public:
                 op.security = [{"ApiKey": []}]
                 for code, response in op.responses.items():

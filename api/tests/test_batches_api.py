@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 from litestar.testing import TestClient
 
 from shieldx.app import create_app
+from shieldx.auth import LEASE_S, KeyAuth, Principal, _Entry
 from shieldx.config import Settings
+from shieldx.db import Database, make_pool
 
 PROBLEM = "application/problem+json"
 URL = "/v1/tenants/acme/batches"
@@ -68,6 +72,22 @@ def test_a_non_atomic_batch_answers_each_item(client, accounts):
     assert single.status_code == 200 and single.json()["replayed"], single.text
 
 
+def test_a_batch_reserves_and_commits_a_hold_by_its_key(client, accounts):
+    a, _ = accounts
+    items = [
+        {"op": "reserve", "account_id": a, "amount": 30, "idempotency_key": "trip-1", "ttl_seconds": 60},
+        {"op": "commit", "hold_key": "trip-1", "amount": 20},
+    ]
+    r = client.post(URL, json={"items": items})
+    assert r.status_code == 200, r.text
+    reserved, committed = r.json()["items"]
+    assert committed["result"]["hold_id"] == reserved["result"]["hold_id"]
+    assert committed["result"]["captured"] == 20 and balances(client, [a]) == [80]
+    both = {"op": "abort", "hold_id": reserved["result"]["hold_id"], "hold_key": "trip-1"}
+    body = problem(client.post(URL, json={"items": [both]}), 422, "invalid_batch")
+    assert "one of the two" in body["detail"]
+
+
 def test_an_atomic_batch_applies_all_or_nothing(client, accounts):
     a, b = accounts
     r = client.post(URL, json={"items": [consume(a, 10, "x1"), consume(b, 1000, "x2")]})
@@ -121,12 +141,63 @@ def test_a_body_beyond_the_size_limit_is_413(app_dsn, operator_key, accounts):
 
 def test_openapi_documents_every_answer_of_the_batch_route(client):
     op = client.get("/docs/openapi.json").json()["paths"]["/v1/tenants/{tenant_id}/batches"]["post"]
-    assert {"200", "403", "409", "413", "422"} <= set(op["responses"])
+    assert {"200", "403", "409", "413", "422", "429"} <= set(op["responses"])
+    assert "one token per item" in op["responses"]["429"]["description"]
+    assert {"Retry-After", "RateLimit-Remaining"} <= set(op["responses"]["429"]["headers"])
     for code in ("SX004", "SX005", "SX101", "SX104"):
         assert code in op["description"]
     for name in ("batch_item_refused", "batch_key_contended"):
         assert name in op["responses"]["409"]["description"]
     assert "invalid_batch" in op["responses"]["422"]["description"]
+
+
+def test_a_batch_costs_one_rate_limit_token_per_item_taken_all_or_none(client, accounts, db, monkeypatch):
+    # Leases outlive the test, so a token this process holds is counted where it is (the bucket or the lease).
+    monkeypatch.setattr("shieldx.auth.LEASE_S", 600.0)
+    a, b = accounts
+    key = client.post(
+        "/v1/tenants/acme/keys",
+        json={"name": "k-batch", "roles": ["consumer"], "rate_per_s": 0.01, "burst": 10},
+        headers={"Idempotency-Key": "k-batch"},
+    ).json()
+    headers = {"Authorization": f"Bearer {key['api_key']}"}
+
+    def bucket() -> float:
+        return db.execute("SELECT tokens FROM auth.buckets WHERE key_id = %s", (key["key_id"],)).fetchone()["tokens"]
+
+    r = client.post(URL, json={"items": [consume(a, 1, f"a{i}") for i in range(4)]}, headers=headers)
+    assert r.status_code == 200 and r.json()["applied"] == 4, r.text
+    assert int(bucket()) == 6 and r.headers["RateLimit-Remaining"] == "6"  # 10 - 4, as 4 single calls
+
+    r = client.post(URL, json={"items": [consume(b, 1, f"b{i}") for i in range(7)]}, headers=headers)
+    body = problem(r, 429, "rate_limited")
+    assert "costs 7 tokens" in body["detail"]
+    assert r.headers["RateLimit-Remaining"] == "6" and int(r.headers["Retry-After"]) >= 1
+    assert balances(client, [a, b]) == [96, 100]  # nothing applied
+    assert int(bucket()) == 5  # the request's own token waits in this process's lease: nothing taken
+
+    r = client.post(URL, json={"items": [consume(b, 1, f"c{i}") for i in range(6)]}, headers=headers)
+    assert r.status_code == 200 and r.json()["applied"] == 6, r.text
+    assert int(bucket()) == 0 and r.headers["RateLimit-Remaining"] == "0"
+    problem(client.get(f"/v1/tenants/acme/accounts/{a}", headers=headers), 429, "rate_limited")  # budget spent
+    assert balances(client, [a, b]) == [96, 94]
+
+
+def test_a_batch_beyond_the_keys_burst_is_429_without_retry_after(client, accounts, db):
+    a, _ = accounts
+    key = client.post(
+        "/v1/tenants/acme/keys",
+        json={"name": "k-small", "roles": ["consumer"], "rate_per_s": 1, "burst": 3},
+        headers={"Idempotency-Key": "k-small"},
+    ).json()
+    headers = {"Authorization": f"Bearer {key['api_key']}"}
+    r = client.post(URL, json={"items": [consume(a, 1, f"s{i}") for i in range(4)]}, headers=headers)
+    body = problem(r, 429, "rate_limited")
+    assert "burst of 3" in body["detail"] and "split" in body["detail"]
+    assert "Retry-After" not in r.headers
+    assert balances(client, [a]) == [100]
+    r = client.post(URL, json={"items": [consume(a, 1, f"s{i}") for i in range(3)]}, headers=headers)
+    assert r.status_code == 200 and r.json()["applied"] == 3, r.text
 
 
 def test_the_catalog_has_the_batch_errors(dsn):
@@ -137,3 +208,35 @@ def test_the_catalog_has_the_batch_errors(dsn):
             "SX121": ("batch_item_refused", 409),
             "SX122": ("batch_key_contended", 409),
         }
+
+
+def test_a_lease_spends_what_is_left_of_it_first_and_nothing_after_it_ends(app_dsn, dsn):
+    """KeyAuth.spend on the real limiter: a cost beyond the lease's tokens takes only the rest from the bucket;
+    the tokens of an ended lease are never spent."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT credits.create_tenant('acme', 'Acme')")
+        key_id = conn.execute(
+            "SELECT key_id FROM auth.create_key('acme', 'k', ARRAY['consumer'], 'k-lease', 100, 50)"
+        ).fetchone()[0]
+    now = [0.0]
+
+    async def go() -> list[int]:
+        pool = make_pool(Settings(database_url=app_dsn, pool_min=1, pool_max=1))
+        await pool.open()
+        try:
+            auth = KeyAuth(Database(pool), clock=lambda: now[0])
+            entry = _Entry(Principal(key_id, "acme", frozenset({"consumer"})), b"", 1e9, 100.0, 50.0)
+            assert entry.lease_size == 5
+            seen = []
+            await auth.spend(entry, "/")  # leases 5, spends 1
+            seen.append(entry.tokens)
+            await auth.spend(entry, "/", 7)  # the 4 left, and 3 more (plus a lease of 4)
+            seen.append(entry.tokens)
+            now[0] += 2 * LEASE_S  # the lease ends: its 4 tokens with it
+            await auth.spend(entry, "/", 2)  # leases 2 - 1 + 5 = 6, spends 2
+            seen.append(entry.tokens)
+            return seen
+        finally:
+            await pool.close()
+
+    assert asyncio.run(go()) == [4, 4, 4]

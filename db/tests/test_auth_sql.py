@@ -136,9 +136,27 @@ def test_token_bucket_grants_at_most_burst_plus_refill_under_concurrency(db, con
     assert refused["granted"] == 0 and 0 < refused["retry_after_s"] <= 1.0
 
 
+def test_take_with_a_minimum_takes_all_it_needs_or_nothing(db):
+    setup_accounts(db)
+    k = call(db, "auth.create_key", "acme", "ci", ["consumer"], "k1", 0.01, 10)
+    assert call(db, "auth.take", k["key_id"], 6, 4)["granted"] == 6  # as many as wanted while there are
+    assert call(db, "auth.take", k["key_id"], 7, 3)["granted"] == 4  # fewer than wanted, at least the minimum
+    refused = call(db, "auth.take", k["key_id"], 1, 1)
+    assert refused["granted"] == 0 and refused["retry_after_s"] > 1
+    db.execute("UPDATE auth.buckets SET tokens = 5 WHERE key_id = %s", (k["key_id"],))
+    refused = call(db, "auth.take", k["key_id"], 6, 6)
+    assert refused["granted"] == 0 and int(refused["tokens"]) == 5  # nothing taken
+    assert 0 < refused["retry_after_s"] <= (6 - 5) / 0.01
+    never = call(db, "auth.take", k["key_id"], 11, 11)
+    assert never["granted"] == 0 and never["retry_after_s"] is None and int(never["tokens"]) == 5  # beyond the burst
+    assert call(db, "auth.take", k["key_id"], 5, 5)["granted"] == 5
+
+
 def test_take_refuses_bad_arguments(db):
     with raises("SX007"):
         call(db, "auth.take", "abc", 0)
+    with raises("SX007"):
+        call(db, "auth.take", "abc", 2, 3)
     assert call(db, "auth.take", "'; select", 1)["active"] is False
 
 

@@ -322,6 +322,61 @@ def test_commit_and_abort_holds_in_a_batch(db):
     assert db.execute("SELECT count(*) AS n FROM credits.reconcile_holds()").fetchone()["n"] == 0
 
 
+def test_a_batch_reserves_and_commits_or_aborts_the_same_hold_by_its_key(db):
+    (a,) = setup_accounts(db, n=1, grant=100)
+    items = [
+        {"op": "reserve", "account_id": a, "amount": 30, "idempotency_key": "r1"},
+        {"op": "reserve", "account_id": a, "amount": 20, "idempotency_key": "r2"},
+        {"op": "commit", "hold_key": "r1", "amount": 25},
+        {"op": "abort", "hold_key": "r2"},
+        {"op": "commit", "hold_key": "r1", "amount": 25},  # the same request again
+        {"op": "abort", "hold_key": "never-reserved"},
+        consume(a, 75, "rest"),  # 100 - 25 captured
+    ]
+    got = batch(db, "acme", items, atomic=False)
+    assert [(r["status"], r["sqlstate"]) for r in got] == [
+        ("applied", None),
+        ("applied", None),
+        ("applied", None),
+        ("applied", None),
+        ("replayed", None),
+        ("refused", "SX101"),
+        ("applied", None),
+    ]
+    h1, h2 = got[0]["result"]["hold_id"], got[1]["result"]["hold_id"]
+    assert got[2]["result"]["hold_id"] == h1 and got[2]["result"]["captured"] == 25
+    assert got[3]["result"]["hold_id"] == h2 and got[3]["result"]["status"] == "voided"
+    assert "never-reserved" in got[5]["result"]["message"]
+    # The same batch again: every applied item answers as a replay, nothing changes.
+    before = snapshot(db), audit_snapshot(db)
+    again = batch(db, "acme", items, atomic=False)
+    assert [r["status"] for r in again] == ["replayed"] * 5 + ["refused", "replayed"]
+    assert (snapshot(db), audit_snapshot(db)) == before
+    # Equal to the single operations: commit by id answers as the batch's replay.
+    single = call(db, "credits.commit_hold", "acme", h1, 25)
+    assert single["replayed"] and single["entry_id"] == got[2]["result"]["entry_id"]
+    assert db.execute("SELECT ok FROM audit.verify()").fetchone()["ok"]
+    assert db.execute("SELECT count(*) AS n FROM credits.reconcile_holds()").fetchone()["n"] == 0
+
+
+def test_an_atomic_batch_commits_by_key_a_hold_of_an_earlier_request(db):
+    (a,) = setup_accounts(db, n=1, grant=100)
+    h = call(db, "credits.reserve", "acme", a, 40, "earlier")["hold_id"]
+    got = batch(db, "acme", [{"op": "commit", "hold_key": "earlier"}, consume(a, 60, "all")])
+    assert got[0]["result"]["hold_id"] == h and got[1]["result"]["balance_after"] == 0
+    with raises("SX121") as info:
+        batch(
+            db,
+            "acme",
+            [
+                {"op": "grant", "account_id": a, "amount": 5, "idempotency_key": "x"},
+                {"op": "abort", "hold_key": "nope"},
+            ],
+        )
+    assert "item 1 (abort)" in str(info.value) and "nope" in str(info.value)
+    assert db.execute("SELECT balance FROM credits.accounts WHERE account_id = %s", (a,)).fetchone()["balance"] == 0
+
+
 # --- bad input: a clear error and nothing applied ----------------------------------------------------------------
 
 
@@ -336,6 +391,10 @@ def test_commit_and_abort_holds_in_a_batch(db):
         ([consume(1, 1, "same"), consume(1, 2, "same")], "with other arguments"),
         ([consume(1, 1, "same"), {"op": "grant", "account_id": 1, "amount": 1, "idempotency_key": "same"}], "other"),
         ([{"op": "commit", "hold_id": 1}, {"op": "abort", "hold_id": 1}], "repeats the hold"),
+        ([{"op": "commit", "hold_key": "r"}, {"op": "abort", "hold_key": "r"}], "repeats the hold"),
+        ([{"op": "commit", "hold_id": 1, "hold_key": "r"}], "one of the two"),
+        ([{"op": "abort"}], "one of the two"),
+        ([{"op": "abort", "hold_key": 5}], "wrong type"),
         ([consume(1, 1, f"k{i}") for i in range(1001)], "1 to 1000 items"),
         ([], "1 to 1000 items"),
         ({"op": "consume"}, "JSON array"),

@@ -42,13 +42,17 @@ class ReserveItem(_Item, tag="reserve"):
 
 
 class CommitItem(_Item, tag="commit"):
-    hold_id: int
+    # The hold: hold_id, or hold_key (the idempotency key of the reserve that made it, an earlier item of this
+    # batch or an earlier request); one of the two.
+    hold_id: int | None = None
+    hold_key: str | None = None
     amount: int | None = None
     reason: str | None = None
 
 
 class AbortItem(_Item, tag="abort"):
-    hold_id: int
+    hold_id: int | None = None
+    hold_key: str | None = None
 
 
 BatchItem = ConsumeItem | GrantItem | TransferItem | ReserveItem | CommitItem | AbortItem

@@ -2,6 +2,7 @@
 
 Each item is decided as its single route would decide it, and needs the role
 that route needs: the roles are read from those routes, so they live once.
+Each item costs the rate-limit token its single call would (KeyAuth.charge).
 """
 
 from __future__ import annotations
@@ -47,11 +48,15 @@ def _problem(description: str) -> ResponseSpec:
     summary="Apply up to 1,000 ledger operations in one call",
     description=(
         "Items (consume, grant, transfer, reserve, commit, abort) apply in order in one transaction, each decided "
-        "as its single route decides it, with its own idempotency key (commit and abort: the hold). Each item "
+        "as its single route decides it, with its own idempotency key (commit and abort: the hold, named by "
+        "`hold_id` or by `hold_key`, the idempotency key of its reserve, so one batch can reserve and commit the "
+        "same hold). Each item "
         "needs the role its single route needs. `atomic: true` (the default): all or nothing, the first refusal "
         "answers 409 batch_item_refused naming the item. `atomic: false`: each item is applied, replayed or "
         f"refused on its own; a refused item carries its named error: {ITEM_CODES}. A batch sent again answers "
-        "every applied item as a replay."
+        "every applied item as a replay. Rate limit: a batch of N items costs N tokens of the key's budget, as N "
+        "single calls would, taken all at once before any item is applied; when the budget lacks N tokens the "
+        "whole batch is answered 429 and nothing is applied or taken."
     ),
     status_code=200,
     tags=["credits"],
@@ -64,6 +69,11 @@ def _problem(description: str) -> ResponseSpec:
             "concurrently; retry the same batch"
         ),
         413: _problem("too_large: the body exceeds the request size limit (nothing applied)"),
+        429: _problem(
+            "rate_limited (SX303): the key's budget lacks one token per item (nothing applied, no token taken); "
+            "Retry-After says when N tokens will be there (absent when N exceeds the key's burst: split the batch), "
+            "RateLimit-Remaining how many are"
+        ),
         422: _problem(
             "invalid_batch (SX120): not 1 to 1,000 items, or a key repeated with other arguments; "
             "invalid_request: an unknown operation or field, or a wrong type (nothing applied)"
@@ -77,6 +87,7 @@ async def apply_batch(tenant_id: str, data: BatchIn, db: DB, request: Request) -
             op = type(item).__struct_config__.tag
             if principal.roles.isdisjoint(ROLES[str(op)]):
                 raise forbidden(f"item {k} ({op}) needs one of the roles: {', '.join(sorted(ROLES[str(op)]))}")
+    await request.app.state.auth.charge(request, len(data.items))  # one token per item, all or none: 429
     rows = await db.all(
         "SELECT * FROM credits.apply_batch(%s, %s, %s)",
         (tenant_id, Jsonb(msgspec.to_builtins(data.items)), data.atomic),

@@ -1,20 +1,52 @@
 -- Writing audit entries. Triggers call these, so every change is logged the
 -- same way whether it came from the API, a job or a DBA's psql session.
 
+-- One link of a ledger chain, as the step of the window aggregate
+-- audit._ledger_chain below. The state is the previous link's hash followed
+-- by this link's (64 bytes), so the caller reads both from one window
+-- function. p_start, when not NULL, starts a new chain (the first new entry
+-- of an account in a statement): the link after it; otherwise the link after
+-- the state's hash. PL/pgSQL: it keeps its plan for the session (a SQL
+-- transition function is never inlined and would be planned per statement).
+CREATE OR REPLACE FUNCTION audit._ledger_chain_step(p_state bytea, p_start bytea, p_stream text, p_seq bigint,
+                                                    p_actor text, p_app text, p_txid bigint, p_at timestamptz,
+                                                    p_payload text)
+RETURNS bytea
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+  v_prev bytea := coalesce(p_start, pg_catalog.substr(p_state, 33));
+BEGIN
+  RETURN v_prev || audit._hash_v1(v_prev, p_stream, p_seq, 'credits.entries', 'INSERT', p_actor, p_app, p_txid,
+                                  p_at, p_payload);
+END
+$$;
+
+-- Over (PARTITION BY account ORDER BY seq): at each entry, its previous hash
+-- and its hash (32 + 32 bytes). The window's frame only grows, so each row
+-- costs one step: a statement of n rows is chained in n steps after one sort.
+-- noqa: disable=LT01,CP05
+-- (sqlfluff's postgres dialect reads CREATE AGGREGATE's parameters as a column list)
+CREATE OR REPLACE AGGREGATE audit._ledger_chain(bytea, text, bigint, text, text, bigint, timestamptz, text) (
+  SFUNC = audit._ledger_chain_step,
+  STYPE = bytea
+);
+-- noqa: enable=LT01,CP05
+
 -- The ledger stream of an account: one entry per credits.entries row, with the
 -- entry's own seq. A statement-level trigger over the statement's new rows: a
 -- batch's hundreds of journal rows cost one trigger call and one INSERT. The
 -- writer already holds each account's row lock (the guarded balance UPDATE)
 -- until it commits, so entry seq-1 is committed and visible, or was written
 -- by this very statement; each chain's order is its account's commit order,
--- with no extra lock. Within one statement an account's new entries have
--- consecutive seqs: those are chained in seq order by a recursive query, each
--- hash over the one before, exactly as one row at a time would be. When the
--- statement wrote one row, or two of different accounts (a single
--- operation), the plain INSERT does: it costs what a row trigger did, the
--- recursive query a third more; larger statements (batches) take the
--- recursive query whatever their accounts. Either way each chain's first
--- new entry links to entry seq-1 (or the retention anchor that replaced it,
+-- with no extra lock. When the statement wrote one row, or two of different
+-- accounts (a single operation), the plain INSERT does: it costs what a row
+-- trigger did. Larger statements (batches, bulk loads) are sorted by
+-- (account, seq) once and chained by the window aggregate
+-- audit._ledger_chain, each hash over the one before, exactly as one row at a
+-- time would be: linear in the rows, however many entries one account has.
+-- Either way each chain's first new entry (one whose seq-1 is not in the
+-- statement) links to entry seq-1 (or the retention anchor that replaced it,
 -- or genesis for seq 1); a missing link is chained to zeros and verify()
 -- reports the gap.
 CREATE OR REPLACE FUNCTION audit._log_ledger()
@@ -49,31 +81,29 @@ BEGIN
             OFFSET 0) AS x;
   ELSE
     INSERT INTO audit.log (stream, seq, source, op, actor, app, txid, logged_at, payload, prev_hash, hash)
-    WITH RECURSIVE
-      ctx AS (SELECT session_user::text AS actor, pg_catalog.current_setting('application_name') AS app,
-                     pg_catalog.txid_current() AS txid, pg_catalog.now() AS at),
-      n AS (SELECT 'ledger/' || e.account_id AS stream, e.account_id, e.seq,
-                   audit._entry_json(e::credits.entries) AS payload
-              FROM new_entries AS e),
-      c AS (SELECT n.stream, n.account_id, n.seq, n.payload, p.prev,
-                   audit._hash_v1(p.prev, n.stream, n.seq, 'credits.entries', 'INSERT', x.actor, x.app, x.txid,
-                                  x.at, n.payload) AS hash
-              FROM n CROSS JOIN ctx AS x
-             CROSS JOIN LATERAL (SELECT CASE WHEN n.seq = 1 THEN audit._genesis(n.stream)
-                          ELSE coalesce((SELECT l.hash FROM audit.log AS l
-                                          WHERE l.stream = n.stream AND l.seq = n.seq - 1),
-                                        (SELECT a.hash FROM audit.anchors AS a
-                                          WHERE a.stream = n.stream AND a.seq = n.seq - 1),
-                                        '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
-                     END AS prev) AS p
-             WHERE NOT EXISTS (SELECT 1 FROM n AS n2 WHERE n2.account_id = n.account_id AND n2.seq = n.seq - 1)
-            UNION ALL
-            SELECT n.stream, n.account_id, n.seq, n.payload, c.hash,
-                   audit._hash_v1(c.hash, n.stream, n.seq, 'credits.entries', 'INSERT', x.actor, x.app, x.txid,
-                                  x.at, n.payload)
-              FROM c INNER JOIN n ON n.account_id = c.account_id AND n.seq = c.seq + 1 CROSS JOIN ctx AS x)
-    SELECT c.stream, c.seq, 'credits.entries', 'INSERT', x.actor, x.app, x.txid, x.at, c.payload, c.prev, c.hash
-      FROM c CROSS JOIN ctx AS x;
+    SELECT c.stream, c.seq, 'credits.entries', 'INSERT', c.actor, c.app, c.txid, c.at, c.payload,
+           pg_catalog.substr(c.link, 1, 32), pg_catalog.substr(c.link, 33)
+      FROM (SELECT s.stream, s.seq, s.payload, s.actor, s.app, s.txid, s.at,
+                   audit._ledger_chain(s.start, s.stream, s.seq, s.actor, s.app, s.txid, s.at, s.payload)
+                     OVER (PARTITION BY s.account_id ORDER BY s.seq ROWS UNBOUNDED PRECEDING) AS link
+              FROM (SELECT n.stream, n.account_id, n.seq, n.payload, x.actor, x.app, x.txid, x.at,
+                           CASE WHEN n.seq - 1 IS NOT DISTINCT FROM n.before THEN NULL
+                                WHEN n.seq = 1 THEN audit._genesis(n.stream)
+                                ELSE coalesce(
+                                  (SELECT l.hash FROM audit.log AS l WHERE l.stream = n.stream AND l.seq = n.seq - 1),
+                                  (SELECT a.hash FROM audit.anchors AS a
+                                    WHERE a.stream = n.stream AND a.seq = n.seq - 1),
+                                  '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
+                           END AS start
+                      FROM (SELECT 'ledger/' || e.account_id AS stream, e.account_id, e.seq,
+                                   audit._entry_json(e::credits.entries) AS payload,
+                                   pg_catalog.lag(e.seq) OVER (PARTITION BY e.account_id ORDER BY e.seq) AS before
+                              FROM new_entries AS e) AS n
+                     CROSS JOIN (SELECT session_user::text AS actor,
+                                        pg_catalog.current_setting('application_name') AS app,
+                                        pg_catalog.txid_current() AS txid, pg_catalog.now() AS at OFFSET 0) AS x
+                   ) AS s
+           ) AS c;
   END IF;
   RETURN NULL;
 END

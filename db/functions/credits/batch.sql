@@ -30,6 +30,12 @@
 -- batch a key (or, for commit and abort, a hold) may appear more than once
 -- only with the same arguments: the later items answer as replays of the
 -- first applied one. The same key with other arguments is SX120, nothing applied.
+--
+-- Commit and abort name their hold by hold_id, or by hold_key: the
+-- idempotency key of the reserve that made it, so one batch can reserve and
+-- then commit (or abort) the same hold. The key is looked up when the item
+-- applies: an earlier item of the batch (or an earlier request) made the hold,
+-- else the item is refused SX101 unknown_hold.
 
 -- What is wrong with the shape of one item (NULL when nothing): an object
 -- with a known operation, only that operation's fields, each of its JSON type,
@@ -50,8 +56,8 @@ BEGIN
     WHEN 'grant'    THEN '{account_id,amount,idempotency_key,reason}'
     WHEN 'transfer' THEN '{from_account,to_account,amount,idempotency_key,reason}'
     WHEN 'reserve'  THEN '{account_id,amount,idempotency_key,ttl_seconds,reason}'
-    WHEN 'commit'   THEN '{hold_id,amount,reason}'
-    WHEN 'abort'    THEN '{hold_id}'
+    WHEN 'commit'   THEN '{hold_id,hold_key,amount,reason}'
+    WHEN 'abort'    THEN '{hold_id,hold_key}'
   END::text[];
   IF v_allowed IS NULL THEN
     RETURN format('unknown operation %s (expected consume, grant, transfer, reserve, commit or abort)',
@@ -64,13 +70,17 @@ BEGIN
   END IF;
   SELECT string_agg(k, ', ' ORDER BY k) INTO v_bad FROM jsonb_each(j) f(k, v)
    WHERE jsonb_typeof(v) <> 'null'
-     AND CASE WHEN k IN ('idempotency_key', 'reason', 'tenant_id', 'op') THEN jsonb_typeof(v) <> 'string'
+     AND CASE WHEN k IN ('idempotency_key', 'reason', 'tenant_id', 'op', 'hold_key') THEN jsonb_typeof(v) <> 'string'
               ELSE jsonb_typeof(v) <> 'number' OR v::text::numeric <> trunc(v::text::numeric)
                    OR abs(v::text::numeric) > 9223372036854775807 END;
   IF v_bad IS NOT NULL THEN
     RETURN format('field(s) of the wrong type: %s (ids, amounts and ttl_seconds are integers; '
                   'keys and reasons strings)',
                   v_bad);
+  END IF;
+  IF j ->> 'op' IN ('commit', 'abort') AND (j ->> 'hold_id' IS NULL) = (j ->> 'hold_key' IS NULL) THEN
+    RETURN format('%s names its hold by hold_id or by hold_key (the idempotency key of the reserve that made it), '
+                  'one of the two', j ->> 'op');
   END IF;
   IF j ->> 'tenant_id' IS DISTINCT FROM p_tenant AND j ? 'tenant_id' THEN
     RETURN format('item names tenant %s; a batch belongs to one tenant (%s)', j ->> 'tenant_id', p_tenant);
@@ -96,12 +106,14 @@ AS $$
                                           'reason']
                WHEN 'reserve' THEN ARRAY['op', 'tenant_id', 'account_id', 'amount', 'idempotency_key', 'ttl_seconds',
                                          'reason']
-               WHEN 'commit' THEN ARRAY['op', 'tenant_id', 'hold_id', 'amount', 'reason']
-               WHEN 'abort' THEN ARRAY['op', 'tenant_id', 'hold_id']
+               WHEN 'commit' THEN ARRAY['op', 'tenant_id', 'hold_id', 'hold_key', 'amount', 'reason']
+               WHEN 'abort' THEN ARRAY['op', 'tenant_id', 'hold_id', 'hold_key']
              END) = '{}'::jsonb
     AND pg_catalog.jsonb_typeof(j -> 'op') = 'string'
     AND coalesce(pg_catalog.jsonb_typeof(j -> 'idempotency_key'), 'null') IN ('string', 'null')
     AND coalesce(pg_catalog.jsonb_typeof(j -> 'reason'), 'null') IN ('string', 'null')
+    AND coalesce(pg_catalog.jsonb_typeof(j -> 'hold_key'), 'null') IN ('string', 'null')
+    AND (j ->> 'op' NOT IN ('commit', 'abort') OR (j ->> 'hold_id' IS NULL) <> (j ->> 'hold_key' IS NULL))
     AND coalesce(pg_catalog.jsonb_typeof(j -> 'tenant_id'), 'null') IN ('string', 'null')
     AND coalesce(j ->> 'tenant_id', p_tenant) = p_tenant
     AND coalesce(pg_catalog.jsonb_typeof(j -> 'account_id') = 'number' AND (j ->> 'account_id') ~ '^-?[0-9]{1,18}$',
@@ -145,6 +157,8 @@ DECLARE
   v_key     text[];
   v_reason  text[];
   v_hold    bigint[];
+  v_hkey    text[];
+  v_hid     bigint;        -- commit and abort by hold_key: the idempotency key of the reserve that made the hold
   v_ttl     interval[];
   v_first   int[];
   v_known   boolean[];     -- the item's key was used before this batch, by its operation
@@ -203,27 +217,30 @@ BEGIN
   END IF;
 
   -- 2. Typed arguments, and which item first used each key (for commit and
-  -- abort: each hold). A key repeated with other arguments refuses the batch.
+  -- abort: each hold, by id or by key). A key repeated with other arguments
+  -- refuses the batch.
   WITH p AS (
     SELECT t.i::int AS i, t.j ->> 'op' AS op,
            coalesce(t.j ->> 'account_id', t.j ->> 'from_account')::bigint AS acct,
            (t.j ->> 'to_account')::bigint AS to_acct, (t.j ->> 'amount')::bigint AS amount,
            t.j ->> 'idempotency_key' AS key, t.j ->> 'reason' AS reason, (t.j ->> 'hold_id')::bigint AS hold,
-           make_interval(secs => coalesce((t.j ->> 'ttl_seconds')::numeric, 300)::double precision) AS ttl
+           make_interval(secs => coalesce((t.j ->> 'ttl_seconds')::numeric, 300)::double precision) AS ttl,
+           t.j ->> 'hold_key' AS hkey
       FROM jsonb_array_elements(p_items) WITH ORDINALITY t(j, i)),
   d AS (
-    SELECT p.*, CASE WHEN p.op IN ('commit', 'abort') THEN 'h' || p.hold ELSE 'k' || p.key END AS dk,
-           jsonb_build_array(p.op, p.acct, p.to_acct, p.amount, p.reason, p.hold) AS args
+    SELECT p.*, CASE WHEN p.op IN ('commit', 'abort') THEN coalesce('h' || p.hold, 'r' || p.hkey) ELSE 'k' || p.key END
+             AS dk,
+           jsonb_build_array(p.op, p.acct, p.to_acct, p.amount, p.reason, p.hold, p.hkey) AS args
       FROM p),
   f AS (
     SELECT d.*, coalesce(first_value(d.i) OVER w, d.i) AS first_i, first_value(d.args) OVER w AS first_args
       FROM d WINDOW w AS (PARTITION BY d.dk ORDER BY d.i))
   SELECT array_agg(f.op ORDER BY f.i), array_agg(f.acct ORDER BY f.i), array_agg(f.to_acct ORDER BY f.i),
          array_agg(f.amount ORDER BY f.i), array_agg(f.key ORDER BY f.i), array_agg(f.reason ORDER BY f.i),
-         array_agg(f.hold ORDER BY f.i), array_agg(f.ttl ORDER BY f.i),
+         array_agg(f.hold ORDER BY f.i), array_agg(f.hkey ORDER BY f.i), array_agg(f.ttl ORDER BY f.i),
          array_agg(CASE WHEN f.dk IS NULL THEN f.i ELSE f.first_i END ORDER BY f.i),
          min(f.i) FILTER (WHERE f.dk IS NOT NULL AND f.args <> f.first_args)
-    INTO v_op, v_acct, v_to, v_amount, v_key, v_reason, v_hold, v_ttl, v_first, k
+    INTO v_op, v_acct, v_to, v_amount, v_key, v_reason, v_hold, v_hkey, v_ttl, v_first, k
     FROM f;
   IF k IS NOT NULL THEN
     PERFORM ops._fail('SX120',
@@ -264,7 +281,8 @@ BEGIN
    WHERE a.tenant_id = p_tenant
      AND a.account_id IN (SELECT unnest(v_acct) UNION SELECT unnest(v_to)
                           UNION SELECT x.account_id FROM credits.holds x
-                                 WHERE x.tenant_id = p_tenant AND x.hold_id = ANY (v_hold))
+                                 WHERE x.tenant_id = p_tenant
+                                   AND (x.hold_id = ANY (v_hold) OR x.idem_key = ANY (v_hkey)))
    ORDER BY a.account_id
      FOR UPDATE OF a;
 
@@ -329,6 +347,13 @@ BEGIN
       CONTINUE;
     END IF;
     v_problem := NULL;
+    IF v_hold[i] IS NULL AND v_hkey[i] IS NOT NULL THEN
+      -- By hold_key: the hold its reserve made, by an earlier item of this
+      -- batch or an earlier request (its account is locked: step 4).
+      v_hid := NULL;
+      SELECT x.hold_id INTO v_hid FROM credits.holds x WHERE x.tenant_id = p_tenant AND x.idem_key = v_hkey[i];
+      v_hold[i] := v_hid;
+    END IF;
     CASE v_op[i]
     WHEN 'consume', 'grant' THEN
       v_problem := coalesce(credits._movement_problem(v_amount[i], v_key[i], v_reason[i]),
@@ -544,6 +569,10 @@ BEGIN
           'status', h.status, 'resolved_at', h.resolved_at, 'replayed', r_status[i] = 'replayed');
       END IF;
     END CASE;
+    IF v_hold[i] IS NULL AND v_hkey[i] IS NOT NULL THEN
+      v_problem := ops._problem('SX101', format('no hold was reserved with idempotency key %s', v_hkey[i]),
+                                jsonb_build_object('hold_key', v_hkey[i]));
+    END IF;
 
     IF v_problem IS NOT NULL THEN
       IF p_atomic THEN
@@ -630,4 +659,5 @@ COMMENT ON FUNCTION credits.apply_batch(text, jsonb, boolean) IS
   'Apply up to 1,000 ledger operations (consume, grant, transfer, reserve, commit, abort) of one tenant in order, '
   'in one transaction, each decided as its single operation would be; one row per item (0-based) with status '
   'applied, replayed or refused and the result or named error. p_atomic: the first refusal raises SX121 and '
-  'nothing is applied. No subtransactions.';
+  'nothing is applied. Commit and abort name their hold by hold_id or by hold_key (the idempotency key of its '
+  'reserve, in this batch or before). No subtransactions.';
