@@ -11,6 +11,7 @@ import ipaddress
 from litestar import Controller, Request, Response, get, post
 
 from ..auth import READERS
+from ..models.bounds import PathId, TenantPath
 from ..models.vault import CardTopUp, CardTopUpIn, Payment
 from .params import DB, LOCATION, REPLAY, IdempotencyKey, created
 
@@ -36,8 +37,8 @@ class PaymentsController(Controller):
     )
     async def top_up(
         self,
-        tenant_id: str,
-        account_id: int,
+        tenant_id: TenantPath,
+        account_id: PathId,
         data: CardTopUpIn,
         db: DB,
         request: Request,
@@ -62,7 +63,7 @@ class PaymentsController(Controller):
         return created(CardTopUp, row, f"/v1/tenants/{tenant_id}/payments/{row['entry_id']}")
 
     @get("/payments/{entry_id:int}", summary="A card payment, masked", opt={"roles": READERS})
-    async def get_payment(self, tenant_id: str, entry_id: int, db: DB) -> Payment:
+    async def get_payment(self, tenant_id: TenantPath, entry_id: PathId, db: DB) -> Payment:
         return Payment(**await db.one("SELECT * FROM vault.get_payment(%s, %s::bigint)", (tenant_id, entry_id)))
 
 
