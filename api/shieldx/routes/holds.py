@@ -12,6 +12,7 @@ named by its xid.
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import quote
 from typing import Annotated
 
 import msgspec
@@ -166,7 +167,8 @@ class DistController(Controller):
             "SELECT * FROM credits.dist_begin(%s, %s::jsonb, %s::interval)",
             (data.xid, _legs(data.legs), _seconds(data.timeout_seconds)),
         )
-        return created(DistBegun, row, f"/v1/dist-transactions/{row['xid']}")
+        # An xid is any text: the Location header carries it percent-encoded (headers are latin-1).
+        return created(DistBegun, row, f"/v1/dist-transactions/{quote(row['xid'], safe='')}")
 
     @get("/{xid:str}", summary="A distributed transaction, its legs and its history")
     async def get_dist_transaction(self, xid: XidPath, db: DB) -> DistTransaction:
