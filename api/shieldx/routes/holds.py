@@ -12,8 +12,8 @@ named by its xid.
 from __future__ import annotations
 
 from datetime import timedelta
-from urllib.parse import quote
 from typing import Annotated
+from urllib.parse import quote
 
 import msgspec
 from litestar import Controller, Response, get, post

@@ -9,8 +9,10 @@ from __future__ import annotations
 import ipaddress
 
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 
 from ..auth import READERS
+from ..errors import PROBLEM
 from ..models.bounds import PathId, TenantPath
 from ..models.vault import CardTopUp, CardTopUpIn, Payment
 from .params import DB, LOCATION, REPLAY, IdempotencyKey, created
@@ -34,6 +36,11 @@ class PaymentsController(Controller):
         opt={"roles": ["billing", "admin"]},
         status_code=201,
         response_headers=[*LOCATION, *REPLAY],
+        responses={
+            410: ResponseSpec(
+                None, description="subject_erased (SX205): the data subject was erased", media_type=PROBLEM
+            )
+        },
     )
     async def top_up(
         self,
