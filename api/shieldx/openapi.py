@@ -198,6 +198,17 @@ def document(app: Any) -> None:
         ),
         "RateLimit-Reset": OpenAPIHeader(schema=integer, description="Seconds until the key's bucket is full again"),
     }
+    string = Schema(type=OpenAPIType.STRING)
+    request_id: dict[str, OpenAPIHeader | Reference] = {
+        "X-Request-ID": OpenAPIHeader(
+            schema=string,
+            description="The request's id: the caller's X-Request-ID when acceptable (at most 128 printable "
+            "characters), else a new one; also in the access log and PostgreSQL's application_name",
+        )
+    }
+    challenge: dict[str, OpenAPIHeader | Reference] = {
+        "WWW-Authenticate": OpenAPIHeader(schema=string, description='Bearer realm="shieldx"')
+    }
     public_ops = {
         (route.path_format, method.lower())
         for route in app.routes
@@ -228,3 +239,10 @@ def document(app: Any) -> None:
                 for code, response in op.responses.items():
                     if isinstance(response, OpenAPIResponse) and code not in ("401", "503"):
                         response.headers = {**(response.headers or {}), **rate}
+            for code, response in op.responses.items():
+                if isinstance(response, OpenAPIResponse):  # on every answer (shieldx/observability)
+                    response.headers = {
+                        **(response.headers or {}),
+                        **request_id,
+                        **(challenge if code == "401" else {}),
+                    }
