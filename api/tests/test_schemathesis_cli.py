@@ -89,7 +89,7 @@ def keys(server: str, dsn: str) -> dict[str, str | None]:
     }
 
 
-def run(base: str, key: str | None) -> subprocess.CompletedProcess:
+def run(base: str, key: str | None, cwd: Path) -> subprocess.CompletedProcess:
     command = [
         *schemathesis_cli(),
         "--config-file",
@@ -105,15 +105,16 @@ def run(base: str, key: str | None) -> subprocess.CompletedProcess:
     if key is not None:
         command += ["-H", f"Authorization: Bearer {key}"]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)}
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
+    # In a scratch directory: the CLI keeps a cache (.schemathesis/) where it runs.
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False, cwd=cwd)
 
 
 SUMMARY = re.compile(r"^\s*(\d+) generated, (.*)$", re.MULTILINE)
 
 
 @pytest.mark.parametrize("kind", ["operator", "tenant", "auditor", "wrong", "none"])
-def test_schemathesis_finds_nothing(server, keys, kind) -> None:
-    done = run(server, keys[kind])
+def test_schemathesis_finds_nothing(server, keys, kind, tmp_path) -> None:
+    done = run(server, keys[kind], tmp_path)
     summary = SUMMARY.search(done.stdout)
     print(f"schemathesis ({kind}): {summary.group(0).strip() if summary else '?'}")
     assert done.returncode == 0, (
