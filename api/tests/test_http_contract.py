@@ -244,3 +244,26 @@ def _documented(doc: dict, method: str, template: str, r) -> None:
     documented = {h.lower() for h in responses[str(r.status_code)].get("headers") or {}}
     sent = {h.lower() for h in r.headers} & API_HEADERS
     assert sent <= documented, f"{method} {template} {r.status_code}: {sent - documented} sent, not documented"
+
+
+def test_the_refusal_limits_429_is_documented_even_without_a_key(app_dsn):
+    """Every authenticated operation documents 429 with Retry-After and RateLimit-*: the per-network
+    limit of 401/403 answers gives it to a caller without a key too."""
+    from litestar.testing import TestClient
+
+    from shieldx.app import create_app
+    from shieldx.config import Settings
+
+    settings = Settings(database_url=app_dsn, pool_min=1, pool_max=2, auth_failure_rate=0.001, auth_failure_burst=2)
+    with TestClient(create_app(settings)) as c:
+        doc = c.get("/docs/openapi.json").json()["paths"]
+        answers = [c.post("/v1/tenants/acme/transfers", json={}) for _ in range(3)]
+        assert [r.status_code for r in answers] == [401, 401, 429]
+        limited = answers[-1]
+        assert {"retry-after", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"} <= set(limited.headers)
+        for r in answers:
+            _documented(doc, "post", "/v1/tenants/{tenant_id}/transfers", r)
+        for path, item in doc.items():
+            for method, op in item.items():
+                if op.get("security"):
+                    assert {"Retry-After", "RateLimit-Limit"} <= set(op["responses"]["429"]["headers"]), (path, method)
