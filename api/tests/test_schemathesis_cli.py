@@ -16,13 +16,16 @@ The seed is fixed and the example count small (SHIELDX_SCHEMATHESIS_CLI_EXAMPLES
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import psycopg
@@ -45,23 +48,40 @@ def schemathesis_cli() -> list[str]:
     return [str(found)] if found.exists() else [shutil.which("schemathesis") or "schemathesis"]
 
 
+class Server(NamedTuple):
+    base: str
+    log: Path
+
+
 @pytest.fixture
-def server(app_dsn: str, dsn: str, suite_logs) -> str:
+def server(app_dsn: str, dsn: str, suite_logs) -> Iterator[Server]:
+    log = suite_logs.server_log(f"schemathesis-{uuid.uuid4().hex[:8]}")
     with api_server(
         app_dsn,
-        suite_logs.server_log(f"schemathesis-{os.getpid()}"),
+        log,
         workers=1,
         env={"SHIELDX_AUTH_FAILURE_BURST": FAILURE_BUDGET, "SHIELDX_POOL_MIN": "1", "SHIELDX_POOL_MAX": "4"},
     ) as base:
-        yield base
+        yield Server(base, log)
+
+
+def statuses(log: Path) -> dict[int, int]:
+    """The statuses the server answered on /v1 routes, from its access log."""
+    seen: dict[int, int] = {}
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("logger") == "shieldx.access" and str(entry.get("route", "")).startswith("/v1/"):
+                seen[entry["status"]] = seen.get(entry["status"], 0) + 1
+    return seen
 
 
 @pytest.fixture
-def keys(server: str, dsn: str) -> dict[str, Any]:
+def keys(server: Server, dsn: str) -> dict[str, Any]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         operator = conn.execute("SELECT api_key FROM auth.create_operator_key('conformance', 'conformance')").fetchone()
     op = {"Authorization": f"Bearer {operator[0]}"}
-    with httpx.Client(base_url=server, headers=op, timeout=30) as c:
+    with httpx.Client(base_url=server.base, headers=op, timeout=30) as c:
         assert c.put("/v1/tenants/acme", json={"name": "Acme"}).status_code == 201
         accounts: list[int] = []
         for i in range(2):
@@ -139,7 +159,8 @@ SUMMARY = re.compile(r"^\s*(\d+) generated, (.*)$", re.MULTILINE)
 
 @pytest.mark.parametrize("kind", ["operator", "tenant", "auditor", "wrong", "none"])
 def test_schemathesis_finds_nothing(server, keys, kind, tmp_path) -> None:
-    done = run(server, keys[kind], tmp_path, keys["accounts"])
+    before = statuses(server.log)
+    done = run(server.base, keys[kind], tmp_path, keys["accounts"])
     summary = SUMMARY.search(done.stdout)
     print(f"schemathesis ({kind}): {summary.group(0).strip() if summary else '?'}")
     assert done.returncode == 0, (
@@ -147,3 +168,12 @@ def test_schemathesis_finds_nothing(server, keys, kind, tmp_path) -> None:
     )
     assert summary is not None and int(summary.group(1)) > 500, done.stdout[-3000:]
     assert "passed" in summary.group(2) and "failure" not in summary.group(2) and "error" not in done.stdout[-300:]
+    # The run reached the ledger with a valid key, and nothing but refusals without one.
+    after = statuses(server.log)
+    answered = {status: n - before.get(status, 0) for status, n in after.items() if n > before.get(status, 0)}
+    print(f"  statuses on /v1: {dict(sorted(answered.items()))}")
+    ok = sum(n for status, n in answered.items() if 200 <= status < 300)
+    if kind in ("wrong", "none"):
+        assert ok == 0 and answered.get(401, 0) > 500, answered
+    else:
+        assert ok > 0, answered  # most of a tenant key's calls are 403 (operator routes) or 404 (other tenants)
