@@ -9,6 +9,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.routes import HTTPRoute
 
 from . import openapi
 from .auth import ApiProblem, KeyAuth, problem_handler, provide_principal, send_rate_limit
@@ -20,6 +21,30 @@ from .errors import HANDLERS, catalog, with_instance
 from .observability.wiring import install as install_observability
 from .routes import all_routes
 from .routes.health import check_schema
+
+
+def allow_header(app: Litestar) -> Any:
+    """A before_send hook: `Allow` on OPTIONS answers lists every method of the path.
+
+    Litestar makes a path's OPTIONS handler when the path's first handler is
+    registered, and keeps it when a controller adds more methods to the path:
+    its `Allow` then named only the first handler's methods (GET missing from
+    OPTIONS /v1/shadow/experiments). The hook answers each path's own set.
+    """
+    allow = {
+        id(route.route_handler_map["OPTIONS"][0]): ", ".join(sorted(route.methods)).encode()
+        for route in app.routes
+        if isinstance(route, HTTPRoute) and "OPTIONS" in route.route_handler_map
+    }
+
+    async def send_allow(message: Any, scope: Any) -> None:
+        if message["type"] == "http.response.start" and scope.get("method") == "OPTIONS":
+            methods = allow.get(id(scope.get("route_handler")))
+            if methods is not None:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                message["headers"] = [*headers, (b"allow", methods)]
+
+    return send_allow
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -77,5 +102,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=openapi.config(),
     )
     openapi.document(app)  # the guard's and error handlers' answers, in OpenAPI
+    app.before_send.append(allow_header(app))  # OPTIONS answers name every method of the path
     install_observability(app, settings, pool, database, key_auth)  # metrics, request ids, JSON logs
     return app

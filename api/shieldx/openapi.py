@@ -17,6 +17,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import MediaType, Request, Router, get
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -130,10 +131,43 @@ ERRORS = {
 PUBLIC_ERRORS = ("400", "405", "413", "415", "422", "503")
 
 
+def _strict_structs(app: Any) -> set[str]:
+    """Names of the request body structs (and the structs inside them) that refuse unknown members."""
+    found: set[str] = set()
+
+    def walk(t: Any) -> None:
+        if isinstance(t, msgspec.inspect.StructType):
+            if t.cls.__struct_config__.forbid_unknown_fields:
+                found.add(t.cls.__name__)
+            for f in t.fields:
+                walk(f.type)
+        elif isinstance(t, msgspec.inspect.Metadata):
+            walk(t.type)
+        elif isinstance(t, msgspec.inspect.UnionType):
+            for member in t.types:
+                walk(member)
+        elif isinstance(t, (msgspec.inspect.ListType, msgspec.inspect.SetType, msgspec.inspect.FrozenSetType)):
+            walk(t.item_type)
+        elif isinstance(t, msgspec.inspect.DictType):
+            walk(t.value_type)
+
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            data = handler.parsed_fn_signature.parameters.get("data")
+            if data is not None:
+                walk(msgspec.inspect.type_info(data.annotation))
+    return found
+
+
 def document(app: Any) -> None:
-    """Add the bearer scheme, and problem+json answers to every operation."""
+    """Add the bearer scheme, problem+json answers to every operation, and `additionalProperties: false`
+    on the bodies that refuse unknown members (msgspec's forbid_unknown_fields, which Litestar leaves out)."""
     openapi = app.openapi_schema
     components = openapi.components or Components()
+    for name in _strict_structs(app):
+        schema = (components.schemas or {}).get(name)
+        if isinstance(schema, Schema):
+            schema.additional_properties = False
     components.security_schemes = {
         **(components.security_schemes or {}),
         "ApiKey": SecurityScheme(
@@ -163,6 +197,17 @@ def document(app: Any) -> None:
             schema=integer, description="Tokens left, as of this process's last lease"
         ),
         "RateLimit-Reset": OpenAPIHeader(schema=integer, description="Seconds until the key's bucket is full again"),
+    }
+    string = Schema(type=OpenAPIType.STRING)
+    request_id: dict[str, OpenAPIHeader | Reference] = {
+        "X-Request-ID": OpenAPIHeader(
+            schema=string,
+            description="The request's id: the caller's X-Request-ID when acceptable (at most 128 printable "
+            "characters), else a new one; also in the access log and PostgreSQL's application_name",
+        )
+    }
+    challenge: dict[str, OpenAPIHeader | Reference] = {
+        "WWW-Authenticate": OpenAPIHeader(schema=string, description='Bearer realm="shieldx"')
     }
     public_ops = {
         (route.path_format, method.lower())
@@ -198,3 +243,10 @@ def document(app: Any) -> None:
                 for code, response in op.responses.items():
                     if isinstance(response, OpenAPIResponse) and code not in ("401", "503"):
                         response.headers = {**(response.headers or {}), **rate}
+            for code, response in op.responses.items():
+                if isinstance(response, OpenAPIResponse):  # on every answer (shieldx/observability)
+                    response.headers = {
+                        **(response.headers or {}),
+                        **request_id,
+                        **(challenge if code == "401" else {}),
+                    }

@@ -176,3 +176,94 @@ def test_problem_types_resolve_to_the_errors_page(client, accounts):
         "internal_error",
     ):
         assert f'id="{name}"' in html.text
+
+
+# Headers the API itself sets (Litestar's and uvicorn's own, like content-type, are the transport's).
+API_HEADERS = {
+    "location",
+    "idempotent-replayed",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "retry-after",
+    "x-request-id",
+    "www-authenticate",
+}
+
+
+def test_every_header_and_status_sent_is_documented(client, accounts):
+    doc = client.get("/docs/openapi.json").json()["paths"]
+    a = accounts[0]
+    consume = "/v1/tenants/{tenant_id}/accounts/{account_id}/consume"
+    slow = client.post(
+        "/v1/tenants/acme/keys",
+        json={"name": "slow", "roles": ["consumer", "admin"], "rate_per_s": 0.001, "burst": 1},
+        headers={"Idempotency-Key": "slow"},
+    ).json()["api_key"]
+    xid = "größe ü 1"  # any text: the Location header carries it percent-encoded
+    calls = [
+        ("post", consume, f"/v1/tenants/acme/accounts/{a}/consume", {"json": {"amount": 1}}, "c1", 201),
+        ("post", consume, f"/v1/tenants/acme/accounts/{a}/consume", {"json": {"amount": 1}}, "c1", 201),
+        ("post", consume, f"/v1/tenants/acme/accounts/{a}/consume", {"json": {"amount": 10**6}}, "c2", 409),
+        ("post", consume, f"/v1/tenants/acme/accounts/{a}/consume", {"json": {"amount": 0}}, "c3", 422),
+        ("post", consume, f"/v1/tenants/acme/accounts/{a}/consume", {"content": b"amount=1"}, "c4", 415),
+        ("post", consume, f"/v1/tenants/acme/accounts/{a}/consume", {"content": b"{"}, "c5", 400),
+        ("get", "/v1/tenants/{tenant_id}/accounts", "/v1/tenants/acme/accounts", {}, None, 200),
+        ("get", "/v1/tenants/{tenant_id}/accounts/{account_id}", "/v1/tenants/acme/accounts/999999", {}, None, 404),
+        ("put", "/v1/tenants/{tenant_id}", "/v1/tenants/acme", {"json": {"name": "Acme"}}, None, 201),
+        ("get", "/health/live", "/health/live", {}, None, 200),
+        ("post", "/v1/dist-transactions", "/v1/dist-transactions", {"json": {"xid": xid, "legs": [
+            {"tenant_id": "acme", "account_id": a, "amount": -1}, {"tenant_id": "acme", "account_id": accounts[1],
+                                                                    "amount": 1}]}}, None, 201),
+    ]  # fmt: skip
+    for method, template, url, kwargs, key, status in calls:
+        headers = {"Idempotency-Key": key} if key else {}
+        if "content" in kwargs:
+            headers["Content-Type"] = "text/plain" if kwargs["content"] == b"amount=1" else "application/json"
+        r = client.request(method, url, headers=headers, **kwargs)
+        assert r.status_code == status, (url, r.text)
+        _documented(doc, method, template, r)
+    # A replay says so; a non-latin-1 xid is percent-encoded and leads back to its transaction.
+    created = client.post(
+        f"/v1/tenants/acme/accounts/{a}/consume", json={"amount": 1}, headers={"Idempotency-Key": "c1"}
+    )
+    assert created.headers["Idempotent-Replayed"] == "true"
+    begun = client.post("/v1/dist-transactions", json=calls[-1][3]["json"])
+    assert begun.status_code == 201 and "%C3%B6" in begun.headers["Location"], begun.headers
+    assert client.get(begun.headers["Location"]).json()["xid"] == xid
+    # Refusals of authentication and of the rate limit.
+    for auth, status in ((f"Bearer {slow}", 200), (f"Bearer {slow}", 429), ("", 401), ("Bearer sx_nope", 401)):
+        r = client.get("/v1/tenants/acme/accounts", headers={"Authorization": auth})
+        assert r.status_code == status, r.text
+        _documented(doc, "get", "/v1/tenants/{tenant_id}/accounts", r)
+
+
+def _documented(doc: dict, method: str, template: str, r) -> None:
+    responses = doc[template][method]["responses"]
+    assert str(r.status_code) in responses, f"{method} {template}: {r.status_code} is not documented"
+    documented = {h.lower() for h in responses[str(r.status_code)].get("headers") or {}}
+    sent = {h.lower() for h in r.headers} & API_HEADERS
+    assert sent <= documented, f"{method} {template} {r.status_code}: {sent - documented} sent, not documented"
+
+
+def test_the_refusal_limits_429_is_documented_even_without_a_key(app_dsn):
+    """Every authenticated operation documents 429 with Retry-After and RateLimit-*: the per-network
+    limit of 401/403 answers gives it to a caller without a key too."""
+    from litestar.testing import TestClient
+
+    from shieldx.app import create_app
+    from shieldx.config import Settings
+
+    settings = Settings(database_url=app_dsn, pool_min=1, pool_max=2, auth_failure_rate=0.001, auth_failure_burst=2)
+    with TestClient(create_app(settings)) as c:
+        doc = c.get("/docs/openapi.json").json()["paths"]
+        answers = [c.post("/v1/tenants/acme/transfers", json={}) for _ in range(3)]
+        assert [r.status_code for r in answers] == [401, 401, 429]
+        limited = answers[-1]
+        assert {"retry-after", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"} <= set(limited.headers)
+        for r in answers:
+            _documented(doc, "post", "/v1/tenants/{tenant_id}/transfers", r)
+        for path, item in doc.items():
+            for method, op in item.items():
+                if op.get("security"):
+                    assert {"Retry-After", "RateLimit-Limit"} <= set(op["responses"]["429"]["headers"]), (path, method)

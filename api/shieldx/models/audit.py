@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+
+from .bounds import documented
 
 
 class Verification(msgspec.Struct):
@@ -41,7 +43,7 @@ class ExportVerification(msgspec.Struct):
 class CheckpointDoc(msgspec.Struct, forbid_unknown_fields=False):
     """An exported checkpoint, as written by `shieldx audit checkpoint export`."""
 
-    format: str
+    format: Annotated[str, documented(enum=["shieldx-audit-checkpoint/1"])]  # audit.verify_export (SX206)
     checkpoint_id: int
     heads: dict[str, Any]
     root: str

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 
+from .bounds import TENANT_ROLES, Name, documented
+
 
 class KeyIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    roles: list[str]
-    rate_per_s: float = 50.0
-    burst: float = 100.0
+    name: Name
+    # auth._check_key_args: a non-empty set of tenant roles (SX305), rate in (0, 10^6] and burst in [1, 10^7] (SX306).
+    roles: Annotated[list[str], documented(minItems=1, items={"type": "string", "enum": TENANT_ROLES})]
+    rate_per_s: Annotated[float, documented(exclusiveMinimum=0, maximum=1_000_000)] = 50.0
+    burst: Annotated[float, documented(minimum=1, maximum=10_000_000)] = 100.0
+    # auth.create_key: in the future and before 9999-01-01T00:00:00Z (SX007), which JSON Schema cannot state.
     expires_at: datetime | None = None
 
 
@@ -50,7 +55,7 @@ class KeyPage(msgspec.Struct):
 
 class RotateKeyIn(msgspec.Struct, forbid_unknown_fields=True):
     # Seconds the old key keeps working, so clients can switch over.
-    grace_s: int = 0
+    grace_s: Annotated[int, documented(minimum=0, maximum=604_800)] = 0  # auth.rotate_key (SX007)
 
 
 class KeyRotated(msgspec.Struct):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 
+from .bounds import Amount, Id, Name, Reason, documented
+
 
 class TenantIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
+    name: Name
 
 
 class Tenant(msgspec.Struct):
@@ -19,7 +22,7 @@ class Tenant(msgspec.Struct):
 
 
 class AccountIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
+    name: Name
 
 
 class AccountCreated(msgspec.Struct):
@@ -59,7 +62,7 @@ class AccountPage(msgspec.Struct):
 
 
 class AccountStatusIn(msgspec.Struct, forbid_unknown_fields=True):
-    status: str
+    status: Annotated[str, documented(enum=["open", "frozen", "closed"])]  # credits.set_account_status
 
 
 class AccountStatusChange(msgspec.Struct):
@@ -69,8 +72,8 @@ class AccountStatusChange(msgspec.Struct):
 
 
 class AmountIn(msgspec.Struct, forbid_unknown_fields=True):
-    amount: int
-    reason: str | None = None
+    amount: Amount
+    reason: Reason | None = None
 
 
 class Movement(msgspec.Struct):
@@ -84,10 +87,10 @@ class Movement(msgspec.Struct):
 
 
 class TransferIn(msgspec.Struct, forbid_unknown_fields=True):
-    from_account: int
-    to_account: int
-    amount: int
-    reason: str | None = None
+    from_account: Id
+    to_account: Id
+    amount: Amount
+    reason: Reason | None = None
 
 
 class Transfer(msgspec.Struct):

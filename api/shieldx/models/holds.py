@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
+from .bounds import Amount, Id, LegAmount, Reason, TenantId, TtlSeconds, Xid, documented
+
 
 class ReserveIn(msgspec.Struct, forbid_unknown_fields=True):
-    amount: int
-    ttl_seconds: float = 300.0
-    reason: str | None = None
+    amount: Amount
+    ttl_seconds: TtlSeconds = 300.0
+    reason: Reason | None = None
 
 
 class Hold(msgspec.Struct):
@@ -25,8 +27,8 @@ class Hold(msgspec.Struct):
 
 
 class CommitHoldIn(msgspec.Struct, forbid_unknown_fields=True):
-    amount: int | None = None  # None: the whole hold
-    reason: str | None = None
+    amount: Amount | None = None  # None: the whole hold
+    reason: Reason | None = None
 
 
 class HoldCommitted(msgspec.Struct):
@@ -84,15 +86,19 @@ class HoldPage(msgspec.Struct):
 
 
 class Leg(msgspec.Struct, forbid_unknown_fields=True):
-    tenant_id: str
-    account_id: int
-    amount: int  # < 0 debit (reserved at prepare), > 0 credit (applied at commit)
+    tenant_id: TenantId
+    account_id: Id
+    amount: LegAmount  # < 0 debit (reserved at prepare), > 0 credit (applied at commit)
+
+
+# credits._check_legs (SX112): 1 to 100 legs, each account in one leg at most.
+Legs = Annotated[list[Leg], documented(minItems=1, maxItems=100)]
 
 
 class DistBeginIn(msgspec.Struct, forbid_unknown_fields=True):
-    xid: str
-    legs: list[Leg]
-    timeout_seconds: float = 60.0
+    xid: Xid
+    legs: Legs
+    timeout_seconds: TtlSeconds = 60.0
 
 
 class DistBegun(msgspec.Struct):
@@ -117,7 +123,7 @@ class DistPrepared(msgspec.Struct):
 
 
 class DistDecideIn(msgspec.Struct, forbid_unknown_fields=True):
-    decision: str
+    decision: Annotated[str, documented(enum=["commit", "abort"])]  # credits.dist_decide
 
 
 class DistOutcome(msgspec.Struct):
@@ -143,8 +149,8 @@ class DistTransaction(msgspec.Struct):
 
 
 class ExtPrepareIn(msgspec.Struct, forbid_unknown_fields=True):
-    legs: list[Leg]
-    timeout_seconds: float = 300.0
+    legs: Legs
+    timeout_seconds: TtlSeconds = 300.0
 
 
 class ExtVote(msgspec.Struct):

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
+from .bounds import BIGINT_MAX, INT_MAX, Name, Version, documented
+
+# shadow._check_text (SX007), shadow.create_experiment (SX405), shadow._check_observations (SX403).
+Actor = Annotated[str, documented(minLength=1, maxLength=200)]
+Fraction = Annotated[float, documented(minimum=0, maximum=1)]
+Positive = Annotated[float, documented(exclusiveMinimum=0)]
+AtLeastOne = Annotated[int, documented(minimum=1, maximum=INT_MAX)]
+MAX_STEP_S = BIGINT_MAX // 1_000_000  # an interval counts microseconds in a bigint
+
 
 class RuleIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
+    name: Name
 
 
 class Rule(msgspec.Struct):
@@ -32,22 +41,26 @@ class RuleVersion(msgspec.Struct):
 
 
 class ExperimentIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
+    name: Name
     rule_id: str
-    champion_version: int
-    challenger_version: int
-    actor: str
-    metric: str = "success_rate"
-    steps: list[float] = msgspec.field(default_factory=lambda: [1.0, 5.0, 25.0, 50.0, 100.0])
-    min_obs_per_step: int = 1000
-    min_step_seconds: float = 600.0
-    max_error_rate: float | None = 0.05
-    max_error_rate_increase: float | None = 0.01
-    max_p95_ms: float | None = None
-    max_p95_ratio: float | None = 1.25
-    guardrail_min_obs: int = 100
-    breach_limit: int = 1
-    breach_mode: str = "consecutive"
+    champion_version: Version
+    challenger_version: Version
+    actor: Actor
+    metric: Annotated[str, documented(minLength=1, maxLength=100)] = "success_rate"
+    # 1 to 20 traffic percentages in (0, 100], strictly increasing (the last, JSON Schema cannot state).
+    steps: Annotated[
+        list[float],
+        documented(minItems=1, maxItems=20, items={"type": "number", "exclusiveMinimum": 0, "maximum": 100}),
+    ] = msgspec.field(default_factory=lambda: [1.0, 5.0, 25.0, 50.0, 100.0])
+    min_obs_per_step: Annotated[int, documented(minimum=1, maximum=BIGINT_MAX)] = 1000
+    min_step_seconds: Annotated[float, documented(minimum=0, maximum=MAX_STEP_S)] = 600.0
+    max_error_rate: Fraction | None = 0.05
+    max_error_rate_increase: Fraction | None = 0.01
+    max_p95_ms: Positive | None = None
+    max_p95_ratio: Positive | None = 1.25
+    guardrail_min_obs: AtLeastOne = 100
+    breach_limit: AtLeastOne = 1
+    breach_mode: Annotated[str, documented(enum=["consecutive", "cumulative"])] = "consecutive"
 
 
 class ExperimentCreated(msgspec.Struct):
@@ -133,15 +146,15 @@ class ExperimentStatus(msgspec.Struct):
 
 
 class ObservationIn(msgspec.Struct, forbid_unknown_fields=True):
-    arm: str
+    arm: Annotated[str, documented(enum=["champion", "challenger"])]
     success: bool
-    latency_ms: float
+    latency_ms: Annotated[float, documented(minimum=0, maximum=1e12)]
     error: bool = False
-    unit_id: str | None = None
+    unit_id: Annotated[str, documented(maxLength=200)] | None = None
 
 
 class ObservationBatchIn(msgspec.Struct, forbid_unknown_fields=True):
-    observations: list[ObservationIn]
+    observations: Annotated[list[ObservationIn], documented(minItems=1, maxItems=10_000)]  # SX403, SX404
 
 
 class ObservationsRecorded(msgspec.Struct):
@@ -164,8 +177,8 @@ class Assignment(msgspec.Struct):
 
 
 class ActionIn(msgspec.Struct, forbid_unknown_fields=True):
-    actor: str
-    reason: str
+    actor: Actor
+    reason: Annotated[str, documented(minLength=1, maxLength=1000)]
 
 
 class Action(msgspec.Struct):

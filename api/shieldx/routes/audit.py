@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from psycopg.types.json import Jsonb
 
+from ..errors import PROBLEM
 from ..models.audit import Checkpoint, CheckpointDoc, ExportVerification, Verification
 from .params import DB
 
@@ -42,7 +44,16 @@ class AuditController(Controller):
     async def export_checkpoint(self, db: DB) -> dict:
         return (await db.one("SELECT audit.export_checkpoint() AS doc"))["doc"]
 
-    @post("/checkpoints/verify", summary="Verify the log against an exported checkpoint", status_code=200)
+    @post(
+        "/checkpoints/verify",
+        summary="Verify the log against an exported checkpoint",
+        status_code=200,
+        responses={
+            410: ResponseSpec(
+                None, description="checkpoint_pruned (SX207): the checkpoint's entries were pruned", media_type=PROBLEM
+            )
+        },
+    )
     async def verify_export(self, data: CheckpointDoc, db: DB, request: Request) -> ExportVerification:
         doc = msgspec.json.decode(await request.body())
         pinned = request.app.state.audit_pubkey  # SHIELDX_AUDIT_PUBKEY, else the registered key

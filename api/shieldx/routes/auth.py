@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Controller, Request, Response, get, post
 
 from ..models.auth import KeyCreated, KeyIn, KeyPage, KeyRevoked, KeyRotated, KeySummary, RotateKeyIn
+from ..models.bounds import KeyPath, TenantPath
 from .params import DB, REPLAY, IdempotencyKey, KeyCursor, Limit, created, next_cursor
 
 ADMIN = {"roles": ["admin"]}
@@ -22,7 +23,7 @@ class KeysController(Controller):
         response_headers=REPLAY,
     )
     async def create_key(
-        self, tenant_id: str, data: KeyIn, db: DB, idempotency_key: IdempotencyKey = None
+        self, tenant_id: TenantPath, data: KeyIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Response[KeyCreated]:
         row = await db.one(
             "SELECT * FROM auth.create_key(%s, %s, %s::text[], %s, %s::float8, %s::float8, %s::timestamptz)",
@@ -31,7 +32,7 @@ class KeysController(Controller):
         return created(KeyCreated, row)
 
     @get("", summary="List the tenant's keys, masked", opt=ADMIN)
-    async def list_keys(self, tenant_id: str, db: DB, cursor: KeyCursor = None, limit: Limit = 100) -> KeyPage:
+    async def list_keys(self, tenant_id: TenantPath, db: DB, cursor: KeyCursor = None, limit: Limit = 100) -> KeyPage:
         rows = await db.all("SELECT * FROM auth.list_keys(%s, %s, %s::int)", (tenant_id, cursor, limit))
         items = [KeySummary(**r) for r in rows]
         return KeyPage(items=items, next_cursor=next_cursor(items, limit, "key_id"))
@@ -46,8 +47,8 @@ class KeysController(Controller):
     async def rotate_key(
         self,
         request: Request,
-        tenant_id: str,
-        key_id: str,
+        tenant_id: TenantPath,
+        key_id: KeyPath,
         data: RotateKeyIn,
         db: DB,
         idempotency_key: IdempotencyKey = None,
@@ -59,7 +60,7 @@ class KeysController(Controller):
         return created(KeyRotated, row)
 
     @post("/{key_id:str}/revoke", summary="Revoke a key at once", status_code=200, opt=ADMIN)
-    async def revoke_key(self, request: Request, tenant_id: str, key_id: str, db: DB) -> KeyRevoked:
+    async def revoke_key(self, request: Request, tenant_id: TenantPath, key_id: KeyPath, db: DB) -> KeyRevoked:
         row = await db.one("SELECT * FROM auth.revoke_key(%s, %s)", (tenant_id, key_id))
         request.app.state.auth.forget(key_id)
         return KeyRevoked(**row)

@@ -15,6 +15,7 @@ from psycopg.types.json import Jsonb
 from ..auth import OPERATOR, forbidden
 from ..errors import PROBLEM
 from ..models.batches import BatchApplied, BatchIn, BatchItemResult
+from ..models.bounds import TenantPath
 from .credits import CreditsController
 from .holds import HoldsController
 from .params import DB
@@ -80,7 +81,7 @@ def _problem(description: str) -> ResponseSpec:
         ),
     },
 )
-async def apply_batch(tenant_id: str, data: BatchIn, db: DB, request: Request) -> BatchApplied:
+async def apply_batch(tenant_id: TenantPath, data: BatchIn, db: DB, request: Request) -> BatchApplied:
     principal = request.state.principal
     if OPERATOR not in principal.roles:
         for k, item in enumerate(data.items):

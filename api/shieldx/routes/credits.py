@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Controller, Response, get, post, put
 
 from ..auth import READERS  # roles: see shieldx/auth.py; no declaration = platform operator only
+from ..models.bounds import PathId, TenantPath
 from ..models.credits import (
     Account,
     AccountCreated,
@@ -35,7 +36,7 @@ class CreditsController(Controller):
         status_code=201,
         response_headers=[*LOCATION, *REPLAY],
     )
-    async def create_tenant(self, tenant_id: str, data: TenantIn, db: DB) -> Response[Tenant]:
+    async def create_tenant(self, tenant_id: TenantPath, data: TenantIn, db: DB) -> Response[Tenant]:
         row = await db.one("SELECT * FROM credits.create_tenant(%s, %s)", (tenant_id, data.name))
         return created(Tenant, row, f"/v1/tenants/{row['tenant_id']}")
 
@@ -46,19 +47,21 @@ class CreditsController(Controller):
         response_headers=[*LOCATION, *REPLAY],
     )
     async def create_account(
-        self, tenant_id: str, data: AccountIn, db: DB, idempotency_key: IdempotencyKey = None
+        self, tenant_id: TenantPath, data: AccountIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Response[AccountCreated]:
         row = await db.one("SELECT * FROM credits.create_account(%s, %s, %s)", (tenant_id, data.name, idempotency_key))
         return created(AccountCreated, row, f"/v1/tenants/{tenant_id}/accounts/{row['account_id']}")
 
     @get("/accounts", summary="List accounts (keyset pagination)", opt={"roles": READERS})
-    async def list_accounts(self, tenant_id: str, db: DB, cursor: Cursor = None, limit: Limit = 100) -> AccountPage:
+    async def list_accounts(
+        self, tenant_id: TenantPath, db: DB, cursor: Cursor = None, limit: Limit = 100
+    ) -> AccountPage:
         rows = await db.all("SELECT * FROM credits.list_accounts(%s, %s::bigint, %s::int)", (tenant_id, cursor, limit))
         items = [AccountSummary(**r) for r in rows]
         return AccountPage(items=items, next_cursor=next_cursor(items, limit, "account_id"))
 
     @get("/accounts/{account_id:int}", summary="Balance, held and available credits", opt={"roles": READERS})
-    async def get_account(self, tenant_id: str, account_id: int, db: DB) -> Account:
+    async def get_account(self, tenant_id: TenantPath, account_id: PathId, db: DB) -> Account:
         return Account(**await db.one("SELECT * FROM credits.get_account(%s, %s::bigint)", (tenant_id, account_id)))
 
     @get(
@@ -67,7 +70,7 @@ class CreditsController(Controller):
         opt={"roles": READERS},
     )
     async def list_entries(
-        self, tenant_id: str, account_id: int, db: DB, cursor: Cursor = None, limit: Limit = 100
+        self, tenant_id: TenantPath, account_id: PathId, db: DB, cursor: Cursor = None, limit: Limit = 100
     ) -> EntryPage:
         rows = await db.all(
             "SELECT * FROM credits.list_entries(%s, %s::bigint, %s::bigint, %s::int)",
@@ -81,7 +84,7 @@ class CreditsController(Controller):
         summary="One journal entry (what a movement's Location names)",
         opt={"roles": READERS},
     )
-    async def get_entry(self, tenant_id: str, account_id: int, entry_id: int, db: DB) -> Entry:
+    async def get_entry(self, tenant_id: TenantPath, account_id: PathId, entry_id: PathId, db: DB) -> Entry:
         row = await db.one(
             "SELECT * FROM credits.get_entry(%s, %s::bigint, %s::bigint)", (tenant_id, account_id, entry_id)
         )
@@ -94,7 +97,7 @@ class CreditsController(Controller):
         opt={"roles": ["admin"]},
     )
     async def set_account_status(
-        self, tenant_id: str, account_id: int, data: AccountStatusIn, db: DB
+        self, tenant_id: TenantPath, account_id: PathId, data: AccountStatusIn, db: DB
     ) -> AccountStatusChange:
         row = await db.one(
             "SELECT * FROM credits.set_account_status(%s, %s::bigint, %s)", (tenant_id, account_id, data.status)
@@ -109,7 +112,7 @@ class CreditsController(Controller):
         response_headers=[*LOCATION, *REPLAY],
     )
     async def grant_credits(
-        self, tenant_id: str, account_id: int, data: AmountIn, db: DB, idempotency_key: IdempotencyKey = None
+        self, tenant_id: TenantPath, account_id: PathId, data: AmountIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Response[Movement]:
         row = await db.one(
             "SELECT * FROM credits.grant_credits(%s, %s::bigint, %s::bigint, %s, %s)",
@@ -125,7 +128,7 @@ class CreditsController(Controller):
         response_headers=[*LOCATION, *REPLAY],
     )
     async def consume(
-        self, tenant_id: str, account_id: int, data: AmountIn, db: DB, idempotency_key: IdempotencyKey = None
+        self, tenant_id: TenantPath, account_id: PathId, data: AmountIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Response[Movement]:
         row = await db.one(
             "SELECT * FROM credits.consume(%s, %s::bigint, %s::bigint, %s, %s)",
@@ -141,7 +144,7 @@ class CreditsController(Controller):
         response_headers=[*LOCATION, *REPLAY],
     )
     async def transfer(
-        self, tenant_id: str, data: TransferIn, db: DB, idempotency_key: IdempotencyKey = None
+        self, tenant_id: TenantPath, data: TransferIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Response[Transfer]:
         row = await db.one(
             "SELECT * FROM credits.transfer(%s, %s::bigint, %s::bigint, %s::bigint, %s, %s)",

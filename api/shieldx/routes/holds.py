@@ -12,13 +12,17 @@ named by its xid.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
+from urllib.parse import quote
 
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import QueryParameter
 from psycopg.types.json import Jsonb
 
 from ..auth import READERS  # no declaration = platform operator only (cross-tenant routes)
+from ..models.bounds import PathId, TenantPath, XidPath
 from ..models.holds import (
     CommitHoldIn,
     DistBeginIn,
@@ -39,6 +43,15 @@ from ..models.holds import (
     ReserveIn,
 )
 from .params import DB, LOCATION, REPLAY, Cursor, IdempotencyKey, Limit, answer, created, next_cursor
+
+# credits.list_holds (SX007).
+HoldStatus = Annotated[
+    str | None,
+    QueryParameter(
+        required=False,
+        schema_extra={"oneOf": None, "type": "string", "enum": ["active", "captured", "voided", "expired"]},
+    ),
+]
 
 
 def _seconds(value: float) -> timedelta | None:
@@ -72,7 +85,7 @@ class HoldsController(Controller):
         response_headers=[*LOCATION, *REPLAY],
     )
     async def reserve(
-        self, tenant_id: str, account_id: int, data: ReserveIn, db: DB, idempotency_key: IdempotencyKey = None
+        self, tenant_id: TenantPath, account_id: PathId, data: ReserveIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Response[Hold]:
         row = await db.one(
             "SELECT * FROM credits.reserve(%s, %s::bigint, %s::bigint, %s, %s::interval, %s)",
@@ -87,10 +100,10 @@ class HoldsController(Controller):
     )
     async def list_holds(
         self,
-        tenant_id: str,
-        account_id: int,
+        tenant_id: TenantPath,
+        account_id: PathId,
         db: DB,
-        status: str | None = None,
+        status: HoldStatus = None,
         cursor: Cursor = None,
         limit: Limit = 100,
     ) -> HoldPage:
@@ -106,7 +119,7 @@ class HoldsController(Controller):
         summary="A hold (an active hold past its deadline reads as expired)",
         opt={"roles": READERS},
     )
-    async def get_hold(self, tenant_id: str, hold_id: int, db: DB) -> HoldView:
+    async def get_hold(self, tenant_id: TenantPath, hold_id: PathId, db: DB) -> HoldView:
         return HoldView(**await db.one("SELECT * FROM credits.get_hold(%s, %s::bigint)", (tenant_id, hold_id)))
 
     @post(
@@ -118,7 +131,7 @@ class HoldsController(Controller):
         response_headers=REPLAY,
     )
     async def commit_hold(
-        self, tenant_id: str, hold_id: int, db: DB, data: CommitHoldIn | None = None
+        self, tenant_id: TenantPath, hold_id: PathId, db: DB, data: CommitHoldIn | None = None
     ) -> Response[HoldCommitted]:
         data = data or CommitHoldIn()
         row = await db.one(
@@ -135,7 +148,7 @@ class HoldsController(Controller):
         responses=EXPIRED,
         response_headers=REPLAY,
     )
-    async def abort_hold(self, tenant_id: str, hold_id: int, db: DB) -> Response[HoldAborted]:
+    async def abort_hold(self, tenant_id: TenantPath, hold_id: PathId, db: DB) -> Response[HoldAborted]:
         row = await db.one("SELECT * FROM credits.abort_hold(%s, %s::bigint)", (tenant_id, hold_id))
         return answer(HoldAborted, row)
 
@@ -154,30 +167,31 @@ class DistController(Controller):
             "SELECT * FROM credits.dist_begin(%s, %s::jsonb, %s::interval)",
             (data.xid, _legs(data.legs), _seconds(data.timeout_seconds)),
         )
-        return created(DistBegun, row, f"/v1/dist-transactions/{row['xid']}")
+        # An xid is any text: the Location header carries it percent-encoded (headers are latin-1).
+        return created(DistBegun, row, f"/v1/dist-transactions/{quote(row['xid'], safe='')}")
 
     @get("/{xid:str}", summary="A distributed transaction, its legs and its history")
-    async def get_dist_transaction(self, xid: str, db: DB) -> DistTransaction:
+    async def get_dist_transaction(self, xid: XidPath, db: DB) -> DistTransaction:
         return DistTransaction(**await db.one("SELECT * FROM credits.get_dist_transaction(%s)", (xid,)))
 
     @post("/{xid:str}/prepare", summary="Every leg votes; any no aborts", status_code=200, response_headers=REPLAY)
-    async def dist_prepare(self, xid: str, db: DB) -> Response[DistPrepared]:
+    async def dist_prepare(self, xid: XidPath, db: DB) -> Response[DistPrepared]:
         return answer(DistPrepared, await db.one("SELECT * FROM credits.dist_prepare(%s)", (xid,)))
 
     @post("/{xid:str}/decide", summary="Log a decision without applying it", status_code=200, response_headers=REPLAY)
-    async def dist_decide(self, xid: str, data: DistDecideIn, db: DB) -> Response[DistOutcome]:
+    async def dist_decide(self, xid: XidPath, data: DistDecideIn, db: DB) -> Response[DistOutcome]:
         return answer(DistOutcome, await db.one("SELECT * FROM credits.dist_decide(%s, %s)", (xid, data.decision)))
 
     @post("/{xid:str}/complete", summary="Apply the logged decision", status_code=200, response_headers=REPLAY)
-    async def dist_complete(self, xid: str, db: DB) -> Response[DistOutcome]:
+    async def dist_complete(self, xid: XidPath, db: DB) -> Response[DistOutcome]:
         return answer(DistOutcome, await db.one("SELECT * FROM credits.dist_complete(%s)", (xid,)))
 
     @post("/{xid:str}/commit", summary="Decide commit and apply it", status_code=200, response_headers=REPLAY)
-    async def dist_commit(self, xid: str, db: DB) -> Response[DistOutcome]:
+    async def dist_commit(self, xid: XidPath, db: DB) -> Response[DistOutcome]:
         return answer(DistOutcome, await db.one("SELECT * FROM credits.dist_commit(%s)", (xid,)))
 
     @post("/{xid:str}/abort", summary="Decide abort and apply it", status_code=200, response_headers=REPLAY)
-    async def dist_abort(self, xid: str, db: DB) -> Response[DistOutcome]:
+    async def dist_abort(self, xid: XidPath, db: DB) -> Response[DistOutcome]:
         return answer(DistOutcome, await db.one("SELECT * FROM credits.dist_abort(%s)", (xid,)))
 
 
@@ -191,7 +205,7 @@ class ExternalController(Controller):
         status_code=200,
         response_headers=REPLAY,
     )
-    async def ext_prepare(self, xid: str, data: ExtPrepareIn, db: DB) -> Response[ExtVote]:
+    async def ext_prepare(self, xid: XidPath, data: ExtPrepareIn, db: DB) -> Response[ExtVote]:
         row = await db.one(
             "SELECT * FROM credits.ext_prepare(%s, %s::jsonb, %s::interval)",
             (xid, _legs(data.legs), _seconds(data.timeout_seconds)),
@@ -199,7 +213,7 @@ class ExternalController(Controller):
         return answer(ExtVote, row)
 
     @post("/commit", summary="Commit a prepared external transaction", status_code=200, response_headers=REPLAY)
-    async def ext_commit(self, xid: str, db: DB) -> Response[ExtOutcome]:
+    async def ext_commit(self, xid: XidPath, db: DB) -> Response[ExtOutcome]:
         return answer(ExtOutcome, await db.one("SELECT * FROM credits.ext_commit(%s)", (xid,)))
 
     @post(
@@ -208,7 +222,7 @@ class ExternalController(Controller):
         status_code=200,
         response_headers=REPLAY,
     )
-    async def ext_abort(self, xid: str, db: DB) -> Response[ExtOutcome]:
+    async def ext_abort(self, xid: XidPath, db: DB) -> Response[ExtOutcome]:
         return answer(ExtOutcome, await db.one("SELECT * FROM credits.ext_abort(%s)", (xid,)))
 
 

@@ -11,22 +11,44 @@ from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, QueryParameter
 
 from ..db import Database
+from ..models.bounds import BIGINT_MAX, param
 
+# Required: every keyed SQL function refuses a missing key (SX006), so the handler passes
+# None on and SQL answers it; 1 to 255 characters, as SQL checks (models/bounds.py).
 IdempotencyKey = Annotated[
     str | None,
     HeaderParameter(
         name="Idempotency-Key",
         description="Names this call; a retry with the same key is answered "
-        "with the original result and changes nothing.",
-        required=False,
+        "with the original result and changes nothing. 1 to 255 characters.",
+        required=True,
+        **param(oneOf=None, type="string", minLength=1, maxLength=255),
     ),
 ]
 
-Limit = Annotated[int, QueryParameter(name="limit", description="Page size, 1 to 1000")]
+# credits._check_limit (SX007).
+Limit = Annotated[
+    int, QueryParameter(name="limit", description="Page size, 1 to 1000", **param(minimum=1, maximum=1000))
+]
+
+# shadow.list_experiments and shadow.list_events clamp instead of refusing: any int is answered.
+ClampedLimit = Annotated[
+    int,
+    QueryParameter(
+        name="limit",
+        description="Page size: below 1 counts as 1, above 1000 as 1000",
+        **param(minimum=-(2**31), maximum=2**31 - 1),
+    ),
+]
 
 # Keyset pagination, one name on every list: a page's `next_cursor`, passed back as ?cursor=.
 CURSOR = "The previous page's next_cursor (omit for the first page)"
-Cursor = Annotated[int | None, QueryParameter(name="cursor", description=CURSOR, required=False)]
+Cursor = Annotated[
+    int | None,
+    QueryParameter(
+        name="cursor", description=CURSOR, required=False, **param(minimum=-BIGINT_MAX - 1, maximum=BIGINT_MAX)
+    ),
+]
 KeyCursor = Annotated[str | None, QueryParameter(name="cursor", description=CURSOR, required=False)]
 
 # The pooled database, injected by name.

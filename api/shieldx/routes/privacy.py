@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from litestar import Controller, Response, post
 
+from ..models.bounds import Text200Path
 from ..models.privacy import Erasure
 from .params import DB, REPLAY, IdempotencyKey, created
 
@@ -21,7 +22,9 @@ class PrivacyController(Controller):
         status_code=201,
         response_headers=REPLAY,
     )
-    async def erase_subject(self, subject_id: str, db: DB, idempotency_key: IdempotencyKey = None) -> Response[Erasure]:
+    async def erase_subject(
+        self, subject_id: Text200Path, db: DB, idempotency_key: IdempotencyKey = None
+    ) -> Response[Erasure]:
         row = await db.one("SELECT * FROM privacy.erase_subject(%s, %s)", (subject_id, idempotency_key))
         return created(Erasure, row)
 

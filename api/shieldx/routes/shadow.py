@@ -9,6 +9,7 @@ from __future__ import annotations
 import msgspec
 from litestar import Controller, Response, get, post, put
 
+from ..models.bounds import PathId, RulePath, Text200Path
 from ..models.shadow import (
     Action,
     ActionIn,
@@ -27,7 +28,7 @@ from ..models.shadow import (
     RuleVersion,
     RuleVersionIn,
 )
-from .params import DB, REPLAY, Cursor, IdempotencyKey, Limit, created, next_cursor
+from .params import DB, REPLAY, ClampedLimit, Cursor, IdempotencyKey, created, next_cursor
 
 
 class ShadowController(Controller):
@@ -40,7 +41,7 @@ class ShadowController(Controller):
         status_code=201,
         response_headers=REPLAY,
     )
-    async def create_rule(self, rule_id: str, data: RuleIn, db: DB) -> Response[Rule]:
+    async def create_rule(self, rule_id: RulePath, data: RuleIn, db: DB) -> Response[Rule]:
         return created(Rule, await db.one("SELECT * FROM shadow.create_rule(%s, %s)", (rule_id, data.name)))
 
     @post(
@@ -50,7 +51,7 @@ class ShadowController(Controller):
         response_headers=REPLAY,
     )
     async def add_rule_version(
-        self, rule_id: str, data: RuleVersionIn, db: DB, idempotency_key: IdempotencyKey = None
+        self, rule_id: RulePath, data: RuleVersionIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Response[RuleVersion]:
         row = await db.one(
             "SELECT * FROM shadow.add_rule_version(%s, %s::jsonb, %s)",
@@ -98,7 +99,7 @@ class ShadowController(Controller):
         return created(ExperimentCreated, row, f"/v1/shadow/experiments/{row['experiment_id']}")
 
     @get("/experiments", summary="List experiments (keyset pagination)")
-    async def list_experiments(self, db: DB, cursor: Cursor = None, limit: Limit = 100) -> ExperimentPage:
+    async def list_experiments(self, db: DB, cursor: Cursor = None, limit: ClampedLimit = 100) -> ExperimentPage:
         rows = await db.all("SELECT * FROM shadow.list_experiments(%s::bigint, %s::int)", (cursor, limit))
         items = [ExperimentSummary(**r) for r in rows]
         return ExperimentPage(items=items, next_cursor=next_cursor(items, limit, "experiment_id"))
@@ -107,13 +108,15 @@ class ShadowController(Controller):
         "/experiments/{experiment_id:int}",
         summary="Status: posteriors, P(win), expected loss, intervals, decision, canary step, guardrails",
     )
-    async def get_experiment(self, experiment_id: int, db: DB) -> ExperimentStatus:
+    async def get_experiment(self, experiment_id: PathId, db: DB) -> ExperimentStatus:
         return ExperimentStatus.from_row(
             await db.one("SELECT * FROM shadow.get_experiment(%s::bigint)", (experiment_id,))
         )
 
     @get("/experiments/{experiment_id:int}/events", summary="Deployment audit trail, oldest first")
-    async def list_events(self, experiment_id: int, db: DB, cursor: Cursor = None, limit: Limit = 100) -> EventPage:
+    async def list_events(
+        self, experiment_id: PathId, db: DB, cursor: Cursor = None, limit: ClampedLimit = 100
+    ) -> EventPage:
         rows = await db.all(
             "SELECT * FROM shadow.list_events(%s::bigint, %s::bigint, %s::int)", (experiment_id, cursor, limit)
         )
@@ -127,7 +130,7 @@ class ShadowController(Controller):
         response_headers=REPLAY,
     )
     async def record_observations(
-        self, experiment_id: int, data: ObservationBatchIn, db: DB, idempotency_key: IdempotencyKey = None
+        self, experiment_id: PathId, data: ObservationBatchIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Response[ObservationsRecorded]:
         row = await db.one(
             "SELECT * FROM shadow.record_observations(%s::bigint, %s::jsonb, %s)",
@@ -136,7 +139,7 @@ class ShadowController(Controller):
         return created(ObservationsRecorded, row)
 
     @get("/experiments/{experiment_id:int}/assignments/{unit_id:str}", summary="The arm a unit is assigned to")
-    async def assign(self, experiment_id: int, unit_id: str, db: DB) -> Assignment:
+    async def assign(self, experiment_id: PathId, unit_id: Text200Path, db: DB) -> Assignment:
         row = await db.one("SELECT * FROM shadow.assign(%s::bigint, %s)", (experiment_id, unit_id))
         return Assignment(experiment_id=experiment_id, unit_id=unit_id, **row)
 
@@ -145,11 +148,11 @@ class ShadowController(Controller):
         summary="Both posterior densities with 95% intervals",
         media_type="image/svg+xml",
     )
-    async def posterior_svg(self, experiment_id: int, db: DB) -> Response[str]:
+    async def posterior_svg(self, experiment_id: PathId, db: DB) -> Response[str]:
         row = await db.one("SELECT shadow.posterior_svg(%s::bigint) AS svg", (experiment_id,))
         return Response(row["svg"], media_type="image/svg+xml", headers={"Cache-Control": "no-cache"})
 
-    async def _act(self, fn: str, experiment_id: int, data: ActionIn, db, key: str | None) -> Response[Action]:
+    async def _act(self, fn: str, experiment_id: PathId, data: ActionIn, db, key: str | None) -> Response[Action]:
         row = await db.one(
             f"SELECT * FROM shadow.{fn}(%s::bigint, %s, %s, %s)", (experiment_id, data.actor, data.reason, key)
         )
@@ -162,7 +165,7 @@ class ShadowController(Controller):
         response_headers=REPLAY,
     )
     async def pause(
-        self, experiment_id: int, data: ActionIn, db: DB, idempotency_key: IdempotencyKey = None
+        self, experiment_id: PathId, data: ActionIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Response[Action]:
         return await self._act("pause", experiment_id, data, db, idempotency_key)
 
@@ -173,7 +176,7 @@ class ShadowController(Controller):
         response_headers=REPLAY,
     )
     async def resume(
-        self, experiment_id: int, data: ActionIn, db: DB, idempotency_key: IdempotencyKey = None
+        self, experiment_id: PathId, data: ActionIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Response[Action]:
         return await self._act("resume", experiment_id, data, db, idempotency_key)
 
@@ -184,7 +187,7 @@ class ShadowController(Controller):
         response_headers=REPLAY,
     )
     async def promote(
-        self, experiment_id: int, data: ActionIn, db: DB, idempotency_key: IdempotencyKey = None
+        self, experiment_id: PathId, data: ActionIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Response[Action]:
         return await self._act("promote", experiment_id, data, db, idempotency_key)
 
@@ -195,7 +198,7 @@ class ShadowController(Controller):
         response_headers=REPLAY,
     )
     async def rollback(
-        self, experiment_id: int, data: ActionIn, db: DB, idempotency_key: IdempotencyKey = None
+        self, experiment_id: PathId, data: ActionIn, db: DB, idempotency_key: IdempotencyKey = None
     ) -> Response[Action]:
         return await self._act("rollback", experiment_id, data, db, idempotency_key)
 

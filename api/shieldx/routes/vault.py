@@ -9,8 +9,11 @@ from __future__ import annotations
 import ipaddress
 
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 
 from ..auth import READERS
+from ..errors import PROBLEM
+from ..models.bounds import PathId, TenantPath
 from ..models.vault import CardTopUp, CardTopUpIn, Payment
 from .params import DB, LOCATION, REPLAY, IdempotencyKey, created
 
@@ -33,11 +36,16 @@ class PaymentsController(Controller):
         opt={"roles": ["billing", "admin"]},
         status_code=201,
         response_headers=[*LOCATION, *REPLAY],
+        responses={
+            410: ResponseSpec(
+                None, description="subject_erased (SX205): the data subject was erased", media_type=PROBLEM
+            )
+        },
     )
     async def top_up(
         self,
-        tenant_id: str,
-        account_id: int,
+        tenant_id: TenantPath,
+        account_id: PathId,
         data: CardTopUpIn,
         db: DB,
         request: Request,
@@ -62,7 +70,7 @@ class PaymentsController(Controller):
         return created(CardTopUp, row, f"/v1/tenants/{tenant_id}/payments/{row['entry_id']}")
 
     @get("/payments/{entry_id:int}", summary="A card payment, masked", opt={"roles": READERS})
-    async def get_payment(self, tenant_id: str, entry_id: int, db: DB) -> Payment:
+    async def get_payment(self, tenant_id: TenantPath, entry_id: PathId, db: DB) -> Payment:
         return Payment(**await db.one("SELECT * FROM vault.get_payment(%s, %s::bigint)", (tenant_id, entry_id)))
 
 
