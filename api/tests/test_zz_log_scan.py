@@ -16,7 +16,10 @@ name the server's own bind address and the test machine, never a client; the
 tests that produce client traffic present a documentation address (203.0.113.77,
 forwarded by a proxy on loopback), so a leaked client address would show as that.
 Networks written as a prefix no longer than the masking rule's (/24, /48) are the
-masked form and pass.
+masked form and pass. A number written as an identifier (`"account_id": N`,
+`account N not found`) is an id the request named, not a card number, even when its
+digits pass the Luhn check (the conformance run draws ids up to 2^63 - 1, and one
+in ten 16-digit ids passes it); a card number is never logged in those places.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ IPV6 = re.compile(
 )
 CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
 SECRET = re.compile(r"sx_[0-9a-f]{12}_[0-9a-f]{64}")
+# What precedes a number written as an identifier: a JSON member or column named *_id, or the id's noun.
+ID_CONTEXT = re.compile(r'(?:_id"?\s*[:=]\s*"?|\b(?:account|hold|entry|experiment|checkpoint)s?\s+)$', re.I)
 PG_ENTRY = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \S+ \[\d+\] (?:(\S*)@(\S*) )?")
 API_ROLE = "shieldx_app"
 
@@ -67,6 +72,8 @@ def findings(text: str) -> list[str]:
         if leak := _address_leak(m.group(0)):
             found.append(f"IPv6 address {leak}")
     for m in CARD.finditer(text):
+        if ID_CONTEXT.search(text, 0, m.start()):
+            continue
         digits = re.sub(r"[ -]", "", m.group(0))
         if 13 <= len(digits) <= 19 and luhn_ok(digits):
             found.append(f"card number {digits[:2]}…{digits[-2:]} ({len(digits)} digits)")
@@ -104,9 +111,11 @@ def test_the_scanner_finds_what_it_looks_for():
     assert len(findings(planted)) == 5, findings(planted)
     clean = (
         "client 203.0.113.0/24 and 2001:db8:1::/48 on 127.0.0.1:8000 and [::1] at 2026-12-01 23:50:16.204 UTC "
-        "pid 12345 request 0af7651916cd43dd8448eb211c80319c card [card] key sx_0123456789ab_[secret] 4111111111111112"
+        "pid 12345 request 0af7651916cd43dd8448eb211c80319c card [card] key sx_0123456789ab_[secret] 4111111111111112 "
+        'account 3697419361000577 not found {"account_id": 3697419361000577} hold 4111111111111111'
     )
     assert findings(clean) == []
+    assert len(findings('card 4111111111111111 {"pan": "4111111111111111"}')) == 2
 
 
 def test_no_address_card_or_secret_in_any_log(suite_logs):
