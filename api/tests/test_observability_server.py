@@ -280,7 +280,9 @@ def test_sensitive_inputs_through_the_api(server):
         ):
             r = c.get("/v1/tenants/obs2/accounts", headers={**auth, "X-Forwarded-For": CLIENT})
             assert r.status_code == 401
-    lines = server.lines()
-    mine = [line for line in lines if line.get("client") == "203.0.113.0/24"]
-    assert len(mine) >= len(statuses) + 6
-    assert {line["user_agent"] for line in mine} >= {"Mozilla", "python-httpx"}
+    # Access lines are written in batches, shortly after the answers: wait for them (bounded).
+    def mine() -> list[dict]:
+        return [line for line in server.lines() if line.get("client") == "203.0.113.0/24"]
+
+    assert _until(lambda: len(mine()) >= len(statuses) + 6), len(mine())
+    assert {line["user_agent"] for line in mine()} >= {"Mozilla", "python-httpx"}
