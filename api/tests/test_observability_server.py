@@ -280,6 +280,7 @@ def test_sensitive_inputs_through_the_api(server):
         ):
             r = c.get("/v1/tenants/obs2/accounts", headers={**auth, "X-Forwarded-For": CLIENT})
             assert r.status_code == 401
+
     # Access lines are written in batches, shortly after the answers: wait for them (bounded).
     def mine() -> list[dict]:
         return [line for line in server.lines() if line.get("client") == "203.0.113.0/24"]

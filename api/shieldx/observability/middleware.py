@@ -90,23 +90,27 @@ class Recorder:
             self.timer.cancel()
             self.timer = None
         batch, self.pending = self.pending, []
-        if self.metrics:
-            prom = self._metrics
-            if self.in_flight != self._in_flight_shown:
-                prom.IN_FLIGHT.inc(self.in_flight - self._in_flight_shown)
-                self._in_flight_shown = self.in_flight
-            observe = prom.observe_request
-            for route, method, status, seconds, replayed, *_ in batch:
-                observe(route, method, status, seconds, replayed)
-            prom.export_counts()
-        if self.log_lines and batch:
-            pid = self.pid
-            write_lines(
-                [
-                    access_line(at, pid, access_fields(rid, tenant, route, method, status, s, client, agent, replayed))
-                    for route, method, status, s, replayed, rid, tenant, client, agent, at in batch
-                ]
-            )
+        try:
+            if self.metrics:
+                prom = self._metrics
+                if self.in_flight != self._in_flight_shown:
+                    prom.IN_FLIGHT.inc(self.in_flight - self._in_flight_shown)
+                    self._in_flight_shown = self.in_flight
+                observe = prom.observe_request
+                for route, method, status, seconds, replayed, *_ in batch:
+                    observe(route, method, status, seconds, replayed)
+                prom.export_counts()
+        finally:  # the lines are written even if a metric update failed
+            if self.log_lines and batch:
+                pid = self.pid
+                write_lines(
+                    [
+                        access_line(
+                            at, pid, access_fields(rid, tenant, route, method, status, s, client, agent, replayed)
+                        )
+                        for route, method, status, s, replayed, rid, tenant, client, agent, at in batch
+                    ]
+                )
 
 
 def observe(app: Any, metrics: bool = True, request_log: bool = True, sql_tag: bool = True) -> tuple[Any, Recorder]:
