@@ -83,7 +83,10 @@ class Recorder:
         if len(self.pending) >= self.MAX_PENDING:
             self.flush()
         elif self.timer is None:
-            self.timer = asyncio.get_running_loop().call_later(self.FLUSH_S, self.flush)
+            self.schedule()
+
+    def schedule(self) -> None:
+        self.timer = asyncio.get_running_loop().call_later(self.FLUSH_S, self.flush)
 
     def flush(self) -> None:
         if self.timer is not None:
@@ -120,6 +123,7 @@ def observe(app: Any, metrics: bool = True, request_log: bool = True, sql_tag: b
     recorder = Recorder(metrics, request_log)
     record = recorder.answered if metrics or recorder.log_lines else None
     log_record = recorder.log_record
+    track_start = metrics
     perf, now = time.perf_counter, time.time
     new_context, request_id_from, current = context.RequestContext, context.request_id_from, context.current
 
@@ -147,6 +151,8 @@ def observe(app: Any, metrics: bool = True, request_log: bool = True, sql_tag: b
 
         started = perf()
         recorder.in_flight += 1
+        if track_start and recorder.timer is None:  # a request that hangs shows in the in-flight gauge
+            recorder.schedule()
         try:
             await app(scope, receive, send_with_id)
         finally:
