@@ -6,6 +6,7 @@ so tests compare values before and after their own requests.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -13,7 +14,18 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shieldx.observability.context import request_id_from
-from shieldx.observability.logging import JsonFormatter, luhn_ok, mask_ip, scrub, ua_family
+from shieldx.observability.logging import (
+    JsonFormatter,
+    JsonStreamHandler,
+    access_fields,
+    access_line,
+    luhn_ok,
+    mask_ip,
+    only_json_handler,
+    scrub,
+    ua_family,
+)
+from shieldx.observability.middleware import Recorder
 
 CONSUME = "/v1/tenants/{tenant_id}/accounts/{account_id}/consume"
 
@@ -191,3 +203,47 @@ def test_masking_rules():
     assert "2001:db8:1::/48" in text and "2001:db8:1:2::3" not in text
     assert "127.0.0.1" in text  # the server's own loopback address names no client
     assert scrub("order 4111111111111112 at 23:41:02") == "order 4111111111111112 at 23:41:02"  # not Luhn-valid
+
+
+def test_access_line_without_a_record_is_the_formatters_line():
+    """The server writes access lines without a LogRecord: the same JSON the formatter makes of the record."""
+    fields = access_fields(
+        "rid-1", "4111111111111111", CONSUME, "POST", 201, 0.0031234, "203.0.113.77", b"curl/8.5.0", True
+    )
+    assert (fields["tenant"], fields["client"], fields["user_agent"]) == ("[card]", "203.0.113.0/24", "curl")
+    assert fields["duration_ms"] == 3.123 and fields["replayed"] is True
+    record = logging.LogRecord("shieldx.access", logging.INFO, "", 0, "%s %s %d", ("POST", CONSUME, 201), None)
+    record.fields = fields
+    record.created, record.process = 1764633600.123, 4242
+    assert access_line(record.created, 4242, fields).decode() == JsonFormatter().format(record)
+
+
+def test_access_lines_bypass_logging_only_when_its_json_handler_is_the_only_destination():
+    root = logging.Logger("root-of-a-test")
+    access = logging.Logger("shieldx.access")
+    access.parent = root
+    assert not only_json_handler(access)  # no handler: nothing would be written
+    root.addHandler(JsonStreamHandler())
+    assert only_json_handler(access)
+    access.addHandler(logging.NullHandler())  # someone else's handler: records, as any other
+    assert not only_json_handler(access)
+
+
+def test_recorder_writes_access_lines_in_batches(capsys):
+    recorder = Recorder(metrics=False, request_log=True)
+    recorder.log_lines = True  # as in a server, where the JSON handler is the only destination
+
+    async def answer_two() -> tuple[str, str]:
+        for rid in ("batch-1", "batch-2"):
+            recorder.answered((CONSUME, "POST", 201, 0.002, False, rid, "acme", "203.0.113.77", b"wrk", 1.0e9))
+        pending = capsys.readouterr().err
+        await asyncio.sleep(Recorder.FLUSH_S * 4)
+        return pending, capsys.readouterr().err
+
+    pending, written = asyncio.run(answer_two())
+    assert pending == ""  # not one write per request
+    lines = [json.loads(line) for line in written.splitlines()]
+    assert [(x["request_id"], x["client"], x["logger"]) for x in lines] == [
+        ("batch-1", "203.0.113.0/24", "shieldx.access"),
+        ("batch-2", "203.0.113.0/24", "shieldx.access"),
+    ]

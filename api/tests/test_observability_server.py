@@ -213,10 +213,13 @@ def test_request_id_reaches_the_log_and_postgresql(server):
                         ).fetchall()
 
                     rows = _until(waiting, timeout=20)
+                # A request that hangs counts as in flight (with the scrape itself), whichever worker has it.
+                in_flight = server.scrape()[("shieldx_http_requests_in_flight", ())]
             finally:
                 dba.rollback()
                 thread.join(timeout=30)
     assert rows and rows[0][0] == "shieldx_app" and "consume" in rows[0][1], rows
+    assert in_flight >= 2, in_flight
     assert answer["r"].status_code == 201 and answer["r"].headers["x-request-id"] == rid
     # The access line is written once the answer is sent: wait for it (bounded) rather than race the worker.
     lines = _until(
@@ -280,7 +283,10 @@ def test_sensitive_inputs_through_the_api(server):
         ):
             r = c.get("/v1/tenants/obs2/accounts", headers={**auth, "X-Forwarded-For": CLIENT})
             assert r.status_code == 401
-    lines = server.lines()
-    mine = [line for line in lines if line.get("client") == "203.0.113.0/24"]
-    assert len(mine) >= len(statuses) + 6
-    assert {line["user_agent"] for line in mine} >= {"Mozilla", "python-httpx"}
+
+    # Access lines are written in batches, shortly after the answers: wait for them (bounded).
+    def mine() -> list[dict]:
+        return [line for line in server.lines() if line.get("client") == "203.0.113.0/24"]
+
+    assert _until(lambda: len(mine()) >= len(statuses) + 6), len(mine())
+    assert {line["user_agent"] for line in mine()} >= {"Mozilla", "python-httpx"}

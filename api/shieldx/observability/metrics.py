@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import re
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -43,8 +44,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4"
 
 # 1 ms .. 5 s; 0.05 is the consume latency objective (99.9 % under 50 ms).
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-UNMATCHED = "unmatched"  # the route label of requests no route matched (bounded cardinality)
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 REQUESTS = Counter(
     "shieldx_http_requests",
@@ -107,35 +106,23 @@ REFUSALS = Counter(
 
 
 class MirroredCounts(dict):
-    """A dict of counts (`d[key] += n`) whose increments also go to Prometheus.
+    """A dict of counts (`d[key] += n`) whose increments also go to Prometheus at once.
 
-    The breaker and the key guard keep their plain per-process counts (for
-    /health/ready); swapping their dicts for this one exports every increment
-    without a line in their code. `on_add[key]` receives each increment; keys
-    without an entry are handled by `default(key)` (None: not exported).
+    The breaker keeps its plain per-process counts (for /health/ready); swapping
+    its dict for this one exports every increment, and sets the open gauge, without
+    a line in its code (it changes only on failures and state changes). `on_add[key]`
+    receives each increment.
     """
 
-    def __init__(
-        self,
-        initial: dict[str, int],
-        on_add: dict[str, Callable[[int], None]],
-        default: Callable[[str], Callable[[int], None] | None] | None = None,
-    ) -> None:
+    def __init__(self, initial: dict[str, int], on_add: dict[str, Callable[[int], None]]) -> None:
         super().__init__(initial)
         self._on_add = dict(on_add)
-        self._default = default
 
     def __setitem__(self, key: str, value: int) -> None:
         delta = value - self.get(key, 0)
         super().__setitem__(key, value)
-        if delta > 0:
-            add = self._on_add.get(key)
-            if add is None and self._default is not None:
-                add = self._default(key)
-                if add is not None:
-                    self._on_add[key] = add
-            if add is not None:
-                add(delta)
+        if delta > 0 and (add := self._on_add.get(key)) is not None:
+            add(delta)
 
 
 def _breaker_opened(n: int) -> None:
@@ -164,20 +151,47 @@ def mirror_breaker(breaker: Any) -> None:
     )
 
 
+# The guard's counters change on nearly every request (a cache hit, a token spent): rather
+# than a metric update per change, `export_counts` adds what each guard counted since its
+# last call, with the request metrics (see middleware.Recorder) and before every scrape.
+_AUTH_COUNTERS = {
+    "cache_hits": AUTH_CACHE_HITS,
+    "verifications": AUTH_VERIFICATIONS,
+    "leases": AUTH_LEASES,
+    "rate_limited": RATE_LIMITED,
+    "forbidden": AUTH_FORBIDDEN,
+    "tenant_mismatch": AUTH_TENANT_MISMATCH,
+}
+# (the guard, what its counters were at the last export, its failures by reason then)
+_guards: list[tuple[weakref.ref[Any], dict[str, int], dict[str, int]]] = []
+
+# Called before /metrics answers: each worker's `Recorder.flush` (requests not yet counted).
+FLUSHERS: list[Callable[[], None]] = []
+
+
 def mirror_auth(key_auth: Any) -> None:
-    key_auth.counters = MirroredCounts(
-        key_auth.counters,
-        {
-            "cache_hits": AUTH_CACHE_HITS.inc,
-            "verifications": AUTH_VERIFICATIONS.inc,
-            "leases": AUTH_LEASES.inc,
-            "rate_limited": RATE_LIMITED.inc,
-            "forbidden": AUTH_FORBIDDEN.inc,
-            "tenant_mismatch": AUTH_TENANT_MISMATCH.inc,
-        },
-    )
-    # Reasons come from the guard and auth.authenticate: a small fixed set.
-    key_auth.failures = MirroredCounts(key_auth.failures, {}, lambda reason: AUTH_FAILURES.labels(reason=reason).inc)
+    """Export a guard's counters (its plain per-process counts stay as they are, for /health/ready)."""
+    _guards.append((weakref.ref(key_auth), dict.fromkeys(_AUTH_COUNTERS, 0), {}))
+
+
+def export_counts() -> None:
+    """Add to the Prometheus counters what each guard counted since the last call."""
+    for ref, shown, failures_shown in list(_guards):
+        guard = ref()
+        if guard is None:  # its app is gone (tests make many)
+            _guards.remove((ref, shown, failures_shown))
+            continue
+        counters = guard.counters
+        for name, metric in _AUTH_COUNTERS.items():
+            delta = counters.get(name, 0) - shown[name]
+            if delta > 0:
+                metric.inc(delta)
+                shown[name] += delta
+        for reason, count in guard.failures.items():  # reasons: a small fixed set
+            delta = count - failures_shown.get(reason, 0)
+            if delta > 0:
+                AUTH_FAILURES.labels(reason=reason).inc(delta)
+                failures_shown[reason] = count
 
 
 # --- per request: children resolved once per label set ------------------------
@@ -187,8 +201,7 @@ _refusal_children: dict[tuple[str, str], Any] = {}
 
 
 def observe_request(route: str, method: str, status: int, seconds: float, replayed: bool) -> None:
-    if method not in METHODS:
-        method = "other"  # any token is a valid method: keep the label set bounded
+    """One answered request (route and method already bounded by the middleware)."""
     key = (route, method, status)
     children = _request_children.get(key)
     if children is None:
@@ -284,10 +297,18 @@ def worker_exit() -> None:
         _mp.mark_process_dead(os.getpid(), path)
 
 
-def render() -> tuple[bytes, str]:
+# How long a scrape waits for the other workers' recorders (they flush at most every
+# middleware.Recorder.FLUSH_S): so it counts every request answered before it began.
+SCRAPE_WAIT_S = 0.06
+
+
+async def render() -> tuple[bytes, str]:
     """The exposition of every worker's metrics (or this process's), and its content type."""
+    for flush in FLUSHERS:
+        flush()
     path = os.environ.get(ENV)
     if path:
+        await asyncio.sleep(SCRAPE_WAIT_S)
         forget_dead_workers(path)
         registry = CollectorRegistry()
         _mp.MultiProcessCollector(registry, path)

@@ -14,9 +14,10 @@ from .middleware import observe
 
 def install(app: Any, settings: Any, pool: Any, database: Any, key_auth: Any) -> None:
     json_logging.configure(settings.log_level)
-    app.asgi_handler = observe(
+    app.asgi_handler, recorder = observe(
         app.asgi_handler, metrics=settings.metrics, request_log=settings.request_log, sql_tag=settings.sql_request_id
     )
+    app.on_shutdown.append(recorder.flush)  # what the worker answered last, before it exits
     if not settings.metrics:
         return
     from . import metrics

@@ -15,7 +15,7 @@ from ..observability.metrics import render as render_metrics
     opt={"public": True},
 )
 async def metrics() -> Response[bytes]:
-    body, content_type = render_metrics()  # shieldx/observability/metrics.py
+    body, content_type = await render_metrics()  # shieldx/observability/metrics.py
     return Response(body, media_type=content_type)
 
 
