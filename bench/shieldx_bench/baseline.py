@@ -41,11 +41,7 @@ ROUNDS = 3
 
 def _install_baseline(h: Harness, rev: str, suite: str) -> str:
     """A database of the local cluster migrated by the baseline revision's own code; returns its superuser URL."""
-    name = f"shieldx_bench_{suite}_{os.getpid()}"
-    with psycopg.connect(h.admin_url("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = h.admin_url(name)
+    url = h.empty_database(suite)
     with tempfile.TemporaryDirectory(prefix="shieldx-baseline-") as tmp:
         archive = subprocess.run(
             ["git", "-C", str(ROOT), "archive", rev, "api", "db"], capture_output=True, check=True

@@ -78,13 +78,17 @@ class Harness:
     def app_url(self, dbname: str) -> str:
         return f"postgresql://shieldx_app@{self.host}:{self.port}/{dbname}"
 
-    def fresh_database(self, suite: str) -> str:
-        """A new, migrated database for one suite; returns its superuser URL."""
+    def empty_database(self, suite: str) -> str:
+        """A new, empty database for one suite; returns its superuser URL."""
         name = f"shieldx_bench_{suite}_{os.getpid()}"
         with psycopg.connect(self.admin_url("postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
-        url = self.admin_url(name)
+        return self.admin_url(name)
+
+    def fresh_database(self, suite: str) -> str:
+        """A new database migrated by this tree, for one suite; returns its superuser URL."""
+        url = self.empty_database(suite)
         schema.migrate(url)
         return url
 

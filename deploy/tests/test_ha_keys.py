@@ -81,15 +81,8 @@ def kill_primary(cluster: Cluster) -> tuple[str, str]:
     new = cluster.leader()
     assert new and new != old
     wait_until(lambda: cluster.writable_nodes() == [new], 30, "only the new primary writable", 0.3)
-
-    def routed() -> bool:  # HAProxy's Patroni check runs on its own interval: its write port follows a beat later
-        try:
-            with writes(cluster) as conn:
-                return bool(conn.execute("SELECT NOT pg_is_in_recovery() AS primary").fetchone()["primary"])
-        except psycopg.OperationalError:
-            return False
-
-    wait_until(routed, 30, "HAProxy to route writes to the new primary", 0.3)
+    # HAProxy's Patroni check runs on its own interval: its write port follows a beat later.
+    wait_until(cluster.writes_reach_primary, 30, "HAProxy to route writes to the new primary", 0.3)
     return old, new
 
 

@@ -402,7 +402,7 @@ class Cluster:
             return self.healthy()
 
         wait_until(formed, timeout, "a leader, a synchronous standby and streaming replicas", 0.5)
-        wait_until(lambda: self._connect_writes(), 30, "HAProxy to route writes to the primary", 0.3)
+        wait_until(lambda: self.writes_reach_primary(), 30, "HAProxy to route writes to the primary", 0.3)
         self.say("creating the shieldx database")
         self._create_database()
         if migrate:
@@ -413,7 +413,8 @@ class Cluster:
         self.say("creating the pgBackRest stanza")
         self.pgbackrest("stanza-create")
 
-    def _connect_writes(self) -> bool:
+    def writes_reach_primary(self) -> bool:
+        """Whether HAProxy's write port leads to a primary now."""
         with psycopg.connect(self.layout.url("postgres"), connect_timeout=2, autocommit=True) as conn:
             return not scalar(conn, "SELECT pg_is_in_recovery()")
 

@@ -505,7 +505,7 @@ def _watch_recovery(cluster: Cluster, work: Workload, old: str, t_kill: float, t
                 phases["patroni_leader"] = round(time.monotonic() - t_kill, 3)
         if "haproxy_write" not in phases:
             try:
-                if cluster._connect_writes():
+                if cluster.writes_reach_primary():
                     phases["haproxy_write"] = round(time.monotonic() - t_kill, 3)
             except psycopg.Error:
                 pass
