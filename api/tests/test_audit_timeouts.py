@@ -20,6 +20,7 @@ def seed(dsn: str) -> int:
     """A log far bigger than a 50 ms statement can verify. One journal entry per account per statement: the audit
     trigger logs a statement's entries of one account one by one, so wide statements are the fast way to fill it."""
     with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET shieldx.ledger_bulk = 'on'")  # one audit trigger call per statement
         conn.execute("SELECT credits.create_tenant('big', 'Big')")
         conn.execute(
             """INSERT INTO credits.accounts (tenant_id, name, idem_key)

@@ -79,8 +79,8 @@ def test_a_migrate_that_changes_nothing_logs_nothing(db, dsn):
     # An identical CREATE OR REPLACE keeps the trigger ENABLE ALWAYS (PostgreSQL
     # alone would reset it to ENABLE, skipped under session_replication_role = replica).
     db.execute(
-        "CREATE OR REPLACE TRIGGER audit_log AFTER INSERT ON credits.entries "
-        "REFERENCING NEW TABLE AS new_entries FOR EACH STATEMENT EXECUTE FUNCTION audit._log_ledger()"
+        "CREATE OR REPLACE TRIGGER audit_log AFTER INSERT ON credits.entries FOR EACH ROW"
+        " EXECUTE FUNCTION audit._log_ledger_row()"
     )
     assert (
         db.execute(

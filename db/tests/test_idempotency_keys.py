@@ -1,6 +1,6 @@
 """An idempotency key names one call of a tenant, whatever the operation.
 
-Every keyed call of a tenant claims its key in credits._claim_idem_key: a key
+Every keyed call of a tenant claims its key in credits._idem_key_claim: a key
 used by one operation and then by another is SX005 (409), never a 500, and the
 second call changes nothing, in whichever table the first one wrote.
 """

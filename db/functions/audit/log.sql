@@ -34,77 +34,129 @@ CREATE OR REPLACE AGGREGATE audit._ledger_chain(bytea, text, bigint, text, text,
 -- noqa: enable=LT01,CP05
 
 -- The ledger stream of an account: one entry per credits.entries row, with the
--- entry's own seq. A statement-level trigger over the statement's new rows: a
--- batch's hundreds of journal rows cost one trigger call and one INSERT. The
--- writer already holds each account's row lock (the guarded balance UPDATE)
--- until it commits, so entry seq-1 is committed and visible, or was written
--- by this very statement; each chain's order is its account's commit order,
--- with no extra lock. When the statement wrote one row, or two of different
--- accounts (a single operation), the plain INSERT does: it costs what a row
--- trigger did. Larger statements (batches, bulk loads) are sorted by
--- (account, seq) once and chained by the window aggregate
--- audit._ledger_chain, each hash over the one before, exactly as one row at a
--- time would be: linear in the rows, however many entries one account has.
--- Either way each chain's first new entry (one whose seq-1 is not in the
--- statement) links to entry seq-1 (or the retention anchor that replaced it,
--- or genesis for seq 1); a missing link is chained to zeros and verify()
--- reports the gap.
+-- entry's own seq. The writer already holds each account's row lock (the
+-- guarded balance UPDATE) until it commits, so entry seq-1 is committed and
+-- visible, or was written earlier in this very transaction; each chain's order
+-- is its account's commit order, with no extra lock. Each chain's first new
+-- entry links to entry seq-1 (or the retention anchor that replaced it, or
+-- genesis for seq 1); a missing link is chained to zeros and verify() reports
+-- the gap.
+--
+-- Two triggers fire for every statement, and exactly one of them writes:
+-- which one is chosen by the hint shieldx.ledger_bulk, and it only changes
+-- the cost (both write the same rows and hashes, as
+-- db/tests/test_audit_bulk_chain.py checks):
+-- - audit_log, FOR EACH ROW, when the hint is not 'on': a row trigger costs
+--   a single operation (one or two rows) the least, one index probe and one
+--   insert per row. Row triggers fire one after another once the statement
+--   is done, in the order the rows were written, each seeing the audit
+--   entries the ones before it wrote: a statement of many rows of one account
+--   is chained right too, one row at a time, if it writes them in seq order
+--   (else it is refused: audit._ledger_link_missing).
+-- - audit_log_bulk, FOR EACH STATEMENT over the transition table, when the
+--   hint is 'on' (credits.apply_batch sets it around its journal INSERT): one
+--   trigger call and one INSERT for the whole statement, sorted by (account,
+--   seq) once and chained by the window aggregate audit._ledger_chain, each
+--   hash over the one before: linear in the rows, however many entries one
+--   account has.
+-- Each reads the hint when it fires, after the statement is done: the
+-- statement trigger after all the row triggers, and nothing runs in between
+-- to change it. A test in the function body, not a WHEN clause: PostgreSQL
+-- parses and plans a trigger's WHEN again for every statement, which cost a
+-- single consume more than the two calls do.
+--
+-- Neither function is SECURITY DEFINER nor has SET search_path, to keep the
+-- hot path short: only the owner's functions (and superusers) can write
+-- credits.entries, so they already run with the owner's rights; every name is
+-- schema-qualified.
+-- The link of a ledger entry whose predecessor has no audit entry: the
+-- retention anchor that replaced it, else zeros (verify() reports the gap).
+-- Unless the predecessor was written by this transaction, where every earlier
+-- statement's entries are audited already: then this very statement wrote the
+-- account's entries out of seq order, which the row trigger (it audits rows
+-- in the order they were written) cannot chain; the statement is refused
+-- rather than leave a gap. A function, not a subquery of the row trigger's
+-- INSERT: only this rare path pays for reading audit.anchors (a subquery's
+-- scan is set up on every execution, run or not).
+CREATE OR REPLACE FUNCTION audit._ledger_link_missing(p_stream text, p_account bigint, p_seq bigint)
+RETURNS bytea
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+  v_anchor bytea;
+BEGIN
+  SELECT a.hash INTO v_anchor FROM audit.anchors AS a WHERE a.stream = p_stream AND a.seq = p_seq - 1;
+  IF FOUND THEN
+    RETURN v_anchor;
+  END IF;
+  IF EXISTS (SELECT 1 FROM credits.entries AS e
+              WHERE e.account_id = p_account AND e.seq = p_seq - 1 AND e.created_at = pg_catalog.now()) THEN
+    RAISE EXCEPTION 'one statement wrote entries % and % of account % out of seq order', p_seq - 1, p_seq, p_account
+      USING ERRCODE = 'XX000',
+            HINT = 'write each account''s entries in seq order, or set shieldx.ledger_bulk = on for the statement';
+  END IF;
+  RETURN '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audit._log_ledger_row()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+  IF pg_catalog.current_setting('shieldx.ledger_bulk', true) = 'on' THEN
+    RETURN NULL;  -- audit._log_ledger writes this statement's entries
+  END IF;
+  INSERT INTO audit.log (stream, seq, source, op, actor, app, txid, logged_at, payload, prev_hash, hash)
+  SELECT x.stream, NEW.seq, 'credits.entries', 'INSERT', x.actor, x.app, x.txid, x.at, x.payload, x.prev,
+         audit._hash_v1(x.prev, x.stream, NEW.seq, 'credits.entries', 'INSERT', x.actor, x.app, x.txid,
+                        x.at, x.payload)
+    FROM (SELECT s.stream, session_user::text AS actor,
+                 pg_catalog.current_setting('application_name') AS app, pg_catalog.txid_current() AS txid,
+                 pg_catalog.now() AS at,
+                 audit._entry_json(NEW) AS payload,
+                 CASE WHEN NEW.seq = 1 THEN audit._genesis(s.stream)
+                      ELSE coalesce((SELECT l.hash FROM audit.log AS l
+                                      WHERE l.stream = s.stream AND l.seq = NEW.seq - 1),
+                                    audit._ledger_link_missing(s.stream, NEW.account_id, NEW.seq))
+                 END AS prev
+            FROM (SELECT 'ledger/' || NEW.account_id AS stream) AS s OFFSET 0) AS x;
+  RETURN NULL;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION audit._log_ledger()
 RETURNS trigger
 LANGUAGE plpgsql
--- Neither SECURITY DEFINER nor SET search_path, to keep the hot path short:
--- only the owner's functions (and superusers) can write credits.entries, so
--- this already runs with the owner's rights; every name is schema-qualified.
 AS $$
 BEGIN
-  -- (count(DISTINCT) would tell for any size, but its sort costs a single
-  -- operation more than the row trigger it replaced did in all)
-  IF (SELECT count(*) = 1 OR count(*) = 2 AND min(n.account_id) <> max(n.account_id)
-        FROM new_entries AS n) THEN
-    INSERT INTO audit.log (stream, seq, source, op, actor, app, txid, logged_at, payload, prev_hash, hash)
-    SELECT x.stream, x.seq, 'credits.entries', 'INSERT', x.actor, x.app, x.txid, x.at, x.payload, x.prev,
-           audit._hash_v1(x.prev, x.stream, x.seq, 'credits.entries', 'INSERT', x.actor, x.app, x.txid, x.at,
-                          x.payload)
-      FROM (SELECT s.stream, s.seq, s.payload,
-                   CASE WHEN s.seq = 1 THEN audit._genesis(s.stream)
-                          ELSE coalesce((SELECT l.hash FROM audit.log AS l
-                                          WHERE l.stream = s.stream AND l.seq = s.seq - 1),
-                                        (SELECT a.hash FROM audit.anchors AS a
-                                          WHERE a.stream = s.stream AND a.seq = s.seq - 1),
-                                        '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
-                     END AS prev,
-                   session_user::text AS actor, pg_catalog.current_setting('application_name') AS app,
-                   pg_catalog.txid_current() AS txid, pg_catalog.now() AS at
-              FROM (SELECT 'ledger/' || n.account_id AS stream, n.seq,
-                           audit._entry_json(n::credits.entries) AS payload
-                      FROM new_entries AS n) AS s
-            OFFSET 0) AS x;
-  ELSE
-    INSERT INTO audit.log (stream, seq, source, op, actor, app, txid, logged_at, payload, prev_hash, hash)
-    SELECT c.stream, c.seq, 'credits.entries', 'INSERT', c.actor, c.app, c.txid, c.at, c.payload,
-           pg_catalog.substr(c.link, 1, 32), pg_catalog.substr(c.link, 33)
-      FROM (SELECT s.stream, s.seq, s.payload, s.actor, s.app, s.txid, s.at,
-                   audit._ledger_chain(s.start, s.stream, s.seq, s.actor, s.app, s.txid, s.at, s.payload)
-                     OVER (PARTITION BY s.account_id ORDER BY s.seq ROWS UNBOUNDED PRECEDING) AS link
-              FROM (SELECT n.stream, n.account_id, n.seq, n.payload, x.actor, x.app, x.txid, x.at,
-                           CASE WHEN n.seq - 1 IS NOT DISTINCT FROM n.before THEN NULL
-                                WHEN n.seq = 1 THEN audit._genesis(n.stream)
-                                ELSE coalesce(
-                                  (SELECT l.hash FROM audit.log AS l WHERE l.stream = n.stream AND l.seq = n.seq - 1),
-                                  (SELECT a.hash FROM audit.anchors AS a
-                                    WHERE a.stream = n.stream AND a.seq = n.seq - 1),
-                                  '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
-                           END AS start
-                      FROM (SELECT 'ledger/' || e.account_id AS stream, e.account_id, e.seq,
-                                   audit._entry_json(e::credits.entries) AS payload,
-                                   pg_catalog.lag(e.seq) OVER (PARTITION BY e.account_id ORDER BY e.seq) AS before
-                              FROM new_entries AS e) AS n
-                     CROSS JOIN (SELECT session_user::text AS actor,
-                                        pg_catalog.current_setting('application_name') AS app,
-                                        pg_catalog.txid_current() AS txid, pg_catalog.now() AS at OFFSET 0) AS x
-                   ) AS s
-           ) AS c;
+  IF pg_catalog.current_setting('shieldx.ledger_bulk', true) IS DISTINCT FROM 'on' THEN
+    RETURN NULL;  -- audit._log_ledger_row wrote this statement's entries
   END IF;
+  INSERT INTO audit.log (stream, seq, source, op, actor, app, txid, logged_at, payload, prev_hash, hash)
+  SELECT c.stream, c.seq, 'credits.entries', 'INSERT', c.actor, c.app, c.txid, c.at, c.payload,
+         pg_catalog.substr(c.link, 1, 32), pg_catalog.substr(c.link, 33)
+    FROM (SELECT s.stream, s.seq, s.payload, s.actor, s.app, s.txid, s.at,
+                 audit._ledger_chain(s.start, s.stream, s.seq, s.actor, s.app, s.txid, s.at, s.payload)
+                   OVER (PARTITION BY s.account_id ORDER BY s.seq ROWS UNBOUNDED PRECEDING) AS link
+            FROM (SELECT n.stream, n.account_id, n.seq, n.payload, x.actor, x.app, x.txid, x.at,
+                         CASE WHEN n.seq - 1 IS NOT DISTINCT FROM n.before THEN NULL
+                              WHEN n.seq = 1 THEN audit._genesis(n.stream)
+                              ELSE coalesce(
+                                (SELECT l.hash FROM audit.log AS l WHERE l.stream = n.stream AND l.seq = n.seq - 1),
+                                (SELECT a.hash FROM audit.anchors AS a
+                                  WHERE a.stream = n.stream AND a.seq = n.seq - 1),
+                                '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
+                         END AS start
+                    FROM (SELECT 'ledger/' || e.account_id AS stream, e.account_id, e.seq,
+                                 audit._entry_json(e::credits.entries) AS payload,
+                                 pg_catalog.lag(e.seq) OVER (PARTITION BY e.account_id ORDER BY e.seq) AS before
+                            FROM new_entries AS e) AS n
+                   CROSS JOIN (SELECT session_user::text AS actor,
+                                      pg_catalog.current_setting('application_name') AS app,
+                                      pg_catalog.txid_current() AS txid, pg_catalog.now() AS at OFFSET 0) AS x
+                 ) AS s
+         ) AS c;
   RETURN NULL;
 END
 $$;

@@ -33,13 +33,17 @@ BEGIN
 END
 $$;
 
--- The ledger: one entry per journal row, in its account's chain, written once
--- per statement from its transition table (a batch's hundreds of rows cost
--- one trigger call and one INSERT).
+-- The ledger: one entry per journal row, in its account's chain, by a row
+-- trigger, or once per statement from its transition table when the
+-- statement says it writes many rows (shieldx.ledger_bulk = 'on'): see
+-- audit._log_ledger_row. Both fire, and exactly one of them writes.
 CREATE OR REPLACE TRIGGER audit_log AFTER INSERT ON credits.entries
+  FOR EACH ROW EXECUTE FUNCTION audit._log_ledger_row();
+CREATE OR REPLACE TRIGGER audit_log_bulk AFTER INSERT ON credits.entries
   REFERENCING NEW TABLE AS new_entries
   FOR EACH STATEMENT EXECUTE FUNCTION audit._log_ledger();
 ALTER TABLE credits.entries ENABLE ALWAYS TRIGGER audit_log;
+ALTER TABLE credits.entries ENABLE ALWAYS TRIGGER audit_log_bulk;
 
 -- Accounts: opened, renamed, frozen, closed. Not balance updates: each of
 -- those is a journal entry, already logged above.

@@ -192,6 +192,7 @@ DECLARE
   e         credits.entries;
   v_bad     record;
   v_written int := 0;
+  v_hint    text;
   v_res     jsonb;
   v_todo    int[];
   f_item    int[];
@@ -250,7 +251,7 @@ BEGIN
   END IF;
 
   -- 3. Claim every key as each single operation claims its own
-  -- (credits._claim_idem_key): the keys' locks first, in lock-key order (so
+  -- (credits._idem_key_claim): the keys' locks first, in lock-key order (so
   -- batches cannot deadlock on them), before any account lock, as single
   -- operations take them; then where each key was first used: by another
   -- operation, the item is refused (SX005); by the same, it answers as a
@@ -590,9 +591,13 @@ BEGIN
   END LOOP;
 
   -- 7. The journal rows of every applied item, in item order; the statement
-  -- trigger audits them. A key taken meanwhile by a concurrent call (after
-  -- step 4) is not written twice: the batch fails whole and may be retried.
+  -- trigger audits them (the hint shieldx.ledger_bulk picks it over the row
+  -- trigger: see audit._log_ledger_row). A key taken meanwhile by a concurrent
+  -- call (after step 4) is not written twice: the batch fails whole and may be
+  -- retried.
   IF cardinality(e_item) > 0 THEN
+    v_hint := coalesce(pg_catalog.current_setting('shieldx.ledger_bulk', true), '');
+    PERFORM pg_catalog.set_config('shieldx.ledger_bulk', 'on', true);
     WITH ins AS (
       INSERT INTO credits.entries AS x
         (account_id, tenant_id, seq, kind, amount, balance_after, reason, idem_key, leg, counterparty)
@@ -606,6 +611,7 @@ BEGIN
       INTO i_item, i_leg, i_entry, i_at
       FROM ins
      INNER JOIN unnest(e_item, e_key, e_leg) AS u (item, key, leg) ON u.key = ins.idem_key AND u.leg = ins.leg;
+    PERFORM pg_catalog.set_config('shieldx.ledger_bulk', v_hint, true);
     v_written := coalesce(cardinality(i_item), 0);
     IF v_written < cardinality(e_item) THEN
       PERFORM ops._fail('SX122', 'an idempotency key of this batch was used by a concurrent call; retry the batch',

@@ -8,20 +8,28 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  e credits.entries;
+  e         credits.entries;
+  v_problem jsonb;
 BEGIN
-  PERFORM credits._check_movement(p_amount, p_idem_key, p_reason);
-  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'consume');
+  -- The arguments, then the key's claim (credits/idempotency.sql): one
+  -- assignment, evaluated directly (PERFORM would run a query).
+  v_problem := coalesce(credits._movement_problem(p_amount, p_idem_key, p_reason),
+                        credits._idem_key_claim(p_tenant, p_idem_key));
+  IF v_problem IS NOT NULL THEN
+    PERFORM ops._fail_problem(v_problem);
+  END IF;
   account_id := p_account; amount := -p_amount; replayed := false;
   UPDATE credits.accounts a
      SET balance = a.balance - p_amount, entry_seq = a.entry_seq + 1
    WHERE a.account_id = p_account AND a.tenant_id = p_tenant AND a.status = 'open'
      AND a.balance - a.held >= p_amount
+     AND NOT EXISTS (SELECT FROM credits._idem_key_uses(p_tenant, p_idem_key))  -- a new key: see below
   RETURNING a.balance, a.entry_seq INTO balance_after, seq;
   IF NOT FOUND THEN
     -- A replay must answer as before even if the funds are gone by now.
     e := credits._replayed_entry(p_tenant, p_idem_key, 'consume', p_account, -p_amount, p_reason, NULL);
     IF e.entry_id IS NULL THEN
+      PERFORM ops._fail_problem(credits._idem_key_problem(p_tenant, p_idem_key, 'consume'));
       -- Expired holds count in `held` until released: release them now (the
       -- deadline is enforced where it is used, not by the job) and try again.
       -- The second try finds nothing more to release, so this recurses once.
@@ -34,17 +42,13 @@ BEGIN
       PERFORM credits._debit_refused(p_tenant, p_account, p_amount);
     END IF;
   ELSE
+    -- The key is new (the guard found it nowhere) and ours until commit (the
+    -- claim's lock): no entry can take it meanwhile, so a plain INSERT (a
+    -- conflict would be a bug, and fail).
     INSERT INTO credits.entries AS x (account_id, tenant_id, seq, kind, amount, balance_after, reason, idem_key)
     VALUES (p_account, p_tenant, seq, 'consume', -p_amount, balance_after, p_reason, p_idem_key)
-    ON CONFLICT ON CONSTRAINT entries_idem_unique DO NOTHING
     RETURNING x.entry_id, x.created_at INTO entry_id, created_at;
-    IF FOUND THEN
-      RETURN;
-    END IF;
-    -- Key already used: undo our debit under the lock we hold, answer as a replay.
-    UPDATE credits.accounts a SET balance = a.balance + p_amount, entry_seq = a.entry_seq - 1
-     WHERE a.account_id = p_account;
-    e := credits._replayed_entry(p_tenant, p_idem_key, 'consume', p_account, -p_amount, p_reason, NULL);
+    RETURN;
   END IF;
   entry_id := e.entry_id; balance_after := e.balance_after; seq := e.seq;
   created_at := e.created_at; replayed := true;

@@ -12,8 +12,13 @@ AS $$
 BEGIN
   SELECT * INTO e FROM credits.entries x
    WHERE x.tenant_id = p_tenant AND x.idem_key = p_idem_key AND x.leg = 0;
-  IF FOUND AND (e.kind <> p_kind OR e.account_id <> p_account OR e.amount <> p_amount
-                OR e.reason IS DISTINCT FROM p_reason OR e.counterparty IS DISTINCT FROM p_counterparty) THEN
+  IF FOUND AND e.kind <> p_kind THEN
+    -- The answering entry of another operation (the journal's unique key met it).
+    problem := credits._other_use_problem(p_idem_key, credits._entry_op(e.kind),
+                                          jsonb_build_object('entry_id', e.entry_id));
+    e := NULL;
+  ELSIF FOUND AND (e.account_id <> p_account OR e.amount <> p_amount
+                   OR e.reason IS DISTINCT FROM p_reason OR e.counterparty IS DISTINCT FROM p_counterparty) THEN
     problem := ops._problem('SX005',
       format('idempotency key %L was used for a %s of %s on account %s', p_idem_key, e.kind, abs(e.amount), e.account_id),
       jsonb_build_object('entry_id', e.entry_id));
@@ -42,14 +47,26 @@ $$;
 
 -- An idempotency key names one call of a tenant, whatever the operation:
 -- the key of a consume cannot also open an account, make a hold, a transfer
--- or an API key. Every keyed call of a tenant (credits.create_account, grant_credits,
--- consume, transfer, reserve; vault.top_up through grant_credits;
--- auth.create_key, auth.rotate_key) claims its key here first, before
--- anything is written: calls with one key wait for each other (a
--- transaction-level advisory lock, no write), then the key's first use, in
--- whichever table it is, decides. A key used by another operation is SX005;
--- the same operation goes on to compare its arguments as before. Keys
--- starting with "dist:" name the legs of distributed transactions.
+-- or an API key. A key's first use is in one of two places: the journal, for
+-- the calls that write entries (the answering entry, leg 0, of a consume,
+-- grant or transfer), and credits.idem_keys for the others (an account, a
+-- hold, an API key: triggers on their tables add it). Every keyed call of a
+-- tenant (credits.create_account, grant_credits, consume, transfer, reserve;
+-- vault.top_up through grant_credits; auth.create_key, auth.rotate_key)
+-- claims its key first, before anything is written (credits._idem_key_claim:
+-- calls with one key wait for each other on a transaction-level advisory
+-- lock, no write), then the key's first use decides: a key used by another
+-- operation is SX005; the same operation goes on to compare its arguments.
+-- - The calls that do not write the journal look for the key in both places
+--   (credits._idem_key_problem) right after the claim.
+-- - The calls that write it (the hot path) look in both inside their guarded
+--   UPDATE (NOT EXISTS ... credits._idem_key_uses: two index probes in a
+--   statement they run anyway, not a statement of their own), so the row
+--   matches only for a new key, which then stays theirs until commit: their
+--   journal INSERT needs no ON CONFLICT. When nothing was applied they ask
+--   why: a replay or another operation's entry (credits._entry_replay),
+--   another operation's key (credits._idem_key_problem), or the funds.
+-- Keys starting with "dist:" name the legs of distributed transactions.
 -- The pieces, shared with credits.apply_batch (which claims all its items'
 -- keys at once, in lock order): the reserved prefix, the lock's key, and
 -- where each key was first used.
@@ -72,22 +89,33 @@ AS $$
   SELECT pg_catalog.hashtextextended('shieldx.idem:' || coalesce(p_tenant, '') || ':' || p_idem_key, 0)
 $$;
 
+-- The operation a journal entry's kind answers for (a transfer writes transfer_out as leg 0).
+CREATE OR REPLACE FUNCTION credits._entry_op(p_kind text)
+RETURNS text
+LANGUAGE sql STABLE
+AS $$
+  SELECT CASE p_kind WHEN 'transfer_out' THEN 'transfer' ELSE p_kind END
+$$;
+
+-- The key's use by a call that does not write the journal.
+CREATE OR REPLACE FUNCTION credits._idem_key_kept(p_tenant text, p_idem_key text)
+RETURNS TABLE (op text, facts jsonb)
+LANGUAGE sql STABLE
+AS $$
+  SELECT k.op, pg_catalog.jsonb_build_object(k.op || '_id', CASE k.op WHEN 'key' THEN pg_catalog.to_jsonb(k.ref)
+                                                             ELSE pg_catalog.to_jsonb(k.ref::bigint) END)
+    FROM credits.idem_keys AS k WHERE k.tenant_id = p_tenant AND k.idem_key = p_idem_key
+$$;
+
+-- The key's use by any call: kept above, or the journal's answering entry.
 CREATE OR REPLACE FUNCTION credits._idem_key_uses(p_tenant text, p_idem_key text)
 RETURNS TABLE (op text, facts jsonb)
 LANGUAGE sql STABLE
 AS $$
-  SELECT 'account', pg_catalog.jsonb_build_object('account_id', a.account_id)
-    FROM credits.accounts AS a WHERE a.tenant_id = p_tenant AND a.idem_key = p_idem_key
+  SELECT k.op, k.facts FROM credits._idem_key_kept(p_tenant, p_idem_key) AS k
   UNION ALL
-  SELECT CASE e.kind WHEN 'transfer_out' THEN 'transfer' ELSE e.kind END,
-         pg_catalog.jsonb_build_object('entry_id', e.entry_id)
+  SELECT credits._entry_op(e.kind), pg_catalog.jsonb_build_object('entry_id', e.entry_id)
     FROM credits.entries AS e WHERE e.tenant_id = p_tenant AND e.idem_key = p_idem_key AND e.leg = 0
-  UNION ALL
-  SELECT 'hold', pg_catalog.jsonb_build_object('hold_id', h.hold_id)
-    FROM credits.holds AS h WHERE h.tenant_id = p_tenant AND h.idem_key = p_idem_key
-  UNION ALL
-  SELECT 'key', pg_catalog.jsonb_build_object('key_id', k.key_id)
-    FROM auth.keys AS k WHERE k.tenant_id = p_tenant AND k.idem_key = p_idem_key
 $$;
 
 CREATE OR REPLACE FUNCTION credits._other_use_problem(p_idem_key text, p_used_by text, p_facts jsonb)
@@ -99,24 +127,35 @@ AS $$
     p_facts || pg_catalog.jsonb_build_object('operation', p_used_by))
 $$;
 
-CREATE OR REPLACE FUNCTION credits._claim_idem_key(p_tenant text, p_idem_key text, p_op text)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+-- Claim a key: SX007 for a "dist:" key, else take the key's lock and answer
+-- NULL. SQL, so a caller's expression inlines it (no statement, no snapshot
+-- of its own); pg_advisory_xact_lock returns void, hence the CASE.
+DROP FUNCTION IF EXISTS credits._claim_idem_key(text, text, text);  -- the claim before these two
+CREATE OR REPLACE FUNCTION credits._idem_key_claim(p_tenant text, p_idem_key text)
+RETURNS jsonb
+LANGUAGE sql
+AS $$
+  SELECT coalesce(credits._dist_key_problem(p_idem_key),
+                  CASE WHEN pg_catalog.pg_advisory_xact_lock(credits._idem_lock_key(p_tenant, p_idem_key))::text = ''
+                       THEN NULL::jsonb END)
+$$;
+
+-- SX005 if the key's first use was by another operation than p_op, else
+-- NULL. After the claim: VOLATILE, so its query takes a fresh snapshot, which
+-- sees a call with this key that committed while the caller waited for the
+-- lock (a STABLE function would read the caller's statement's snapshot).
+CREATE OR REPLACE FUNCTION credits._idem_key_problem(p_tenant text, p_idem_key text, p_op text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-  v_op      text;
-  v_facts   jsonb;
-  v_problem jsonb := credits._dist_key_problem(p_idem_key);
+  v_op    text;
+  v_facts jsonb;
 BEGIN
-  IF v_problem IS NOT NULL THEN
-    PERFORM ops._fail_problem(v_problem);
-  END IF;
-  PERFORM pg_advisory_xact_lock(credits._idem_lock_key(p_tenant, p_idem_key));
-  -- A fresh snapshot (this is a new statement): it sees a call with this key that committed while we waited.
   SELECT u.op, u.facts INTO v_op, v_facts FROM credits._idem_key_uses(p_tenant, p_idem_key) AS u LIMIT 1;
-  IF v_op IS NOT NULL AND v_op <> p_op THEN
-    PERFORM ops._fail_problem(credits._other_use_problem(p_idem_key, v_op, v_facts));
+  IF v_op <> p_op THEN
+    RETURN credits._other_use_problem(p_idem_key, v_op, v_facts);
   END IF;
+  RETURN NULL;
 END
 $$;

@@ -29,54 +29,59 @@ DECLARE
   v_credited boolean := false;
   v_from_seq bigint;
   v_to_seq   bigint;
-  v_legs     int;
   e          credits.entries;
   v_problem  jsonb;
 BEGIN
-  v_problem := credits._transfer_problem(p_from, p_to, p_amount, p_idem_key, p_reason);
+  v_problem := coalesce(credits._transfer_problem(p_from, p_to, p_amount, p_idem_key, p_reason),
+                        credits._idem_key_claim(p_tenant, p_idem_key));
   IF v_problem IS NOT NULL THEN
     PERFORM ops._fail_problem(v_problem);
   END IF;
-  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'transfer');
   from_account := p_from; to_account := p_to; amount := p_amount; replayed := false;
 
+  -- Whichever account comes first, its UPDATE also checks that the key is new
+  -- (found nowhere: see credits/idempotency.sql); the second runs only if the
+  -- first matched.
   IF p_from < p_to THEN
     UPDATE credits.accounts a SET balance = a.balance - p_amount, entry_seq = a.entry_seq + 1
      WHERE a.account_id = p_from AND a.tenant_id = p_tenant AND a.status = 'open' AND a.balance - a.held >= p_amount
+       AND NOT EXISTS (SELECT FROM credits._idem_key_uses(p_tenant, p_idem_key))
     RETURNING a.balance, a.entry_seq INTO from_balance_after, v_from_seq;
     v_debited := FOUND;
-  END IF;
-  IF p_from > p_to OR v_debited THEN
+    IF v_debited THEN
+      UPDATE credits.accounts a SET balance = a.balance + p_amount, entry_seq = a.entry_seq + 1
+       WHERE a.account_id = p_to AND a.tenant_id = p_tenant AND a.status <> 'closed'
+         AND a.balance <= 9223372036854775807 - p_amount
+      RETURNING a.balance, a.entry_seq INTO to_balance_after, v_to_seq;
+      v_credited := FOUND;
+    END IF;
+  ELSE
     UPDATE credits.accounts a SET balance = a.balance + p_amount, entry_seq = a.entry_seq + 1
      WHERE a.account_id = p_to AND a.tenant_id = p_tenant AND a.status <> 'closed'
        AND a.balance <= 9223372036854775807 - p_amount
+       AND NOT EXISTS (SELECT FROM credits._idem_key_uses(p_tenant, p_idem_key))
     RETURNING a.balance, a.entry_seq INTO to_balance_after, v_to_seq;
     v_credited := FOUND;
-  END IF;
-  IF p_from > p_to AND v_credited THEN
-    UPDATE credits.accounts a SET balance = a.balance - p_amount, entry_seq = a.entry_seq + 1
-     WHERE a.account_id = p_from AND a.tenant_id = p_tenant AND a.status = 'open' AND a.balance - a.held >= p_amount
-    RETURNING a.balance, a.entry_seq INTO from_balance_after, v_from_seq;
-    v_debited := FOUND;
+    IF v_credited THEN
+      UPDATE credits.accounts a SET balance = a.balance - p_amount, entry_seq = a.entry_seq + 1
+       WHERE a.account_id = p_from AND a.tenant_id = p_tenant AND a.status = 'open'
+         AND a.balance - a.held >= p_amount
+      RETURNING a.balance, a.entry_seq INTO from_balance_after, v_from_seq;
+      v_debited := FOUND;
+    END IF;
   END IF;
 
   IF v_debited AND v_credited THEN
+    -- The key is new and ours until commit (the claim's lock): a plain INSERT.
     WITH ins AS (
       INSERT INTO credits.entries AS x
         (account_id, tenant_id, seq, kind, amount, balance_after, reason, idem_key, leg, counterparty)
       VALUES (p_from, p_tenant, v_from_seq, 'transfer_out', -p_amount, from_balance_after, p_reason, p_idem_key, 0, p_to),
              (p_to,   p_tenant, v_to_seq,   'transfer_in',   p_amount, to_balance_after,   p_reason, p_idem_key, 1, p_from)
-      ON CONFLICT ON CONSTRAINT entries_idem_unique DO NOTHING
       RETURNING x.leg, x.entry_id, x.created_at)
-    SELECT count(*), max(ins.entry_id) FILTER (WHERE leg = 0), max(ins.entry_id) FILTER (WHERE leg = 1),
-           max(ins.created_at)
-      INTO v_legs, debit_entry_id, credit_entry_id, created_at FROM ins;
-    IF v_legs = 2 THEN
-      RETURN;
-    END IF;
-    IF v_legs = 1 THEN  -- cannot happen: both legs are written together
-      RAISE EXCEPTION 'transfer % found half written', p_idem_key USING ERRCODE = 'XX000';
-    END IF;
+    SELECT max(ins.entry_id) FILTER (WHERE leg = 0), max(ins.entry_id) FILTER (WHERE leg = 1), max(ins.created_at)
+      INTO debit_entry_id, credit_entry_id, created_at FROM ins;
+    RETURN;
   END IF;
 
   -- Not applied: undo whatever half moved (we still hold the locks) ...
@@ -89,6 +94,7 @@ BEGIN
   -- ... then answer as a replay, or say which side refused.
   e := credits._replayed_entry(p_tenant, p_idem_key, 'transfer_out', p_from, -p_amount, p_reason, p_to);
   IF e.entry_id IS NULL THEN
+    PERFORM ops._fail_problem(credits._idem_key_problem(p_tenant, p_idem_key, 'transfer'));
     IF (p_from < p_to AND NOT v_debited) OR (p_from > p_to AND v_credited) THEN
       -- Expired holds still counted in `held`: release them and try once more
       -- (see consume.sql).
