@@ -31,8 +31,16 @@ VERIFY_PER_ACCOUNT = 1_000
 
 
 def _audit(url: str, on: bool) -> None:
+    """Switch the ledger's audit triggers (audit_log, and audit_log_bulk where it exists) on or off."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("ALTER TABLE credits.entries " + ("ENABLE ALWAYS" if on else "DISABLE") + " TRIGGER audit_log")
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'credits.entries'::regclass AND tgname LIKE 'audit_log%'"
+            )
+        ]
+        for name in names:
+            conn.execute(f"ALTER TABLE credits.entries {'ENABLE ALWAYS' if on else 'DISABLE'} TRIGGER {name}")
 
 
 def _fill(url: str, h: Harness) -> None:

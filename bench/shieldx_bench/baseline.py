@@ -10,6 +10,7 @@ round, and a ratio is the mean of the paired ratios.
 
 baseline.consume_head_vs_base          pgbench credits.consume TPS, this tree / the baseline (target >= 0.95)
 baseline.transfer_head_vs_base         the same for credits.transfer (target >= 0.95)
+baseline.consume_head_vs_base_min/_max the lowest and highest of the rounds' ratios (and for transfer)
 baseline.bare_head_vs_base             a bare single-row UPDATE in each database: the control (expect ~1.0)
 baseline.consume_vs_bare_update_head   credits.consume / bare UPDATE, this tree (and _base: the baseline)
 baseline.transfer_vs_bare_update_head  credits.transfer / bare UPDATE, this tree (and _base)
@@ -36,7 +37,8 @@ from .harness import Harness, seed_ledger
 
 BASELINE_REV = "7b07906"
 ACCOUNTS = 10_000
-ROUNDS = 3
+ROUNDS = 3  # verification rounds
+PAIRED_ROUNDS = 6  # pgbench rounds per script: one round's ratio moves by a few percent on a shared machine
 
 
 def _install_baseline(h: Harness, rev: str, suite: str) -> str:
@@ -65,15 +67,21 @@ def _install_baseline(h: Harness, rev: str, suite: str) -> str:
 
 
 def _paired(h: Harness, urls: dict[str, str], script: str, defines: dict[str, object]) -> dict[str, float]:
-    """TPS of one script in each database, ROUNDS times, the order swapped each round; mean per side and
-    the mean of the per-round head/base ratios."""
+    """TPS of one script in each database, PAIRED_ROUNDS times, the order swapped each round; mean per side,
+    the mean of the per-round head/base ratios, and the lowest and highest of them."""
     tps: dict[str, list[float]] = {"head": [], "base": []}
-    for r in range(ROUNDS):
+    for r in range(PAIRED_ROUNDS):
         for side in ("head", "base") if r % 2 == 0 else ("base", "head"):
             h.progress(f"pgbench {script} on {side} (round {r + 1})")
             tps[side].append(h.pgbench(urls[side], script, defines=defines))
     ratios = [a / b for a, b in zip(tps["head"], tps["base"], strict=True)]
-    return {"head": sum(tps["head"]) / ROUNDS, "base": sum(tps["base"]) / ROUNDS, "ratio": sum(ratios) / ROUNDS}
+    return {
+        "head": sum(tps["head"]) / PAIRED_ROUNDS,
+        "base": sum(tps["base"]) / PAIRED_ROUNDS,
+        "ratio": sum(ratios) / PAIRED_ROUNDS,
+        "min": min(ratios),
+        "max": max(ratios),
+    }
 
 
 def run(h: Harness) -> dict[str, float]:
@@ -94,6 +102,10 @@ def run(h: Harness) -> dict[str, float]:
                 "baseline.bare_head_vs_base": bare["ratio"],
                 "baseline.consume_head_vs_base": consume["ratio"],
                 "baseline.transfer_head_vs_base": transfer["ratio"],
+                "baseline.consume_head_vs_base_min": consume["min"],
+                "baseline.consume_head_vs_base_max": consume["max"],
+                "baseline.transfer_head_vs_base_min": transfer["min"],
+                "baseline.transfer_head_vs_base_max": transfer["max"],
                 "baseline.consume_vs_bare_update_head": consume["head"] / bare["head"],
                 "baseline.consume_vs_bare_update_base": consume["base"] / bare["base"],
                 "baseline.transfer_vs_bare_update_head": transfer["head"] / bare["head"],

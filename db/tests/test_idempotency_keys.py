@@ -68,3 +68,28 @@ def test_dist_keys_are_reserved_for_every_keyed_call(db):
     for name, op in OPS.items():
         with raises("SX007"):
             op(db, f"dist:1:{name}", a1, a2)
+
+
+def test_keys_stored_before_the_registry_are_backfilled(dsn, db):
+    """A database migrated before credits.idem_keys existed: migration 0721 adds the keys its accounts, holds and API
+    keys already hold, so a consume with one of them is still refused."""
+    from shieldx import schema
+
+    a1, a2 = setup_accounts(db)
+    OPS["hold"](db, "old-hold", a1, a2)
+    OPS["key"](db, "old-key", a1, a2)
+    assert schema.rollback(dsn, count=2) == ["0721_idem_keys_backfill", "0720_idem_keys"]
+    assert db.execute("SELECT to_regclass('credits.idem_keys') AS t").fetchone()["t"] is None
+    assert schema.migrate(dsn) == ["0720_idem_keys", "0721_idem_keys_backfill"]
+    kept = db.execute("SELECT idem_key, op FROM credits.idem_keys WHERE tenant_id = 'acme' ORDER BY 1").fetchall()
+    assert [(k["idem_key"], k["op"]) for k in kept] == [
+        ("old-hold", "hold"),
+        ("old-key", "key"),
+        ("open-acme-0", "account"),
+        ("open-acme-1", "account"),
+    ]
+    before = state(db)
+    for key in ("old-hold", "old-key", "open-acme-0"):
+        with raises("SX005"):
+            OPS["consume"](db, key, a1, a2)
+    assert state(db) == before
