@@ -1,9 +1,10 @@
 """The ledger's two audit triggers chain a statement's many entries of one
 account exactly as single-row statements would: the same links, the same
-hashes, whatever order the statement wrote them in. The row trigger does it
-one row at a time; the statement trigger, which the hint shieldx.ledger_bulk
-picks (credits.apply_batch sets it), from the transition table at once. The
-hint changes the cost only: exactly one of the two audits every statement."""
+hashes. The row trigger does it one row at a time, for rows written in seq
+order (others are refused); the statement trigger, which the hint
+shieldx.ledger_bulk picks (credits.apply_batch sets it), from the transition
+table at once, whatever order the statement wrote them in. The hint changes
+the cost only: exactly one of the two audits every statement."""
 
 from __future__ import annotations
 

@@ -69,15 +69,17 @@ CREATE OR REPLACE AGGREGATE audit._ledger_chain(bytea, text, bigint, text, text,
 -- hot path short: only the owner's functions (and superusers) can write
 -- credits.entries, so they already run with the owner's rights; every name is
 -- schema-qualified.
+
 -- The link of a ledger entry whose predecessor has no audit entry: the
 -- retention anchor that replaced it, else zeros (verify() reports the gap).
 -- Unless the predecessor was written by this transaction, where every earlier
 -- statement's entries are audited already: then this very statement wrote the
 -- account's entries out of seq order, which the row trigger (it audits rows
 -- in the order they were written) cannot chain; the statement is refused
--- rather than leave a gap. A function, not a subquery of the row trigger's
--- INSERT: only this rare path pays for reading audit.anchors (a subquery's
--- scan is set up on every execution, run or not).
+-- rather than leave a gap (the statement trigger never asks about a
+-- predecessor in its own statement). A function, not a subquery of the
+-- triggers' INSERT: only this rare path pays for reading audit.anchors (a
+-- subquery's scan is set up on every execution, run or not).
 CREATE OR REPLACE FUNCTION audit._ledger_link_missing(p_stream text, p_account bigint, p_seq bigint)
 RETURNS bytea
 LANGUAGE plpgsql STABLE
@@ -144,9 +146,7 @@ BEGIN
                               WHEN n.seq = 1 THEN audit._genesis(n.stream)
                               ELSE coalesce(
                                 (SELECT l.hash FROM audit.log AS l WHERE l.stream = n.stream AND l.seq = n.seq - 1),
-                                (SELECT a.hash FROM audit.anchors AS a
-                                  WHERE a.stream = n.stream AND a.seq = n.seq - 1),
-                                '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
+                                audit._ledger_link_missing(n.stream, n.account_id, n.seq))
                          END AS start
                     FROM (SELECT 'ledger/' || e.account_id AS stream, e.account_id, e.seq,
                                  audit._entry_json(e::credits.entries) AS payload,

@@ -94,8 +94,7 @@ BEGIN
     PERFORM ops._fail('SX007', 'expires_at must be in the future and before 9999-01-01T00:00:00Z',
                       jsonb_build_object('argument', 'expires_at'));
   END IF;
-  PERFORM ops._fail_problem(coalesce(credits._idem_key_claim(p_tenant, p_idem_key),
-                                     credits._idem_key_problem(p_tenant, p_idem_key, 'key')));
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'key');
   api_key := auth._insert_key(p_tenant, p_name, v_roles, p_rate_per_s, p_burst, p_expires_at, p_idem_key);
   replayed := api_key IS NULL;
   SELECT * INTO k FROM auth.keys x WHERE x.tenant_id = p_tenant AND x.idem_key = p_idem_key;
@@ -192,8 +191,7 @@ BEGIN
   IF p_grace_s IS NULL OR p_grace_s NOT BETWEEN 0 AND 604800 THEN
     PERFORM ops._fail('SX007', 'grace must be 0 to 604800 seconds', jsonb_build_object('argument', 'grace_s'));
   END IF;
-  PERFORM ops._fail_problem(coalesce(credits._idem_key_claim(p_tenant, p_idem_key),
-                                     credits._idem_key_problem(p_tenant, p_idem_key, 'key')));
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'key');
   -- The old key's row lock serialises concurrent rotations of it.
   SELECT * INTO old FROM auth.keys x WHERE x.key_id = p_key_id AND x.tenant_id = p_tenant FOR UPDATE;
   IF NOT FOUND THEN

@@ -16,8 +16,7 @@ BEGIN
     PERFORM ops._fail('SX006', 'idempotency key must be 1 to 255 characters', '{}');
   END IF;
   PERFORM credits._require_tenant(p_tenant);
-  PERFORM ops._fail_problem(coalesce(credits._idem_key_claim(p_tenant, p_idem_key),
-                                     credits._idem_key_problem(p_tenant, p_idem_key, 'account')));
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'account');
   -- Either constraint may fire: the key (a replay) or the name (taken).
   INSERT INTO credits.accounts AS x (tenant_id, name, idem_key) VALUES (p_tenant, p_name, p_idem_key)
   ON CONFLICT DO NOTHING

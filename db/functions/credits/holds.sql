@@ -142,8 +142,7 @@ BEGIN
   IF problem IS NOT NULL THEN
     PERFORM ops._fail_problem(problem);
   END IF;
-  PERFORM ops._fail_problem(coalesce(credits._idem_key_claim(p_tenant, p_idem_key),
-                                     credits._idem_key_problem(p_tenant, p_idem_key, 'hold')));
+  PERFORM credits._claim_idem_key(p_tenant, p_idem_key, 'hold');
   UPDATE credits.accounts a SET held = a.held + p_amount
    WHERE a.account_id = p_account AND a.tenant_id = p_tenant AND a.status = 'open'
      AND a.balance - a.held >= p_amount;

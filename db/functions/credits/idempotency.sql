@@ -58,7 +58,7 @@ $$;
 -- lock, no write), then the key's first use decides: a key used by another
 -- operation is SX005; the same operation goes on to compare its arguments.
 -- - The calls that do not write the journal look for the key in both places
---   (credits._idem_key_problem) right after the claim.
+--   (credits._idem_key_problem) right after the claim (credits._claim_idem_key).
 -- - The calls that write it (the hot path) look in both inside their guarded
 --   UPDATE (NOT EXISTS ... credits._idem_key_uses: two index probes in a
 --   statement they run anyway, not a statement of their own), so the row
@@ -130,7 +130,6 @@ $$;
 -- Claim a key: SX007 for a "dist:" key, else take the key's lock and answer
 -- NULL. SQL, so a caller's expression inlines it (no statement, no snapshot
 -- of its own); pg_advisory_xact_lock returns void, hence the CASE.
-DROP FUNCTION IF EXISTS credits._claim_idem_key(text, text, text);  -- the claim before these two
 CREATE OR REPLACE FUNCTION credits._idem_key_claim(p_tenant text, p_idem_key text)
 RETURNS jsonb
 LANGUAGE sql
@@ -158,4 +157,15 @@ BEGIN
   END IF;
   RETURN NULL;
 END
+$$;
+
+-- The claim of a call that does not write the journal (an account, a hold, an
+-- API key): take the key, then raise SX005 if another operation used it
+-- first. Its problem is looked up by a VOLATILE function, so after the lock.
+CREATE OR REPLACE FUNCTION credits._claim_idem_key(p_tenant text, p_idem_key text, p_op text)
+RETURNS void
+LANGUAGE sql
+AS $$
+  SELECT ops._fail_problem(coalesce(credits._idem_key_claim(p_tenant, p_idem_key),
+                                    credits._idem_key_problem(p_tenant, p_idem_key, p_op)))
 $$;
