@@ -78,9 +78,11 @@ def test_keys_stored_before_the_registry_are_backfilled(dsn, db):
     a1, a2 = setup_accounts(db)
     OPS["hold"](db, "old-hold", a1, a2)
     OPS["key"](db, "old-key", a1, a2)
-    assert schema.rollback(dsn, count=2) == ["0721_idem_keys_backfill", "0720_idem_keys"]
+    since = [m for m in schema.migration_ids() if m >= "0720_idem_keys"]  # 0720, 0721 and any later ones
+    assert since[:2] == ["0720_idem_keys", "0721_idem_keys_backfill"]
+    assert schema.rollback(dsn, count=len(since)) == since[::-1]
     assert db.execute("SELECT to_regclass('credits.idem_keys') AS t").fetchone()["t"] is None
-    assert schema.migrate(dsn) == ["0720_idem_keys", "0721_idem_keys_backfill"]
+    assert schema.migrate(dsn) == since
     kept = db.execute("SELECT idem_key, op FROM credits.idem_keys WHERE tenant_id = 'acme' ORDER BY 1").fetchall()
     assert [(k["idem_key"], k["op"]) for k in kept] == [
         ("old-hold", "hold"),

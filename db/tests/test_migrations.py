@@ -210,3 +210,48 @@ def test_a_function_reload_blocked_by_a_writer_waits_lock_timeout_then_retries(d
         writer.close()
     assert "credits/holds.sql" in applied
     assert "reloading the function files: lock timeout (attempt 1 of 10)" in caplog.text
+
+
+# The hot tables' CHECKs as first written (0004, 0100), and values on both
+# sides of each: 0730/0731 replaced them by forms PostgreSQL reads faster.
+OLD_CHECKS = {
+    ("credits.accounts", "accounts_status_check"): (
+        "status IN ('open', 'frozen', 'closed')",
+        "status",
+        ["open", "frozen", "closed", "Open", "", "opened", " open", None],
+    ),
+    ("credits.accounts", "accounts_name_check"): (
+        "length(name) BETWEEN 1 AND 200",
+        "name",
+        ["", "a", "é", "x" * 199, "x" * 200, "é" * 200, "x" * 201, "é" * 201, None],
+    ),
+    ("credits.entries", "entries_kind_check"): (
+        "kind IN ('grant', 'consume', 'transfer_out', 'transfer_in', 'capture', 'dist_credit')",
+        "kind",
+        ["grant", "consume", "transfer_out", "transfer_in", "capture", "dist_credit", "transfer", "Grant", "", None],
+    ),
+}
+
+
+@pytest.mark.parametrize("table,name", OLD_CHECKS)
+def test_the_compact_checks_admit_exactly_what_the_old_ones_did(dsn, table, name):
+    old, column, values = OLD_CHECKS[(table, name)]
+    with psycopg.connect(dsn) as conn:
+        new, valid = conn.execute(
+            "SELECT pg_get_constraintdef(oid), convalidated FROM pg_constraint WHERE conrelid = %s::regclass"
+            " AND conname = %s",
+            (table, name),
+        ).fetchone()
+        assert valid and new.startswith("CHECK ") and " IN (" not in new and "BETWEEN" not in new
+        both = f"SELECT ({old}) IS NOT FALSE, ({new.removeprefix('CHECK ')}) IS NOT FALSE"
+        for v in values:
+            got = conn.execute(f"{both} FROM (SELECT %s::text AS {column}) AS t", (v,)).fetchone()
+            assert got[0] == got[1], (v, got)
+        # one CHECK of that name is left: the old form is gone, not kept beside the new one
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM pg_constraint WHERE conrelid = %s::regclass AND conname LIKE %s",
+                (table, name + "%"),
+            ).fetchone()[0]
+            == 1
+        )

@@ -22,19 +22,24 @@ BEGIN
      SET balance = a.balance + p_amount, entry_seq = a.entry_seq + 1
    WHERE a.account_id = p_account AND a.tenant_id = p_tenant AND a.status <> 'closed'
      AND a.balance <= 9223372036854775807 - p_amount
-     AND NOT EXISTS (SELECT FROM credits._idem_key_uses(p_tenant, p_idem_key))  -- a new key (see consume.sql)
+     AND NOT EXISTS (SELECT FROM credits._idem_key_kept(p_tenant, p_idem_key))  -- as in consume.sql
   RETURNING a.balance, a.entry_seq INTO balance_after, seq;
-  IF NOT FOUND THEN
-    e := credits._replayed_entry(p_tenant, p_idem_key, 'grant', p_account, p_amount, p_reason, NULL);
-    IF e.entry_id IS NULL THEN
-      PERFORM ops._fail_problem(credits._idem_key_problem(p_tenant, p_idem_key, 'grant'));
-      PERFORM credits._credit_refused(p_tenant, p_account, p_amount);
-    END IF;
-  ELSE
+  IF FOUND THEN
     INSERT INTO credits.entries AS x (account_id, tenant_id, seq, kind, amount, balance_after, reason, idem_key)
     VALUES (p_account, p_tenant, seq, 'grant', p_amount, balance_after, p_reason, p_idem_key)
+    ON CONFLICT ON CONSTRAINT entries_idem_unique DO NOTHING
     RETURNING x.entry_id, x.created_at INTO entry_id, created_at;
-    RETURN;
+    IF FOUND THEN
+      RETURN;
+    END IF;
+    -- An entry has the key: take our credit back, then answer below.
+    UPDATE credits.accounts a SET balance = a.balance - p_amount, entry_seq = a.entry_seq - 1
+     WHERE a.account_id = p_account;
+  END IF;
+  e := credits._replayed_entry(p_tenant, p_idem_key, 'grant', p_account, p_amount, p_reason, NULL);
+  IF e.entry_id IS NULL THEN
+    PERFORM ops._fail_problem(credits._idem_key_problem(p_tenant, p_idem_key, 'grant'));
+    PERFORM credits._credit_refused(p_tenant, p_account, p_amount);
   END IF;
   entry_id := e.entry_id; balance_after := e.balance_after; seq := e.seq;
   created_at := e.created_at; replayed := true;

@@ -59,13 +59,20 @@ $$;
 -- operation is SX005; the same operation goes on to compare its arguments.
 -- - The calls that do not write the journal look for the key in both places
 --   (credits._idem_key_problem) right after the claim (credits._claim_idem_key).
--- - The calls that write it (the hot path) look in both inside their guarded
---   UPDATE (NOT EXISTS ... credits._idem_key_uses: two index probes in a
---   statement they run anyway, not a statement of their own), so the row
---   matches only for a new key, which then stays theirs until commit: their
---   journal INSERT needs no ON CONFLICT. When nothing was applied they ask
---   why: a replay or another operation's entry (credits._entry_replay),
---   another operation's key (credits._idem_key_problem), or the funds.
+-- - The calls that write it (the hot path) look inside their guarded UPDATE,
+--   an index probe in a statement they run anyway, not a statement of their
+--   own. A consume or grant writes one entry: its UPDATE looks only in
+--   credits.idem_keys (credits._idem_key_kept), and its INSERT lets the
+--   journal's unique key find an earlier entry (ON CONFLICT DO NOTHING); then
+--   it takes its balance change back under the row lock it still holds. A
+--   transfer writes two entries in one INSERT, where ON CONFLICT could skip
+--   one and keep the other in an append-only journal: its first UPDATE
+--   looks in both places (credits._idem_key_uses), so it
+--   matches only for a new key, and its INSERT needs no ON CONFLICT. The key
+--   stays the caller's until commit (the claim's lock). When nothing was
+--   applied they ask why: a replay or another operation's entry
+--   (credits._entry_replay), another operation's key
+--   (credits._idem_key_problem), or the funds.
 -- Keys starting with "dist:" name the legs of distributed transactions.
 -- The pieces, shared with credits.apply_batch (which claims all its items'
 -- keys at once, in lock order): the reserved prefix, the lock's key, and
