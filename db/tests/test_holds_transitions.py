@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -451,6 +452,14 @@ def test_external_prepare_commit_abort_idempotent(db, two_tenants):
     assert call(db, "credits.ext_abort", "ext-3")["state"] == "aborted"
     late = call(db, "credits.ext_prepare", "ext-3", legs(("acme", a, -1)))
     assert (late["vote"], late["state"]) == ("no", "aborted")
+    # Bad arguments are refused by name, an aborted xid's included.
+    for xid in ("ext-3", "ext-new"):
+        with raises("SX112"):
+            call(db, "credits.ext_prepare", xid, psycopg.types.json.Jsonb([{"tenant_id": "acme", "account_id": a}]))
+        with raises("SX106"):
+            call(db, "credits.ext_prepare", xid, legs(("acme", a, -1)), timedelta(0))
+    with raises("SX007"):
+        call(db, "credits.ext_prepare", "", legs(("acme", a, -1)))
     assert held(db, "acme", a) == (75, 0, 75)
     # An internal transaction is not the external coordinator's to drive.
     call(db, "credits.dist_begin", "int-1", legs(("acme", a, -1)))

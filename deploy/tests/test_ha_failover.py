@@ -32,11 +32,12 @@ from alerting import (
     shortened_rules,
     wait_all_up,
 )
+from ha_marks import HA
 from shieldx_local.cluster import Cluster
 from shieldx_local.drill import ScratchNode, restore_drill, scratch_dirs
 from shieldx_local.observe import Stack, missing_packages, write_patroni_targets
 from shieldx_local.private import api_server, private_cluster, ready
-from shieldx_local.processes import PGBIN, as_postgres, free_port, missing_binaries, pg_env, pg_ids, wait_until
+from shieldx_local.processes import PGBIN, as_postgres, free_port, pg_env, pg_ids, wait_until
 from shieldx_local.workload import failover, freeze, switchover
 
 PAN = "4111111111111111"
@@ -50,12 +51,7 @@ LOG_PRIVACY = {
     "log_parameter_max_length_on_error": "0",
 }
 
-pytestmark = [
-    pytest.mark.ha,
-    pytest.mark.skipif(
-        bool(missing_binaries()), reason=f"needs Debian packages {missing_binaries()} (installed by `make deps`)"
-    ),
-]
+pytestmark = HA
 
 
 @pytest.fixture(scope="module")

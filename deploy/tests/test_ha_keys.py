@@ -20,20 +20,16 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from ha_marks import HA
 from shieldx_local.cluster import Cluster
 from shieldx_local.keys import rotate, sync
 from shieldx_local.private import private_cluster
-from shieldx_local.processes import missing_binaries, pg_ids, wait_until
+from shieldx_local.processes import pg_ids, wait_until
 
 PAN = "4111111111111111"
 PAN2 = "5555555555554444"
 
-pytestmark = [
-    pytest.mark.ha,
-    pytest.mark.skipif(
-        bool(missing_binaries()), reason=f"needs Debian packages {missing_binaries()} (installed by `make deps`)"
-    ),
-]
+pytestmark = HA
 
 
 @pytest.fixture(scope="module")

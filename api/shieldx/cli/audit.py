@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -204,22 +205,14 @@ def signature_problems(conn, pub: bytes) -> list[dict]:
     "database or role sets.",
 )
 @click.option("--url", default=None, help="Database URL (default: SHIELDX_ADMIN_URL or the local cluster).")
-def verify(
-    incremental: bool,
-    ledger: bool,
-    journal: bool,
-    pubkey: str | None,
-    against: Path | None,
-    timeout: float,
-    url: str | None,
-) -> None:
+def verify(**options: Any) -> None:
     import psycopg
 
     try:
-        _verify(incremental, ledger, journal, pubkey, against, timeout, url)
+        _verify(**options)  # the options above, by name
     except psycopg.errors.QueryCanceled as exc:
         click.echo(
-            f"verification did not finish: {exc.diag.message_primary} (statement_timeout {timeout:g} s; "
+            f"verification did not finish: {exc.diag.message_primary} (statement_timeout {options['timeout']:g} s; "
             "--timeout 0 for no limit)",
             err=True,
         )

@@ -32,10 +32,18 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  t credits.dist_transactions;
-  b record;
-  r record;
+  t      credits.dist_transactions;
+  b      record;
+  r      record;
+  v_legs jsonb;
 BEGIN
+  -- The arguments first, as credits.dist_begin checks them: a bad request is
+  -- refused by name even for an xid that is aborted already.
+  IF p_xid IS NULL OR length(p_xid) NOT BETWEEN 1 AND 200 THEN
+    PERFORM ops._fail('SX007', 'xid must be 1 to 200 characters', jsonb_build_object('argument', 'xid'));
+  END IF;
+  v_legs := credits._check_legs(p_legs);
+  PERFORM credits._check_ttl('timeout', p_timeout);
   SELECT * INTO t FROM credits.dist_transactions x WHERE x.xid = p_xid;
   IF FOUND AND t.coordinator = 'external' AND t.decision = 'abort' THEN
     xid := t.xid; vote := 'no'; state := t.state; reason := t.reason; deadline := t.deadline; replayed := true;
@@ -43,7 +51,7 @@ BEGIN
   END IF;
   -- Lock the legs' accounts before begin writes any (audited) row: see dist_begin_prepare.sql.
   PERFORM 1 FROM credits.accounts a
-   WHERE a.account_id IN (SELECT (l ->> 'account_id')::bigint FROM jsonb_array_elements(credits._check_legs(p_legs)) l)
+   WHERE a.account_id IN (SELECT (l ->> 'account_id')::bigint FROM jsonb_array_elements(v_legs) l)
    ORDER BY a.account_id FOR UPDATE;
   PERFORM credits._dist_serialize();
   SELECT * INTO b FROM credits.dist_begin(p_xid, p_legs, p_timeout, 'external');
@@ -60,7 +68,8 @@ $$;
 COMMENT ON FUNCTION credits.ext_prepare(text, jsonb, interval) IS
   'Two-phase commit driven by an external coordinator: begin and prepare the legs of p_xid in one call and answer '
   'the vote (''yes'' or ''no'' with a reason), holding debits until the deadline p_timeout away. Idempotent; a '
-  'prepare after an abort answers ''no''. SX112 invalid legs, SX106 invalid timeout.';
+  'prepare after an abort answers ''no''. SX007 invalid xid, SX112 invalid legs, SX106 invalid timeout (checked '
+  'before anything else, an aborted xid included).';
 
 CREATE OR REPLACE FUNCTION credits.ext_commit(
   p_xid text, OUT xid text, OUT state text, OUT replayed boolean)
