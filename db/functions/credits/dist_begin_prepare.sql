@@ -1,5 +1,17 @@
 -- Distributed transactions, begin and prepare (the overview is in dist_state.sql).
 
+-- A transaction id (xid): 1 to 200 characters, else SX007.
+CREATE OR REPLACE FUNCTION credits._check_xid(p_xid text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+  IF p_xid IS NULL OR pg_catalog.length(p_xid) NOT BETWEEN 1 AND 200 THEN
+    PERFORM ops._fail('SX007', 'xid must be 1 to 200 characters', pg_catalog.jsonb_build_object('argument', 'xid'));
+  END IF;
+END
+$$;
+
 -- Legs: a JSON array of 1..100 {"tenant_id", "account_id", "amount"}; amount
 -- < 0 debits, > 0 credits; each account at most once. Returns them normalised.
 CREATE OR REPLACE FUNCTION credits._check_legs(p_legs jsonb)
@@ -103,9 +115,7 @@ DECLARE
   t credits.dist_transactions;
   v_legs jsonb;
 BEGIN
-  IF p_xid IS NULL OR length(p_xid) NOT BETWEEN 1 AND 200 THEN
-    PERFORM ops._fail('SX007', 'xid must be 1 to 200 characters', jsonb_build_object('argument', 'xid'));
-  END IF;
+  PERFORM credits._check_xid(p_xid);
   IF p_coordinator IS NULL OR p_coordinator NOT IN ('internal', 'external') THEN
     PERFORM ops._fail('SX007', 'coordinator must be internal or external', jsonb_build_object('argument', 'coordinator'));
   END IF;

@@ -39,9 +39,7 @@ DECLARE
 BEGIN
   -- The arguments first, as credits.dist_begin checks them: a bad request is
   -- refused by name even for an xid that is aborted already.
-  IF p_xid IS NULL OR length(p_xid) NOT BETWEEN 1 AND 200 THEN
-    PERFORM ops._fail('SX007', 'xid must be 1 to 200 characters', jsonb_build_object('argument', 'xid'));
-  END IF;
+  PERFORM credits._check_xid(p_xid);
   v_legs := credits._check_legs(p_legs);
   PERFORM credits._check_ttl('timeout', p_timeout);
   SELECT * INTO t FROM credits.dist_transactions x WHERE x.xid = p_xid;
@@ -97,9 +95,7 @@ DECLARE
   t credits.dist_transactions;
   r record;
 BEGIN
-  IF p_xid IS NULL OR length(p_xid) NOT BETWEEN 1 AND 200 THEN
-    PERFORM ops._fail('SX007', 'xid must be 1 to 200 characters', jsonb_build_object('argument', 'xid'));
-  END IF;
+  PERFORM credits._check_xid(p_xid);
   -- Never prepared here: record the abort (a tombstone with no legs; one
   -- audited row, so it needs no serializing).
   INSERT INTO credits.dist_transactions AS x (xid, coordinator, state, decision, legs, deadline, reason,

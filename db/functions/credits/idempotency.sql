@@ -66,13 +66,12 @@ $$;
 --   journal's unique key find an earlier entry (ON CONFLICT DO NOTHING); then
 --   it takes its balance change back under the row lock it still holds. A
 --   transfer writes two entries in one INSERT, where ON CONFLICT could skip
---   one and keep the other in an append-only journal: its first UPDATE
---   looks in both places (credits._idem_key_uses), so it
---   matches only for a new key, and its INSERT needs no ON CONFLICT. The key
---   stays the caller's until commit (the claim's lock). When nothing was
---   applied they ask why: a replay or another operation's entry
---   (credits._entry_replay), another operation's key
---   (credits._idem_key_problem), or the funds.
+--   one and keep the other in an append-only journal: its first UPDATE looks
+--   in both places (credits._idem_key_uses), so it matches only for a new
+--   key, and its INSERT needs no ON CONFLICT. The key stays the caller's
+--   until commit (the claim's lock). When nothing was applied they ask why:
+--   a replay or another operation's entry (credits._entry_replay), another
+--   operation's key (credits._idem_key_problem), or the funds.
 -- Keys starting with "dist:" name the legs of distributed transactions.
 -- The pieces, shared with credits.apply_batch (which claims all its items'
 -- keys at once, in lock order): the reserved prefix, the lock's key, and
